@@ -1,0 +1,86 @@
+"""The paper's networks, built by name: ``vgg16``, ``resnet20``, and the CPU-sized ``vgg_cpu``.
+
+As in the paper (Sec. 4.1.1): no BatchNorm, no Dropout, AvgPool instead of MaxPool, ReLU
+activations. Parameter names follow PyTorch ``state_dict`` conventions
+(``features.0.weight``, ``classifier.0.weight``, ``layer1.0.conv1.weight``, ``fc.weight``).
+
+    model = build_model("vgg_cpu", num_classes=10, seed=0)
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, ReLU, Sequential
+
+# "A" is a 2x2 average pool. VGG16 as used for CIFAR in the conversion literature.
+VGG_CFGS = {
+    "vgg16": [64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A", 512, 512, 512, "A"],
+    # CPU-sized: 6 conv layers, trains to >75 % on CIFAR-10 on 2 cores in well under an hour.
+    "vgg_cpu": [32, 32, "A", 64, 64, "A", 128, 128, "A"],
+    # the benchmark network of the performance issue
+    "vgg_bench": [64, 64, "A", 128, 128, "A", 256, 256, "A"],
+}
+VGG_HIDDEN = {"vgg16": (4096, 4096), "vgg_cpu": (), "vgg_bench": ()}
+
+
+def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dtype=np.float32):
+    """A VGG: 3x3 conv + ReLU blocks from ``cfg`` ("A" = 2x2 AvgPool), then a linear head.
+
+    ``features`` holds the conv part, ``classifier`` the Linear (+ ReLU) head.
+    """
+    rng = np.random.default_rng(seed)
+    feats, c, size = [], in_channels, image_size
+    for v in cfg:
+        if v == "A":
+            feats.append(AvgPool2d(2))
+            size //= 2
+        else:
+            feats += [Conv2d(c, v, 3, 1, 1, rng=rng, dtype=dtype), ReLU()]
+            c = v
+    # Flatten sits between features and classifier (as torchvision's forward does), so
+    # the Linear layers are classifier.0, classifier.2, ... exactly as in torchvision.
+    head, width = [], c * size * size
+    for h in hidden:
+        head += [Linear(width, h, rng=rng, dtype=dtype), ReLU()]
+        width = h
+    head.append(Linear(width, num_classes, rng=rng, dtype=dtype))
+    return Sequential(OrderedDict(features=Sequential(*feats), flatten=Flatten(),
+                                  classifier=Sequential(*head)))
+
+
+def resnet20(num_classes=10, seed=0, dtype=np.float32, widths=(16, 32, 64), blocks=3):
+    """CIFAR ResNet-20 (He et al. 2016): conv, 3 stages x 3 basic blocks, global avg pool, fc.
+
+    BatchNorm removed as in the paper; projection (1x1 conv) shortcuts where shapes change.
+    """
+    rng = np.random.default_rng(seed)
+    layers = OrderedDict(conv1=Conv2d(3, widths[0], 3, 1, 1, rng=rng, dtype=dtype), relu=ReLU())
+    c = widths[0]
+    for s, w in enumerate(widths):
+        stage = []
+        for b in range(blocks):
+            stride = 2 if (s > 0 and b == 0) else 1
+            stage.append(BasicBlock(c, w, stride, rng=rng, dtype=dtype))
+            c = w
+        layers[f"layer{s + 1}"] = Sequential(*stage)
+    layers["avgpool"] = AvgPool2d(32 // 2 ** (len(widths) - 1))
+    layers["flatten"] = Flatten()
+    layers["fc"] = Linear(c, num_classes, rng=rng, dtype=dtype)
+    return Sequential(layers)
+
+
+MODELS = {
+    "vgg16": lambda **kw: vgg(VGG_CFGS["vgg16"], hidden=VGG_HIDDEN["vgg16"], **kw),
+    "vgg_cpu": lambda **kw: vgg(VGG_CFGS["vgg_cpu"], **kw),
+    "vgg_bench": lambda **kw: vgg(VGG_CFGS["vgg_bench"], **kw),
+    "resnet20": lambda **kw: resnet20(**kw),
+}
+
+
+def build_model(name: str, num_classes: int = 10, seed: int = 0, dtype=np.float32):
+    """Build a model by name; an unknown name raises ValueError listing the known ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes=num_classes, seed=seed, dtype=dtype)
