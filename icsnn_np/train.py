@@ -103,6 +103,7 @@ class TrainConfig:
     backend: str = "numpy"
     augment: bool = True
     data_dir: str | None = None
+    download: bool = False             # fetch the dataset if missing (needs internet)
     out: str = "runs/model.npz"
     train_limit: int | None = None     # use only the first N training images (tests, smoke runs)
     milestones: tuple = field(default=())  # empty -> the paper's, scaled to `epochs`
@@ -122,7 +123,7 @@ def evaluate(model, x_uint8, y, mean, std, xp, batch_size=500):
 def train(cfg: TrainConfig, log=print):
     """Train ``cfg.model`` on ``cfg.dataset``; saves best and last checkpoints. Returns a summary."""
     xp = get_xp(cfg.backend)
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
+    ds = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
     x_train, y_train = ds.x_train, ds.y_train
     if cfg.train_limit:
         x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
@@ -201,6 +202,7 @@ def main(argv=None):
     p.add_argument("--backend", default=d.backend, choices=["numpy", "cupy"])
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--data-dir", default=None, help="folder holding the CIFAR files (default $ICSNN_DATA)")
+    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--milestones", type=int, nargs="*", default=[],
                    help="epochs at which lr is divided by 5 (default: the paper's, scaled)")

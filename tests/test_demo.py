@@ -1,0 +1,87 @@
+"""The demo and reproduction CLIs, end to end on tiny sizes (real bundled slice, small model)."""
+import json
+
+import numpy as np
+import pytest
+
+from icsnn_np import backend, demo, reproduce
+from icsnn_np.checkpoint import save_checkpoint
+from icsnn_np.data import channel_stats, load_dataset
+from icsnn_np.models import build_model
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained vgg_cpu checkpoint with the slice's normalisation (fast to build)."""
+    ds = load_dataset("cifar10-slice")
+    mean, std = channel_stats(ds.x_train)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.npz"
+    save_checkpoint(path, build_model("vgg_cpu", seed=3), "vgg_cpu", 10,
+                    {"mean": mean.tolist(), "std": std.tolist(), "dataset": "cifar10-slice",
+                     "test_acc": 0.1})
+    return path
+
+
+def test_demo_json_has_every_variant_and_T(tiny_ckpt, capsys):
+    rc = demo.main(["--checkpoint", str(tiny_ckpt), "--T", "4", "6", "--n-test", "30",
+                    "--n-calib", "20", "--batch-size", "15", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert 0 <= res["ann_acc"] <= 100
+    assert set(res["variants"]) == {"snn", "i-snn", "c-snn", "ic-snn"}
+    for per_t in res["variants"].values():
+        assert set(per_t) == {"4", "6"}
+        for r in per_t.values():
+            assert r["loss"] == pytest.approx(res["ann_acc"] - r["acc"], abs=0.011)
+            assert 0 <= r["firing_rate"] <= 1
+
+
+def test_demo_table_output(tiny_ckpt, capsys):
+    rc = demo.main(["--checkpoint", str(tiny_ckpt), "--T", "4", "--n-test", "20", "--n-calib", "10",
+                    "--variants", "snn", "c-snn"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "ANN accuracy" in out and "c-snn" in out and "i-snn" not in out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--T", "0"], "T must be a positive integer"),
+    (["--p", "1.5"], "p must lie in"),
+    (["--variants", "x-snn"], "unknown variant"),
+])
+def test_demo_bad_input_is_one_clear_error(tiny_ckpt, capsys, args, msg):
+    rc = demo.main(["--checkpoint", str(tiny_ckpt), "--n-test", "5"] + args)
+    assert rc == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_demo_missing_checkpoint(tmp_path, capsys):
+    rc = demo.main(["--checkpoint", str(tmp_path / "nope.npz"), "--n-test", "5"])
+    assert rc == 2
+    assert "nope.npz" in capsys.readouterr().err
+
+
+def test_demo_cupy_missing_says_how_to_install(tiny_ckpt, capsys, monkeypatch):
+    monkeypatch.setattr(backend, "_cupy_tried", True)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", "CuPy is not installed: install the GPU extra with "
+                        "`pip install 'icsnn-np[gpu]'`")
+    rc = demo.main(["--backend", "cupy", "--checkpoint", str(tiny_ckpt)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install" in err and len(err.strip().splitlines()) == 1
+
+
+def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
+    out = tmp_path / "res"
+    rc = reproduce.main(["--checkpoint", str(tiny_ckpt), "--dataset", "cifar10-slice",
+                         "--n-test", "20", "--n-calib", "10", "--T", "4", "8", "--reading-T", "4",
+                         "--rows", "0", "1", "2", "3", "5", "--batch-size", "10", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert [r["label"] for r in res["rows"]][:4] == ["SNN", "I-SNN", "C-SNN", "IC-SNN"]
+    assert set(res["rows"][0]["T"]) == {"4", "8"} and set(res["rows"][4]["T"]) == {"4"}
+    md = out.with_suffix(".md").read_text()
+    assert "| SNN |" in md and "T8-L" in md and "seed=0" in md
+    from PIL import Image
+    with Image.open(out.with_suffix(".png")) as im:
+        assert im.size[0] > 100 and np.asarray(im).std() > 0
