@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +68,18 @@ def read_checkpoint(path):
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):      # a bare .npy array, not an archive
+            raise CheckpointError(f"{path} is a single array, not an icsnn-np checkpoint archive")
+        with z:
             if "__meta__" not in z.files:
                 raise CheckpointError(f"{path} is not an icsnn-np checkpoint (no __meta__ header)")
             header = json.loads(bytes(z["__meta__"]).decode())
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+            UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {e})") from e
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an icsnn-np checkpoint (format {header.get('format')!r})")

@@ -20,8 +20,10 @@ from pathlib import Path
 from .backend import BackendError, backend_name, get_xp
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import DatasetError, load_dataset, normalize
-from .evaluate import ConversionConfig, evaluate_conversion, format_accuracy_table
+from .evaluate import (ConversionConfig, calibrated_snn, evaluate_conversion,
+                       format_accuracy_table)
 from .init_mem import COMPENSATIONS, GRANULARITIES, READINGS, VARIANTS
+from .stats import format_stats, spike_stats
 
 BUNDLED_MODEL = Path(__file__).with_name("assets") / "vgg_cpu_cifar10.npz"
 
@@ -51,6 +53,18 @@ def get_model(args, xp):
                           "std": res["std"].tolist(), "dataset": args.dataset}
 
 
+def run_stats(model, x_calib, x, cfg, variant, mean, std):
+    """``--stats``: spikes, SOPs and energy of ``variant`` at each T of ``cfg`` (per image)."""
+    out = {"variant": variant, "per_T": {}}
+    for T in cfg.T:
+        _log(f"counting spikes and synaptic operations of {variant} at T={T} on {len(x)} images")
+        snn = calibrated_snn(model, x_calib, variant, T, cfg, mean=mean, std=std)
+        out["per_T"][str(T)] = spike_stats(model, snn, x, T, coding=cfg.coding, chunk=cfg.chunk,
+                                           mean=mean, std=std, seed=cfg.seed,
+                                           batch_size=cfg.batch_size)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m icsnn_np.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
@@ -76,9 +90,15 @@ def main(argv=None):
     p.add_argument("--train-epochs", type=int, default=30, help="epochs when training on the spot")
     p.add_argument("--workdir", default="runs", help="where an on-the-spot model is saved")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--stats", action="store_true",
+                   help="also count spikes, synaptic operations and energy (per image) at each T")
+    p.add_argument("--stats-variant", default="ic-snn", help="the variant --stats measures")
+    p.add_argument("--n-stats", type=int, default=200, help="test images --stats runs on")
     a = p.parse_args(argv)
     if a.n_test < 1:
         p.error("--n-test must be >= 1")
+    if a.n_stats < 1:
+        p.error("--n-stats must be >= 1")
     try:
         xp = get_xp(a.backend)
         cfg = ConversionConfig(T=tuple(a.T), variants=tuple(a.variants), p=a.p,
@@ -93,6 +113,9 @@ def main(argv=None):
         y_test = ds.y_test[:a.n_test]
         t0 = time.perf_counter()
         res = evaluate_conversion(model, x_calib, x_test, y_test, cfg, mean=mean, std=std, log=_log)
+        if a.stats:
+            res["stats"] = run_stats(model, x_calib, x_test[:a.n_stats], cfg, a.stats_variant,
+                                     mean, std)
     except (ValueError, BackendError, DatasetError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -101,6 +124,9 @@ def main(argv=None):
         print(json.dumps(res))
     else:
         print(format_accuracy_table(res))
+        for T, d in res.get("stats", {}).get("per_T", {}).items():
+            print()
+            print(f"{res['stats']['variant']}: " + format_stats(d))
         print(f"({backend_name(xp)} backend, {a.coding} coding, p={a.p}, Alg. 2 reading "
               f"{a.reading}/{a.granularity}, compensation {a.comp}; {time.perf_counter() - t0:.0f}s)")
     return 0

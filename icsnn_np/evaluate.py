@@ -76,6 +76,28 @@ def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
     return 100.0 * correct / len(x), spikes / max(1, neuron_steps)
 
 
+def convert_balanced(model, calib, cfg: ConversionConfig):
+    """Convert ``model`` and set its thresholds from the calibration batches ``calib``
+    (the p-quantile of each layer's ReLU outputs, Sec. 3.1); returns (snn, thresholds)."""
+    snn = convert(model)
+    xp = xp_of(calib[0])
+    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise, xp=xp)
+    return snn, ths
+
+
+def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig | None = None,
+                   mean=None, std=None):
+    """A converted SNN, thresholds balanced and v(0) set as ``variant`` prescribes for ``T``
+    steps (what ``evaluate_conversion`` measures), e.g. to count its spikes."""
+    cfg = (cfg or ConversionConfig()).validate()
+    calib = _split(x_calib[:cfg.n_calib], cfg.batch_size)
+    snn, _ = convert_balanced(model, calib, cfg)
+    calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp,
+                      xp=xp_of(x_calib), coding=cfg.coding, chunk=cfg.chunk, mean=mean, std=std,
+                      seed=cfg.seed)
+    return snn
+
+
 def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | None = None,
                         mean=None, std=None, log=None):
     """Convert ``model`` and measure every variant at every T; returns a JSON-ready dict.
@@ -89,8 +111,7 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
     calib = _split(x_calib[:cfg.n_calib], cfg.batch_size)
     t_start = time.perf_counter()
     ann = ann_accuracy(model, x_test, y_test)
-    snn = convert(model)
-    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise, xp=xp)
+    snn, ths = convert_balanced(model, calib, cfg)
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images; thresholds (p={cfg.p}): "
         + ", ".join(f"{float(np.max(to_host(np.asarray(t) if np.ndim(t) == 0 else t))):.3g}" for t in ths))
     sim_kw = dict(coding=cfg.coding, chunk=cfg.chunk, mean=mean, std=std, seed=cfg.seed)

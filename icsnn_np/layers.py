@@ -5,11 +5,12 @@ Every layer has ``forward(x)`` and ``backward(grad_out) -> grad_in``; parameters
 what its backward needs only while ``self.training`` is true.
 
 Activations are NCHW and conv weights OIHW, as in PyTorch, so a PyTorch ``state_dict``
-maps onto ours name for name. Convolution is im2col + one GEMM. Internally a conv works on
-the (C, N, H, W) view of its input and returns the (N, O, H, W) *view* of its (O, N, H, W)
-result: the next conv's ``transpose(1, 0, 2, 3)`` is then contiguous again, so no large
-buffer is ever transposed by copy. Naive loop references (``conv2d_naive``,
-``avgpool2d_naive``) sit at the bottom for the tests.
+maps onto ours name for name. Convolution is im2col + GEMM over blocks of images. A conv
+returns the (N, O, H, W) *view* of a channels-last (N, H, W, O) buffer; ReLU, pooling and
+the IF nodes keep that memory order, so the next conv's im2col reads contiguous channel
+runs and no large buffer is ever transposed by copy. On the CPU the blocks (and the
+elementwise work) are spread over the cores by ``threads.parallel_for``. Naive loop
+references (``conv2d_naive``, ``avgpool2d_naive``) sit at the bottom for the tests.
 """
 from __future__ import annotations
 
@@ -19,15 +20,23 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import xp_of
+from .threads import parallel_for
 
 
 # --------------------------------------------------------------------------- base classes
 class Module:
-    """Base class: parameters, gradients, children, train/eval mode, state_dict."""
+    """Base class: parameters, gradients, buffers, children, train/eval mode, state_dict.
+
+    ``buffers`` hold state that is saved and loaded with the parameters but is not trained
+    (BatchNorm's running statistics): ``state_dict`` lists, module by module, the
+    parameters then the buffers (PyTorch's order); ``named_parameters`` (what the optimiser
+    walks) lists parameters only.
+    """
 
     def __init__(self):
         self.params: dict = {}
         self.grads: dict = {}
+        self.buffers: dict = {}
         self.children: OrderedDict[str, Module] = OrderedDict()
         self.training = True
 
@@ -52,23 +61,36 @@ class Module:
             for key in mod.params:
                 yield (f"{mname}.{key}" if mname else key), mod, key
 
+    def named_buffers(self):
+        """Yield (pytorch-style name, module, key) for every buffer."""
+        for mname, mod in self.named_modules():
+            for key in getattr(mod, "buffers", {}):      # IF nodes in an SNN tree have none
+                yield (f"{mname}.{key}" if mname else key), mod, key
+
+    def _named_state(self):
+        """(name, dict, key) for each parameter then buffer, module by module."""
+        for mname, mod in self.named_modules():
+            for store in (mod.params, getattr(mod, "buffers", {})):
+                for key in store:
+                    yield (f"{mname}.{key}" if mname else key), store, key
+
     def state_dict(self) -> "OrderedDict[str, object]":
-        return OrderedDict((n, m.params[k]) for n, m, k in self.named_parameters())
+        return OrderedDict((n, d[k]) for n, d, k in self._named_state())
 
     def load_state_dict(self, state: dict):
-        """Copy arrays into the parameters in place; names and shapes must match exactly."""
-        own = {n: (m, k) for n, m, k in self.named_parameters()}
+        """Copy arrays into the parameters and buffers in place; names and shapes must match."""
+        own = {n: (d, k) for n, d, k in self._named_state()}
         missing = [n for n in own if n not in state]
         unexpected = [n for n in state if n not in own]
         if missing or unexpected:
             raise KeyError(f"state_dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        for n, (m, k) in own.items():
+        for n, (d, k) in own.items():
             src = state[n]
-            if tuple(src.shape) != tuple(m.params[k].shape):
-                raise ValueError(f"shape mismatch for {n}: expected {tuple(m.params[k].shape)}, "
+            if tuple(src.shape) != tuple(d[k].shape):
+                raise ValueError(f"shape mismatch for {n}: expected {tuple(d[k].shape)}, "
                                  f"got {tuple(src.shape)}")
-            xp = xp_of(m.params[k])
-            m.params[k][...] = xp.asarray(src, dtype=m.params[k].dtype)
+            xp = xp_of(d[k])
+            d[k][...] = xp.asarray(src, dtype=d[k].dtype)
 
     def train(self, mode: bool = True):
         for _, m in self.named_modules():
@@ -84,11 +106,14 @@ class Module:
                 m.grads[k][...] = 0
 
     def to(self, xp, dtype=None):
-        """Move parameters to ``xp``'s device (and dtype) in place; returns self."""
+        """Move parameters and buffers to ``xp``'s device (and dtype) in place; returns self."""
         for _, m in self.named_modules():
             for k, v in list(m.params.items()):
                 m.params[k] = xp.asarray(v, dtype=dtype or v.dtype)
                 m.grads[k] = xp.zeros_like(m.params[k])
+            bufs = getattr(m, "buffers", {})
+            for k, v in list(bufs.items()):
+                bufs[k] = xp.asarray(v, dtype=dtype or v.dtype)
         return self
 
     def num_parameters(self) -> int:
@@ -110,6 +135,22 @@ def _he_normal(rng: np.random.Generator, shape, fan_in: int, dtype):
 
 
 # --------------------------------------------------------------------------- im2col helpers
+# Convolutions store their output channels-last: an (N, O, H, W) view of an (N, H, W, O)
+# buffer. The GEMM then writes rows of output pixels, the next conv reads its im2col rows
+# from contiguous channel runs, and no activation is ever transposed by copy.
+#
+# On the CPU the GEMM runs over blocks of whole images whose im2col matrix is about
+# IM2COL_BLOCK_BYTES, so that the block is still in cache when the GEMM reads it (one big
+# im2col matrix would go out to memory and back). The block holds a power-of-two number of
+# images, so a batch of N images and a batch of T*N (the SNN engine's time chunk) are cut
+# alike whenever that power of two divides N: every image meets the same GEMM calls and gets
+# bit-identical results in both. On a GPU one block holds the whole batch.
+IM2COL_BLOCK_BYTES = 4 << 20
+# Inputs with fewer channels (the RGB image) use the channel-major im2col: copying runs of
+# C < _FEW_CHANNELS floats channels-last would cost more than the GEMM.
+_FEW_CHANNELS = 16
+
+
 def _im2col(x_cnhw, kh, kw, stride, padding):
     """(C, N, H, W) -> cols (C*kh*kw, N*Ho*Wo), looping over the kh*kw kernel offsets only."""
     xp = xp_of(x_cnhw)
@@ -142,9 +183,85 @@ def _col2im(dcols, shape_cnhw, kh, kw, stride, padding, Ho, Wo):
     return dx
 
 
+def _tap_span(n_out, off, padding, stride, n_in):
+    """Output positions [lo, hi) whose kernel offset ``off`` lands inside the input, and
+    the input position of ``lo``: o*stride + off - padding must lie in [0, n_in)."""
+    lo = max(0, -((off - padding) // stride))
+    hi = max(lo, min(n_out, (n_in - 1 - off + padding) // stride + 1))
+    return lo, hi, lo * stride + off - padding
+
+
+def _im2col_nhwc(x_nhwc, cols, stride, padding):
+    """Channels-last im2col, in place: (n, H, W, C) -> cols (n, Ho, Wo, kh, kw, C).
+
+    Only taps inside the image are written: the rest of ``cols`` must already hold zeros
+    (the padding), which stay there when the buffer is reused for the next block.
+    """
+    _, H, W, _ = x_nhwc.shape
+    _, Ho, Wo, kh, kw, _ = cols.shape
+    for i in range(kh):
+        hl, hh, r0 = _tap_span(Ho, i, padding, stride, H)
+        for j in range(kw):
+            wl, wh, c0 = _tap_span(Wo, j, padding, stride, W)
+            cols[:, hl:hh, wl:wh, i, j] = x_nhwc[:, r0:r0 + stride * (hh - hl):stride,
+                                                 c0:c0 + stride * (wh - wl):stride]
+    return cols
+
+
+def _col2im_nhwc(dcols, dx_nhwc, stride, padding):
+    """Adjoint of _im2col_nhwc: scatter-add dcols (n, Ho, Wo, kh, kw, C) into (n, H, W, C)."""
+    _, H, W, _ = dx_nhwc.shape
+    _, Ho, Wo, kh, kw, _ = dcols.shape
+    for i in range(kh):
+        hl, hh, r0 = _tap_span(Ho, i, padding, stride, H)
+        for j in range(kw):
+            wl, wh, c0 = _tap_span(Wo, j, padding, stride, W)
+            dx_nhwc[:, r0:r0 + stride * (hh - hl):stride,
+                    c0:c0 + stride * (wh - wl):stride] += dcols[:, hl:hh, wl:wh, i, j]
+    return dx_nhwc
+
+
+def _channels_last(x) -> bool:
+    """True when the (N, C, H, W) array ``x`` is stored as an (N, H, W, C) buffer."""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _empty_channels_last(xp, shape, dtype):
+    """An uninitialised (N, C, H, W) array stored channels-last."""
+    N, C, H, W = shape
+    return xp.empty((N, H, W, C), dtype=dtype).transpose(0, 3, 1, 2)
+
+
+def _to_channels_last(x):
+    """A channels-last copy of the (N, C, H, W) array ``x``."""
+    out = _empty_channels_last(xp_of(x), x.shape, x.dtype)
+    out[...] = x
+    return out
+
+
+def _reusable(out, shape, dtype):
+    """The first shape[0] rows of ``out`` when they can hold an (N, C, H, W) result of
+    ``dtype`` stored channels-last, else None (the layer then allocates)."""
+    if (out is None or out.dtype != dtype or out.ndim != 4 or tuple(out.shape[1:]) != tuple(shape[1:])
+            or out.shape[0] < shape[0] or not _channels_last(out)):
+        return None
+    return out[:shape[0]]
+
+
+def _split(fn, a):
+    """fn(n0, n1) over slices of a's first axis: on the CPU threads (NumPy), else at once."""
+    if xp_of(a) is np:
+        parallel_for(fn, a.shape[0], a.size)
+    else:
+        fn(0, a.shape[0])
+
+
 # --------------------------------------------------------------------------- layers
 class Conv2d(Module):
-    """2-D convolution, OIHW weights, NCHW activations: y = W * x + b (im2col + one GEMM)."""
+    """2-D convolution, OIHW weights, NCHW activations: y = W * x + b (im2col + GEMM).
+
+    The output is an (N, O, Ho, Wo) view of a channels-last buffer (see the im2col notes).
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  rng=None, dtype=np.float32):
@@ -165,33 +282,155 @@ class Conv2d(Module):
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
                 f"s={self.stride}, p={self.padding}")
 
-    def forward(self, x):
-        # x: (N, C, H, W) -> (N, O, Ho, Wo)
+    def _out_hw(self, H, W):
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+
+    def _few(self) -> bool:
+        return self.in_channels < _FEW_CHANNELS
+
+    def _wmat(self):
+        """The weight as the (O, K) GEMM operand, K ordered like the im2col columns."""
+        w = self.params["weight"]                                     # (O, C, kh, kw)
+        if self._few():
+            return w.reshape(self.out_channels, -1)                  # K = (C, kh, kw)
+        xp = xp_of(w)
+        return xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(self.out_channels, -1)
+
+    def _block_images(self, x, Ho, Wo) -> int:
+        """Images per GEMM block: a power of two near IM2COL_BLOCK_BYTES of im2col (CPU),
+        the whole batch (GPU)."""
+        if xp_of(x) is not np:
+            return x.shape[0]
+        K = x.shape[1] * self.kernel_size ** 2
+        nb = max(1, IM2COL_BLOCK_BYTES // (Ho * Wo * K * x.itemsize))
+        return 1 << (nb.bit_length() - 1)
+
+    def _blocks(self, x, Ho, Wo, nb, lo, hi):
+        """Yield (n0, n1, cols) over blocks of ``nb`` images from image ``lo`` to ``hi``;
+        cols (rows, K) is the block's im2col (a reused buffer).
+
+        ``x`` is the (N, C, H, W) input; the channels-last path wants it stored
+        channels-last (``forward`` makes sure).
+        """
+        xp = xp_of(x)
+        C = x.shape[1]
+        k, s, p = self.kernel_size, self.stride, self.padding
+        if self._few():
+            for n0 in range(lo, hi, nb):
+                n1 = min(hi, n0 + nb)
+                cols, _, _ = _im2col(x[n0:n1].transpose(1, 0, 2, 3), k, k, s, p)
+                yield n0, n1, cols.T                                  # (rows, K) view
+            return
+        xh = x.transpose(0, 2, 3, 1)                                  # (N, H, W, C)
+        buf = xp.zeros((min(nb, hi - lo), Ho, Wo, k, k, C), dtype=x.dtype)  # zeros = padding
+        for n0 in range(lo, hi, nb):
+            n1 = min(hi, n0 + nb)
+            cols = _im2col_nhwc(xh[n0:n1], buf[:n1 - n0], s, p)
+            yield n0, n1, cols.reshape((n1 - n0) * Ho * Wo, C * k * k)
+
+    def _over_blocks(self, x, Ho, Wo, work):
+        """Run work(lo, hi, nb) over ranges of whole blocks, split over the CPU threads."""
+        N, nb = x.shape[0], self._block_images(x, Ho, Wo)
+        nblocks = -(-N // nb)
+        if xp_of(x) is not np:
+            return [work(0, N, nb)]
+        elements = x.size * self.kernel_size ** 2 * max(1, self.out_channels // 8)
+        return parallel_for(lambda b0, b1: work(b0 * nb, min(N, b1 * nb), nb), nblocks,
+                            elements, blas=True)
+
+    def forward(self, x, out=None):
+        """x: (N, C, H, W) -> (N, O, Ho, Wo), stored channels-last.
+
+        ``out`` (optional): an earlier output of this layer whose buffer may be overwritten
+        (the SNN engine reuses buffers between time chunks instead of allocating anew).
+        """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        N = x.shape[0]
-        k = self.kernel_size
-        cols, Ho, Wo = _im2col(x.transpose(1, 0, 2, 3), k, k, self.stride, self.padding)
-        W = self.params["weight"].reshape(self.out_channels, -1)      # (O, C*k*k)
-        out = W @ cols                                                  # (O, N*Ho*Wo): the GEMM
-        if "bias" in self.params:
-            out += self.params["bias"][:, None]
+        xp = xp_of(x)
+        N, O = x.shape[0], self.out_channels
+        Ho, Wo = self._out_hw(*x.shape[2:])
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"Conv2d: input {tuple(x.shape[2:])} is smaller than the kernel "
+                             f"{self.kernel_size} with padding {self.padding}")
+        if not self._few() and not _channels_last(x):
+            x = _to_channels_last(x)                                  # e.g. a user's NCHW batch
+        Wm = self._wmat()                                             # (O, K)
+        dtype = xp.result_type(x.dtype, Wm.dtype)
+        out = _reusable(out, (N, O, Ho, Wo), dtype)
+        out = (xp.empty((N, Ho, Wo, O), dtype=dtype) if out is None
+               else out.transpose(0, 2, 3, 1))                        # (N, Ho, Wo, O)
+        rows = out.reshape(N * Ho * Wo, O)
+        bias = self.params.get("bias")
+
+        def work(lo, hi, nb):
+            for n0, n1, cols in self._blocks(x, Ho, Wo, nb, lo, hi):
+                r = rows[n0 * Ho * Wo:n1 * Ho * Wo]
+                xp.matmul(cols, Wm.T, out=r)                          # the GEMM
+                if bias is not None:
+                    r += bias                                         # while r is in cache
+
+        self._over_blocks(x, Ho, Wo, work)
         if self.training:
-            self._cache = (cols, x.shape, Ho, Wo)
-        return out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3)
+            self._cache = (x, Ho, Wo)          # backward recomputes im2col block by block
+        return out.transpose(0, 3, 1, 2)
 
     def backward(self, grad):
-        cols, xshape, Ho, Wo = self._cache
-        N, C, H, Wd = xshape
-        k = self.kernel_size
-        g = grad.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)  # (O, N*Ho*Wo)
-        self.grads["weight"] += (g @ cols.T).reshape(self.params["weight"].shape)
+        x, Ho, Wo = self._cache
+        xp = xp_of(grad)
+        N, C, H, Wd = x.shape
+        O, k, s, p = self.out_channels, self.kernel_size, self.stride, self.padding
+        g = xp.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(N * Ho * Wo, O)
+        Wm = self._wmat()                                             # (O, K)
+        few = self._few()
+        # dx of a stride-1 conv is itself a conv: of g with the flipped, transposed kernel and
+        # padding k-1-p. Its im2col + GEMM (inner size k*k*O) beats a GEMM of inner size O
+        # followed by a col2im scatter-add.
+        flip = not few and s == 1 and p <= k - 1
+        if few:
+            dx = xp.empty(x.shape, dtype=g.dtype)                    # (N, C, H, W)
+        else:
+            dxh = (xp.empty if flip else xp.zeros)((N, H, Wd, C), dtype=g.dtype)  # (N, H, W, C)
+        if flip:
+            gh = g.reshape(N, Ho, Wo, O)
+            w = self.params["weight"][:, :, ::-1, ::-1]              # (O, C, kh, kw) flipped
+            Wt = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(k * k * O, C)
+            dx_rows = dxh.reshape(N * H * Wd, C)
+
+        def work(lo, hi, nb):
+            """Weight and bias gradients of images lo..hi; their dx written in place."""
+            dWm = xp.zeros(Wm.shape, dtype=xp.result_type(g.dtype, x.dtype))
+            db = g[lo * Ho * Wo:hi * Ho * Wo].sum(axis=0)
+            if flip:
+                gbuf = xp.zeros((min(nb, hi - lo), H, Wd, k, k, O), dtype=g.dtype)  # padding
+            for n0, n1, cols in self._blocks(x, Ho, Wo, nb, lo, hi):
+                gb = g[n0 * Ho * Wo:n1 * Ho * Wo]                    # (rows, O)
+                dWm += gb.T @ cols
+                if few:
+                    dcols = Wm.T @ gb.T                               # (K, rows)
+                    dxb = _col2im(dcols, (C, n1 - n0, H, Wd), k, k, s, p, Ho, Wo)
+                    dx[n0:n1] = dxb.transpose(1, 0, 2, 3)
+                elif flip:
+                    gcols = _im2col_nhwc(gh[n0:n1], gbuf[:n1 - n0], 1, k - 1 - p)
+                    xp.matmul(gcols.reshape((n1 - n0) * H * Wd, k * k * O), Wt,
+                              out=dx_rows[n0 * H * Wd:n1 * H * Wd])
+                else:
+                    dcols = (gb @ Wm).reshape(n1 - n0, Ho, Wo, k, k, C)
+                    _col2im_nhwc(dcols, dxh[n0:n1], s, p)
+            return dWm, db
+
+        parts = self._over_blocks(x, Ho, Wo, work)
+        dWm, db = parts[0]
+        for dw_i, db_i in parts[1:]:                                  # in slice order
+            dWm += dw_i
+            db += db_i
         if "bias" in self.params:
-            self.grads["bias"] += g.sum(axis=1)
-        W = self.params["weight"].reshape(self.out_channels, -1)
-        dcols = W.T @ g                                                 # (C*k*k, N*Ho*Wo)
-        dx = _col2im(dcols, (C, N, H, Wd), k, k, self.stride, self.padding, Ho, Wo)
-        return dx.transpose(1, 0, 2, 3)
+            self.grads["bias"] += db
+        if few:
+            self.grads["weight"] += dWm.reshape(self.params["weight"].shape)
+            return dx
+        self.grads["weight"] += dWm.reshape(O, k, k, C).transpose(0, 3, 1, 2)
+        return dxh.transpose(0, 3, 1, 2)
 
 
 class Linear(Module):
@@ -239,15 +478,33 @@ class ReLU(Module):
     record = None  # set to a list to collect outputs (threshold balancing reads them)
 
     def forward(self, x):
+        xp = xp_of(x)
+        if x.ndim == 0:
+            if self.training:
+                self._mask = x > 0
+            return xp.maximum(x, 0)
+        out = xp.empty_like(x)                               # keeps the memory order
+        mask = None
         if self.training:
-            self._mask = x > 0
-        out = xp_of(x).maximum(x, 0)
+            mask = self._mask = xp.empty_like(x, dtype=bool)
+
+        def relu(n0, n1):
+            xp.maximum(x[n0:n1], 0, out=out[n0:n1])
+            if mask is not None:
+                xp.greater(x[n0:n1], 0, out=mask[n0:n1])
+
+        _split(relu, x)
         if self.record is not None:
             self.record.append(out)
         return out
 
     def backward(self, grad):
-        return grad * self._mask
+        xp = xp_of(grad)
+        if grad.ndim == 0:
+            return grad * self._mask
+        dx = xp.empty_like(grad)
+        _split(lambda n0, n1: xp.multiply(grad[n0:n1], self._mask[n0:n1], out=dx[n0:n1]), grad)
+        return dx
 
 
 class AvgPool2d(Module):
@@ -258,6 +515,7 @@ class AvgPool2d(Module):
         self.kernel_size = kernel_size
         self.stride = stride or kernel_size
         self._shape = None
+        self._channels_last = False
 
     def extra_repr(self):
         return f"k={self.kernel_size}, s={self.stride}"
@@ -266,20 +524,34 @@ class AvgPool2d(Module):
         k, s = self.kernel_size, self.stride
         return (H - k) // s + 1, (W - k) // s + 1
 
-    def forward(self, x):
-        # x: (N, C, H, W) -> (N, C, Ho, Wo)
+    def forward(self, x, out=None):
+        """x: (N, C, H, W) -> (N, C, Ho, Wo) in x's memory order; ``out`` as for Conv2d."""
         if x.ndim != 4:
             raise ValueError(f"AvgPool2d expects (N, C, H, W), got {tuple(x.shape)}")
+        xp = xp_of(x)
         k, s = self.kernel_size, self.stride
         Ho, Wo = self._out_hw(*x.shape[2:])
-        out = x[:, :, 0:s * Ho:s, 0:s * Wo:s].copy()
-        for i in range(k):
-            for j in range(k):
-                if i or j:
-                    out += x[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
-        out *= 1.0 / (k * k)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"AvgPool2d: input {tuple(x.shape[2:])} is smaller than the "
+                             f"window {self.kernel_size}")
+        first = x[:, :, 0:s * Ho:s, 0:s * Wo:s]
+        out = _reusable(out, first.shape, x.dtype) if _channels_last(x) else None
+        if out is None:
+            out = xp.empty_like(first)                   # keeps the memory order
+
+        def pool(n0, n1):
+            o, xs = out[n0:n1], x[n0:n1]
+            o[...] = xs[:, :, 0:s * Ho:s, 0:s * Wo:s]
+            for i in range(k):
+                for j in range(k):
+                    if i or j:
+                        o += xs[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
+            o *= 1.0 / (k * k)
+
+        _split(pool, x)
         if self.training:
             self._shape = x.shape
+            self._channels_last = _channels_last(x)
         return out
 
     def backward(self, grad):
@@ -287,14 +559,27 @@ class AvgPool2d(Module):
         k, s = self.kernel_size, self.stride
         Ho, Wo = grad.shape[2:]
         g = grad * (1.0 / (k * k))
-        if s == k and self._shape[2] == k * Ho and self._shape[3] == k * Wo:
-            # non-overlapping windows that tile the input: one broadcasted write
-            dx = xp.broadcast_to(g[:, :, :, None, :, None], g.shape[:3] + (k, Wo, k))
-            return dx.reshape(self._shape)
-        dx = xp.zeros(self._shape, dtype=grad.dtype)
-        for i in range(k):
-            for j in range(k):
-                dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += g
+        # dx in the forward input's memory order, so the conv before gets what it wrote
+        if self._channels_last:
+            dx = _empty_channels_last(xp, self._shape, g.dtype)
+        else:
+            dx = xp.empty(self._shape, dtype=g.dtype)
+        tiles = s == k and self._shape[2] == k * Ho and self._shape[3] == k * Wo
+
+        def spread(n0, n1):
+            d, gs = dx[n0:n1], g[n0:n1]
+            if tiles:
+                # non-overlapping windows that tile the input: each offset written once
+                for i in range(k):
+                    for j in range(k):
+                        d[:, :, i::s, j::s] = gs
+                return
+            d[...] = 0
+            for i in range(k):
+                for j in range(k):
+                    d[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += gs
+
+        _split(spread, dx)
         return dx
 
 
@@ -358,20 +643,35 @@ class BasicBlock(Module):
 
     The shortcut is the identity, or a 1x1 strided convolution (``shortcut.0``) when the
     stride or the number of channels changes (He et al. 2016, option B).
+
+    ``bn=True`` adds BatchNorm after each conv (``bn1``, ``bn2``, ``shortcut.1``; the convs
+    then have no bias, as in the usual CIFAR ResNets); ``batchnorm.fold_batchnorm`` turns
+    such a block back into the plain one.
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, rng=None, dtype=np.float32):
+    _MAIN = ("conv1", "bn1", "relu1", "conv2", "bn2")   # the residual branch, those present
+
+    def __init__(self, in_channels, out_channels, stride=1, rng=None, dtype=np.float32, bn=False):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.children["conv1"] = Conv2d(in_channels, out_channels, 3, stride, 1, rng=rng, dtype=dtype)
-        self.children["relu1"] = ReLU()
-        self.children["conv2"] = Conv2d(out_channels, out_channels, 3, 1, 1, rng=rng, dtype=dtype)
+        if bn:
+            from .batchnorm import BatchNorm2d  # batchnorm imports this module
+        c = self.children
+        c["conv1"] = Conv2d(in_channels, out_channels, 3, stride, 1, bias=not bn, rng=rng, dtype=dtype)
+        if bn:
+            c["bn1"] = BatchNorm2d(out_channels, dtype=dtype)
+        c["relu1"] = ReLU()
+        c["conv2"] = Conv2d(out_channels, out_channels, 3, 1, 1, bias=not bn, rng=rng, dtype=dtype)
+        if bn:
+            c["bn2"] = BatchNorm2d(out_channels, dtype=dtype)
         # relu2 is listed before the shortcut so that, in children order, every ReLU follows
         # the weight layer that drives it (conversion relies on this; names are unaffected).
-        self.children["relu2"] = ReLU()
+        c["relu2"] = ReLU()
         if stride != 1 or in_channels != out_channels:
-            self.children["shortcut"] = Sequential(
-                Conv2d(in_channels, out_channels, 1, stride, 0, rng=rng, dtype=dtype))
+            proj = [Conv2d(in_channels, out_channels, 1, stride, 0, bias=not bn, rng=rng, dtype=dtype)]
+            if bn:
+                proj.append(BatchNorm2d(out_channels, dtype=dtype))
+            c["shortcut"] = Sequential(*proj)
 
     def shortcut(self, x):
         sc = self.children.get("shortcut")
@@ -379,13 +679,19 @@ class BasicBlock(Module):
 
     def forward(self, x):
         c = self.children
-        h = c["conv2"].forward(c["relu1"].forward(c["conv1"].forward(x)))
+        h = x
+        for name in self._MAIN:
+            if name in c:
+                h = c[name].forward(h)
         return c["relu2"].forward(h + self.shortcut(x))
 
     def backward(self, grad):
         c = self.children
         g = c["relu2"].backward(grad)
-        gx = c["conv1"].backward(c["relu1"].backward(c["conv2"].backward(g)))
+        gx = g
+        for name in reversed(self._MAIN):
+            if name in c:
+                gx = c[name].backward(gx)
         sc = c.get("shortcut")
         return gx + (g if sc is None else sc.backward(g))
 

@@ -4,6 +4,12 @@ As in the paper (Sec. 4.1.1): no BatchNorm, no Dropout, AvgPool instead of MaxPo
 activations. Parameter names follow PyTorch ``state_dict`` conventions
 (``features.0.weight``, ``classifier.0.weight``, ``layer1.0.conv1.weight``, ``fc.weight``).
 
+The ``_bn`` variants (``vgg16_bn``, ``vgg_cpu_bn``, ``resnet20_bn``) add BatchNorm after every
+conv, named as torchvision does (``features`` = conv, bn, relu, ...; ``bn1``/``bn2`` and
+``shortcut.0``/``shortcut.1`` in ResNet blocks, ``bn1`` after the stem conv), for networks
+imported from PyTorch (``imports.py``); ``batchnorm.fold_batchnorm`` turns them into the
+plain ones before conversion.
+
     model = build_model("vgg_cpu", num_classes=10, seed=0)
 """
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .batchnorm import BatchNorm2d
 from .layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, ReLU, Sequential
 
 # "A" is a 2x2 average pool. VGG16 as used for CIFAR in the conversion literature.
@@ -25,10 +32,12 @@ VGG_CFGS = {
 VGG_HIDDEN = {"vgg16": (4096, 4096), "vgg_cpu": (), "vgg_bench": ()}
 
 
-def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dtype=np.float32):
+def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dtype=np.float32,
+        bn=False):
     """A VGG: 3x3 conv + ReLU blocks from ``cfg`` ("A" = 2x2 AvgPool), then a linear head.
 
-    ``features`` holds the conv part, ``classifier`` the Linear (+ ReLU) head.
+    ``features`` holds the conv part, ``classifier`` the Linear (+ ReLU) head. ``bn=True``
+    puts a BatchNorm2d between each conv and its ReLU (torchvision's ``vgg*_bn``).
     """
     rng = np.random.default_rng(seed)
     feats, c, size = [], in_channels, image_size
@@ -37,7 +46,10 @@ def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dt
             feats.append(AvgPool2d(2))
             size //= 2
         else:
-            feats += [Conv2d(c, v, 3, 1, 1, rng=rng, dtype=dtype), ReLU()]
+            feats.append(Conv2d(c, v, 3, 1, 1, rng=rng, dtype=dtype))
+            if bn:
+                feats.append(BatchNorm2d(v, dtype=dtype))
+            feats.append(ReLU())
             c = v
     # Flatten sits between features and classifier (as torchvision's forward does), so
     # the Linear layers are classifier.0, classifier.2, ... exactly as in torchvision.
@@ -50,19 +62,23 @@ def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dt
                                   classifier=Sequential(*head)))
 
 
-def resnet20(num_classes=10, seed=0, dtype=np.float32, widths=(16, 32, 64), blocks=3):
+def resnet20(num_classes=10, seed=0, dtype=np.float32, widths=(16, 32, 64), blocks=3, bn=False):
     """CIFAR ResNet-20 (He et al. 2016): conv, 3 stages x 3 basic blocks, global avg pool, fc.
 
     BatchNorm removed as in the paper; projection (1x1 conv) shortcuts where shapes change.
+    ``bn=True`` keeps BatchNorm (``bn1`` after the stem conv, see BasicBlock), convs without bias.
     """
     rng = np.random.default_rng(seed)
-    layers = OrderedDict(conv1=Conv2d(3, widths[0], 3, 1, 1, rng=rng, dtype=dtype), relu=ReLU())
+    layers = OrderedDict(conv1=Conv2d(3, widths[0], 3, 1, 1, bias=not bn, rng=rng, dtype=dtype))
+    if bn:
+        layers["bn1"] = BatchNorm2d(widths[0], dtype=dtype)
+    layers["relu"] = ReLU()
     c = widths[0]
     for s, w in enumerate(widths):
         stage = []
         for b in range(blocks):
             stride = 2 if (s > 0 and b == 0) else 1
-            stage.append(BasicBlock(c, w, stride, rng=rng, dtype=dtype))
+            stage.append(BasicBlock(c, w, stride, rng=rng, dtype=dtype, bn=bn))
             c = w
         layers[f"layer{s + 1}"] = Sequential(*stage)
     layers["avgpool"] = AvgPool2d(32 // 2 ** (len(widths) - 1))
@@ -76,6 +92,9 @@ MODELS = {
     "vgg_cpu": lambda **kw: vgg(VGG_CFGS["vgg_cpu"], **kw),
     "vgg_bench": lambda **kw: vgg(VGG_CFGS["vgg_bench"], **kw),
     "resnet20": lambda **kw: resnet20(**kw),
+    "vgg16_bn": lambda **kw: vgg(VGG_CFGS["vgg16"], hidden=VGG_HIDDEN["vgg16"], bn=True, **kw),
+    "vgg_cpu_bn": lambda **kw: vgg(VGG_CFGS["vgg_cpu"], bn=True, **kw),
+    "resnet20_bn": lambda **kw: resnet20(bn=True, **kw),
 }
 
 

@@ -22,6 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import xp_of
+from .threads import parallel_for
+
+
+# Neurons per cache tile of the CPU update loop (v, the mask and a step of the current, in L2).
+IF_TILE_ELEMENTS = 1 << 16
 
 
 class IFNode:
@@ -44,11 +49,20 @@ class IFNode:
         self.t = 0               # time steps run since reset
         self.n = 0               # batch size since reset
         self.chunk = 1           # time steps in the chunk being processed (set by the engine)
-        self.children = {}       # a leaf, for tree traversals shared with layers
+        # a parameter-free leaf, so Module traversals of an SNN tree (eval, state_dict,
+        # num_parameters, to) pass through IF nodes
+        self.children = {}
         self.params = {}
+        self.grads = {}
+        self.buffers = {}
+        self.training = False
 
     def __repr__(self):
         return f"IFNode({self.name})"
+
+    def named_modules(self, prefix: str = ""):
+        """A leaf of the module tree (see ``layers.Module.named_modules``)."""
+        yield prefix, self
 
     # ------------------------------------------------------------------ state
     def reset(self, n: int, record: bool = False, count: bool = False):
@@ -64,7 +78,8 @@ class IFNode:
         self.spike_count = None
         self.first_spike = None
 
-    def _init_state(self, sample_shape, xp, dtype):
+    def _init_state(self, sample_shape, xp, dtype, like=None):
+        """Allocate v (and the records) for ``n`` samples, in the memory order of ``like``."""
         shape = (self.n,) + tuple(sample_shape)
         v_th = xp.asarray(self.v_th, dtype=dtype)
         v0 = xp.asarray(self.v0, dtype=dtype)
@@ -72,16 +87,22 @@ class IFNode:
             raise ValueError(f"{self.name}: v_th {tuple(v_th.shape)} / v0 {tuple(v0.shape)} do not "
                              f"broadcast to the neuron shape {tuple(sample_shape)}")
         self._v_th = v_th
-        self.v = xp.empty(shape, dtype=dtype)
+        if like is None:
+            self.v = xp.empty(shape, dtype=dtype)
+        else:                          # e.g. channels-last after a conv: elementwise ops stay in order
+            self.v = xp.empty_like(like, dtype=dtype, shape=shape)
         self.v[...] = v0               # broadcasting also checks v0's shape
         if self._count:
-            self.spike_count = xp.zeros(shape, dtype=xp.int32)
+            self.spike_count = xp.zeros_like(self.v, dtype=xp.int32)
         if self._record:
-            self.first_spike = xp.zeros(shape, dtype=xp.int32)
+            self.first_spike = xp.zeros_like(self.v, dtype=xp.int32)
 
     # ------------------------------------------------------------------ dynamics
-    def forward(self, current):
-        """Integrate ``chunk`` steps of ``current``; return spikes * V_th, shape (chunk*N, ...)."""
+    def forward(self, current, out=None):
+        """Integrate ``chunk`` steps of ``current``; return spikes * V_th, shape (chunk*N, ...).
+
+        ``out`` (optional): an earlier output of this node whose buffer may be overwritten.
+        """
         xp = xp_of(current)
         Tc, N = self.chunk, self.n
         constant = current.shape[0] == N and Tc > 1
@@ -90,22 +111,45 @@ class IFNode:
                              f"got {tuple(current.shape)}")
         sample_shape = current.shape[1:]
         if self.v is None:
-            self._init_state(sample_shape, xp, current.dtype)
+            self._init_state(sample_shape, xp, current.dtype, like=current)
         cur = current if constant else current.reshape((Tc, N) + sample_shape)
-        out = xp.empty((Tc, N) + sample_shape, dtype=current.dtype)
-        v, v_th = self.v, self._v_th
-        for k in range(Tc):
-            v += cur if constant else cur[k]             # Eq. 2 / 4: integrate
-            fired = v > v_th                              # Eq. 6: fire when v_temp > V_th
-            spikes = fired * v_th                         # a spike carries V_th into layer l+1
-            v -= spikes                                   # Eq. 3 / 5: soft reset by subtraction
-            out[k] = spikes
-            self.t += 1
-            if self._count:
-                self.spike_count += fired
-            if self._record:
-                new = fired & (self.first_spike == 0)
-                self.first_spike[new] = self.t
+        # the output and the scratch mask keep the current's memory order; every step
+        # writes into them in place (no temporaries in the loop)
+        shape = (Tc * N,) + sample_shape
+        if (out is None or out.dtype != current.dtype or out.shape[1:] != sample_shape
+                or out.shape[0] < Tc * N):
+            out = xp.empty_like(current, shape=shape)
+        out = out[:Tc * N].reshape((Tc, N) + sample_shape)
+        v_th, t0 = self._v_th, self.t
+        per_sample = max(1, self.v[0].size)
+        # On the CPU a tile of samples runs all Tc steps while its v stays in cache.
+        tile = max(1, IF_TILE_ELEMENTS // per_sample) if xp is np else N
+
+        def steps(n0, n1):
+            """Run the chunk for samples n0..n1 (neurons are independent: any split is exact)."""
+            fired = xp.empty_like(self.v[n0:min(n1, n0 + tile)], dtype=bool)
+            for a in range(n0, n1, tile):
+                b = min(n1, a + tile)
+                v, f = self.v[a:b], fired[:b - a]
+                c = cur[a:b] if constant else cur[:, a:b]
+                o = out[:, a:b]
+                for k in range(Tc):
+                    v += c if constant else c[k]          # Eq. 2 / 4: integrate
+                    xp.greater(v, v_th, out=f)            # Eq. 6: fire when v_temp > V_th
+                    spikes = o[k]
+                    xp.multiply(f, v_th, out=spikes)      # a spike carries V_th into layer l+1
+                    v -= spikes                           # Eq. 3 / 5: soft reset by subtraction
+                    if self._count:
+                        self.spike_count[a:b] += f
+                    if self._record:
+                        first = self.first_spike[a:b]
+                        first[f & (first == 0)] = t0 + k + 1
+
+        if xp is np:
+            parallel_for(steps, N, Tc * self.v.size)
+        else:
+            steps(0, N)
+        self.t += Tc
         return out.reshape((Tc * N,) + sample_shape)
 
     __call__ = forward

@@ -3,10 +3,13 @@
 The fast engine works *layer by layer over a chunk of time steps*. For a feed-forward
 network (residual blocks included) layer l at step t depends only on layer l-1 at step t and
 on its own state, so a chunk of Tc steps can pass through a layer as one (Tc*N, ...) batch:
-one big GEMM instead of Tc small ones, while only the IF nodes loop over the Tc steps
+one call per layer instead of Tc, while only the IF nodes loop over the Tc steps
 (elementwise work). The state carries over between chunks, so memory is bounded by the
-chunk, not by T, and the spikes are the same as the step-by-step reference
-(``simulate_reference``), which is the same engine with chunks of one step.
+chunk, not by T (each module's output buffer is reused from chunk to chunk), and the spikes
+are the same as the step-by-step reference (``simulate_reference``), which is the same
+engine with chunks of one step. (Bit for bit as long as the BLAS gives a row of a matrix
+product the same value whatever the number of rows: OpenBLAS's AVX-512 kernels do for
+blocks of >= 64 rows; its AVX2 "Haswell" kernels can differ in the last bit of v.)
 
 Two more exact shortcuts:
 - direct coding feeds the same current at every step, so the layers before the first IF
@@ -25,10 +28,14 @@ import numpy as np
 
 from .backend import to_host, xp_of
 from .convert import SNN
+from .layers import AvgPool2d, Conv2d
 from .neurons import IFNode
 
 CODINGS = ("direct", "rate")
-DEFAULT_CHUNK = 8
+_REUSE = (Conv2d, AvgPool2d, IFNode)    # modules whose forward can write into an old output
+# Steps per layer pass. The convs block their GEMMs over images themselves, so a longer chunk
+# buys no GEMM efficiency, only memory (measured in results/bench.md).
+DEFAULT_CHUNK = 4
 
 
 def check_T(T) -> int:
@@ -56,6 +63,8 @@ def rate_encode(x_norm, mean, std, t0: int, Tc: int, seed: int):
     from a Generator seeded by (seed, t0), so every backend and every chunk size sees the
     same spikes.
     """
+    if mean is None or std is None:  # np.asarray(None, float32) is NaN: would run silently
+        raise ValueError("rate coding needs the normalisation mean and std of the inputs")
     xp = xp_of(x_norm)
     mean = xp.asarray(np.asarray(mean, np.float32).reshape(1, -1, 1, 1))
     std = xp.asarray(np.asarray(std, np.float32).reshape(1, -1, 1, 1))
@@ -129,7 +138,7 @@ def simulate(snn: SNN, x, T: int, coding: str = "direct", chunk: int = DEFAULT_C
         c0 = x
         for m in prefix:
             c0 = m.forward(c0)
-    acc = None
+    acc, bufs = None, {}
     for t0 in range(0, T, chunk):
         Tc = min(chunk, T - t0)
         for node in snn.nodes:
@@ -143,8 +152,13 @@ def simulate(snn: SNN, x, T: int, coding: str = "direct", chunk: int = DEFAULT_C
                 h = rate_encode(x, mean, std, t0, Tc, seed)
             for m in prefix:
                 h = m.forward(h)
-        for m in body:
-            h = m.forward(h)
+        for i, m in enumerate(body):
+            if isinstance(m, _REUSE):
+                # overwrite this module's output of the previous chunk, long consumed: no
+                # fresh (page-faulting) allocation of a large buffer per chunk
+                h = bufs[i] = m.forward(h, out=bufs.get(i))
+            else:
+                h = m.forward(h)
         s = h.reshape((Tc, N) + h.shape[1:]).sum(axis=0)     # time-sum of the last layer's output
         acc = s if acc is None else acc + s
     out = _linear_readout(snn, acc / T)

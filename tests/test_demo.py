@@ -85,3 +85,38 @@ def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
     from PIL import Image
     with Image.open(out.with_suffix(".png")) as im:
         assert im.size[0] > 100 and np.asarray(im).std() > 0
+
+
+def test_demo_stats_counts_the_spikes_of_the_calibrated_variant(tiny_ckpt, capsys):
+    """--stats reports, per image, the spikes of the IC-SNN the demo evaluates; recount them."""
+    from icsnn_np.checkpoint import load_checkpoint
+    from icsnn_np.data import normalize
+    from icsnn_np.evaluate import ConversionConfig, calibrated_snn
+    from icsnn_np.simulate import simulate
+
+    rc = demo.main(["--checkpoint", str(tiny_ckpt), "--T", "4", "--n-test", "12", "--n-calib", "10",
+                    "--batch-size", "6", "--variants", "snn", "ic-snn", "--stats", "--n-stats", "6",
+                    "--json"])
+    assert rc == 0
+    st = json.loads(capsys.readouterr().out)["stats"]
+    assert st["variant"] == "ic-snn" and set(st["per_T"]) == {"4"}
+    d = st["per_T"]["4"]
+    assert d["n_images"] == 6 and d["T"] == 4 and d["total"]["sops"] >= 0
+
+    model, h = load_checkpoint(tiny_ckpt)
+    ds = load_dataset("cifar10-slice")
+    x_cal = normalize(ds.x_train[:10], h["mean"], h["std"], np)
+    x = normalize(ds.x_test[:6], h["mean"], h["std"], np)
+    cfg = ConversionConfig(T=(4,), n_calib=10, batch_size=6)
+    snn = calibrated_snn(model, x_cal, "ic-snn", 4, cfg, mean=h["mean"], std=h["std"])
+    res = simulate(snn, x, 4, count=True)
+    spikes = [r["spikes"] for r in d["layers"][1:]]
+    assert spikes == pytest.approx([s / 6 for s in res.spikes])
+
+
+def test_demo_stats_table(tiny_ckpt, capsys):
+    rc = demo.main(["--checkpoint", str(tiny_ckpt), "--T", "4", "--n-test", "8", "--n-calib", "8",
+                    "--variants", "snn", "--stats", "--n-stats", "4"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "synaptic operations per image" in out and "energy: SNN" in out

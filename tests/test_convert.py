@@ -1,0 +1,231 @@
+"""ANN -> SNN conversion (weights shared, every ReLU an IF node with its driving layer) and
+threshold balancing (the p-quantile of each ReLU's outputs, layer- or channel-wise)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icsnn_np import convert as convert_mod
+from icsnn_np.batchnorm import BatchNorm2d
+from icsnn_np.convert import SNN, balance_thresholds, convert, relu_outputs, robust_quantile
+from icsnn_np.layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, ReLU, Sequential
+from icsnn_np.models import resnet20
+from icsnn_np.neurons import IFNode
+from icsnn_np.simulate import simulate
+
+F64 = np.float64
+
+
+def vgg_like(seed=0, dtype=F64):
+    rng = np.random.default_rng(seed)
+    net = Sequential(Conv2d(3, 8, 3, 1, 1, rng=rng, dtype=dtype), ReLU(), AvgPool2d(2),
+                     Conv2d(8, 8, 3, 1, 1, rng=rng, dtype=dtype), ReLU(), Flatten(),
+                     Linear(8 * 2 * 2, 6, rng=rng, dtype=dtype), ReLU(), Linear(6, 3, rng=rng, dtype=dtype))
+    for _, m in net.named_modules():
+        if "bias" in m.params:
+            m.params["bias"][...] = rng.normal(0, 0.1, m.params["bias"].shape)
+    return net
+
+
+def resnet_like(seed=0):
+    rng = np.random.default_rng(seed)
+    return Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
+                      BasicBlock(4, 4, 1, rng=rng, dtype=F64), BasicBlock(4, 8, 2, rng=rng, dtype=F64),
+                      AvgPool2d(2), Flatten(), Linear(8, 3, rng=rng, dtype=F64))
+
+
+def images(n=6, hw=4, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, 3, hw, hw))
+
+
+def walk(m):
+    """Every module of a tree, depth first (IF nodes are leaves with ``children``)."""
+    yield m
+    for c in m.children.values():
+        yield from walk(c)
+
+
+def weight_layers(tree):
+    return [m for m in walk(tree) if isinstance(m, (Conv2d, Linear))]
+
+
+# --------------------------------------------------------------------------- conversion
+@pytest.mark.parametrize("build", [vgg_like, resnet_like, lambda: resnet20(widths=(4, 4, 8), blocks=1)])
+def test_convert_shares_weights_and_replaces_every_relu(build):
+    net = build()
+    relus = [name for name, m in net.named_modules() if isinstance(m, ReLU)]
+    snn = convert(net)
+    assert isinstance(snn, SNN)
+    assert len(snn.nodes) == len(relus)
+    assert [n.name for n in snn.nodes] == relus
+    assert all(isinstance(n, IFNode) for n in snn.nodes)
+    assert not any(isinstance(m, ReLU) for m in walk(snn.tree))
+    assert [m for m in walk(snn.tree) if isinstance(m, IFNode)] == snn.nodes
+    # the same layer objects and the same arrays: nothing copied
+    ann_w, snn_w = weight_layers(net), weight_layers(snn.tree)
+    assert len(ann_w) == len(snn_w)
+    for a, b in zip(ann_w, snn_w):
+        assert a is b
+        for k in a.params:
+            assert b.params[k] is a.params[k]
+    # the ANN itself is left alone (and in eval mode)
+    assert [name for name, m in net.named_modules() if isinstance(m, ReLU)] == relus
+    assert not any(m.training for _, m in net.named_modules())
+
+
+def test_weight_sharing_is_live():
+    """An in-place change of an ANN weight is seen by the SNN (shared, not copied)."""
+    net = vgg_like()
+    snn = convert(net)
+    x = images()
+    before = simulate(snn, x, 4).output.copy()
+    net[-1].params["weight"] *= 2.0
+    np.testing.assert_allclose(simulate(snn, x, 4).output - net[-1].params["bias"],
+                               2.0 * (before - net[-1].params["bias"]))
+
+
+def test_node_sources_in_plain_stacks_and_blocks():
+    net = resnet_like()
+    snn = convert(net)
+    blocks = [m for m in snn.flat if isinstance(m, BasicBlock)]
+    stem = snn.flat[0]
+    assert snn.nodes[0].source is stem is net[0]
+    for blk, ann_blk in zip(blocks, [net[2], net[3]]):
+        c = blk.children
+        assert c["relu1"].source is c["conv1"] is ann_blk.children["conv1"]
+        assert c["relu2"].source is c["conv2"] is ann_blk.children["conv2"]   # not the shortcut
+    vgg = vgg_like()
+    s2 = convert(vgg)
+    assert [n.source for n in s2.nodes] == [vgg[0], vgg[3], vgg[6]]
+
+
+def test_snn_bookkeeping():
+    net = vgg_like()
+    snn = convert(net)
+    assert snn.first == 1 and snn.last == 7                     # the readout is the last Linear
+    snn.set_v0([0.1, 0.2, 0.3])
+    assert snn.get_v0() == [0.1, 0.2, 0.3]
+    assert snn.v_th == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="expected 3 initial potentials, got 2"):
+        snn.set_v0([0.0, 0.0])
+
+
+def test_snn_tree_supports_module_traversals():
+    net = vgg_like()
+    snn = convert(net)
+    names = [n for n, _ in snn.tree.named_modules()]
+    assert [n.name for n in snn.nodes] == [n for n in names if n in ("1", "4", "7")]
+    snn.tree.eval()
+    assert snn.tree.num_parameters() == net.num_parameters()
+    assert list(snn.tree.state_dict()) == list(net.state_dict())
+
+
+def test_conversion_errors_are_clear():
+    with pytest.raises(ValueError, match="no ReLU"):
+        convert(Sequential(Conv2d(3, 2, 1), Flatten(), Linear(2, 2)))
+    with pytest.raises(ValueError, match="readout after the last spiking layer must be linear.*BatchNorm2d"):
+        convert(Sequential(Conv2d(3, 2, 1), ReLU(), BatchNorm2d(2), Flatten(), Linear(2, 2)))
+
+
+# --------------------------------------------------------------------------- threshold balancing
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.99, 1.0])
+def test_layerwise_thresholds_are_the_quantile_of_relu_outputs(p):
+    net = vgg_like()
+    x = images(8)
+    acts = relu_outputs(net, [x[:4], x[4:]])
+    snn = convert(net)
+    ths = balance_thresholds(snn, net, [x[:4], x[4:]], p=p)
+    assert len(ths) == len(acts) == 3
+    for node, a, th in zip(snn.nodes, acts, ths):
+        assert np.ndim(th) == 0 and th > 0
+        q = np.quantile(a, p)
+        expect = q if q > 0 else a.max()           # a quantile of 0 falls back to the max
+        assert th == pytest.approx(expect, rel=1e-6) and node.v_th is th
+        if p == 1.0:
+            assert th == pytest.approx(a.max(), rel=1e-6)
+
+
+def test_relu_outputs_are_the_forward_activations():
+    net = vgg_like()
+    x = images(4)
+    acts = relu_outputs(net, [x[:1], x[1:]])
+    h = net[0].forward(x)
+    np.testing.assert_allclose(acts[0], np.maximum(h, 0))
+    assert acts[0].shape == (4, 8, 4, 4) and acts[2].shape == (4, 6)
+    assert all(m.record is None for _, m in net.named_modules() if isinstance(m, ReLU))
+
+
+def test_channelwise_thresholds_shapes_and_values():
+    net = vgg_like()
+    x = images(8)
+    acts = relu_outputs(net, [x])
+    snn = convert(net)
+    ths = balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
+    assert ths[0].shape == (8, 1, 1) and ths[1].shape == (8, 1, 1) and ths[2].shape == (6,)
+    for a, th in zip(acts, ths):
+        C = a.shape[1]
+        per_c = np.array([np.quantile(a[:, c], 0.9) for c in range(C)])
+        fallback = a.max()
+        expect = np.where(per_c > 0, per_c, fallback)
+        np.testing.assert_allclose(th.reshape(-1), expect, rtol=1e-6)
+        assert np.all(th > 0)
+
+
+@pytest.mark.parametrize("p", [0.0, -0.1, 1.01, 2, float("nan")])
+def test_p_outside_unit_interval_is_rejected(p):
+    net = vgg_like()
+    with pytest.raises(ValueError, match=r"quantile p must lie in \(0, 1\]"):
+        balance_thresholds(convert(net), net, [images(2)], p=p)
+
+
+def test_zero_quantile_falls_back_to_a_positive_threshold():
+    """A layer mostly silent (quantile 0) gets its max; a dead layer or channel gets >0 too."""
+    net = Sequential(Conv2d(1, 2, 1, dtype=F64), ReLU(), Flatten(), Linear(8, 2, dtype=F64), ReLU(),
+                     Linear(2, 2, dtype=F64))
+    conv = net[0]
+    conv.params["weight"][...] = np.array([1.0, -1.0]).reshape(2, 1, 1, 1)   # channel 1 dead
+    conv.params["bias"][...] = 0.0
+    net[3].params["weight"][...] = -1.0                                     # layer 2 dead
+    net[3].params["bias"][...] = -1.0
+    x = np.zeros((4, 1, 2, 2))
+    x[0, 0, 0, 0] = 3.0                                                     # one active neuron
+    snn = convert(net)
+    ths = balance_thresholds(snn, net, [x], p=0.9)
+    assert ths[0] == pytest.approx(3.0)            # quantile 0 -> the layer's max
+    assert ths[1] == 1.0                           # never active -> 1.0
+    ths = balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
+    np.testing.assert_allclose(ths[0].ravel(), [3.0, 3.0])
+    np.testing.assert_allclose(ths[1], [1.0, 1.0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 400), p=st.floats(0.01, 1.0), seed=st.integers(0, 1000))
+def test_robust_quantile_is_numpy_quantile_below_the_cap(n, p, seed):
+    a = np.random.default_rng(seed).exponential(size=(3, n))
+    assert robust_quantile(a, p) == np.quantile(a, p)
+    np.testing.assert_array_equal(robust_quantile(a, p, axis=1), np.quantile(a, p, axis=1))
+
+
+def test_robust_quantile_subsamples_above_the_cap(monkeypatch):
+    monkeypatch.setattr(convert_mod, "MAX_QUANTILE_SAMPLES", 2000)
+    a = np.random.default_rng(0).random((4, 5000))
+    q = robust_quantile(a, 0.9)
+    assert q == robust_quantile(a, 0.9)                    # seeded: reproducible
+    assert q != np.quantile(a, 0.9) and q == pytest.approx(0.9, abs=0.03)
+    qc = robust_quantile(a, 0.9, axis=1)
+    assert qc.shape == (4,)
+    np.testing.assert_allclose(qc, 0.9, atol=0.05)
+
+
+# --------------------------------------------------------------------------- sanity: T -> large
+def test_snn_output_approaches_ann_output_as_T_grows():
+    net = vgg_like()
+    x = images(8)
+    ann = net.forward(x)
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=1.0)
+    err = {T: np.abs(simulate(snn, x, T, chunk=64).output - ann).max() for T in (32, 512)}
+    scale = np.abs(ann).max()
+    assert err[512] < 0.05 * scale
+    assert err[512] < err[32] / 4
+    np.testing.assert_array_equal(simulate(snn, x, 512, chunk=64).output.argmax(1), ann.argmax(1))
