@@ -16,7 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import to_device, to_host
-from .layers import AvgPool2d, Conv2d, Flatten, Linear, Module, ReLU, Sequential
+from .layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, Module, ReLU, Sequential
 from .neurons import IFNode
 
 # A quantile over more values than this is taken on a seeded uniform subsample of them.
@@ -33,11 +33,14 @@ class SNN:
                   after it form the *readout*, which must be linear (Linear, Flatten,
                   AvgPool2d, Conv2d): the output layer integrates without spiking, and the
                   prediction is the readout applied to the time-average of its input.
+    ``blocks``    per residual block, the indices in ``nodes`` of its IF nodes (relu1, relu2),
+                  for the paper's block treatment (DESIGN.md point 5)
     """
 
-    def __init__(self, tree, nodes):
+    def __init__(self, tree, nodes, blocks=()):
         self.tree = tree
         self.nodes = nodes
+        self.blocks = [list(b) for b in blocks]
         self.flat = list(tree.flat()) if isinstance(tree, Sequential) else [tree]
         holds = [i for i, m in enumerate(self.flat) if _contains_node(m)]
         if not holds:
@@ -62,6 +65,18 @@ class SNN:
     def get_v0(self):
         return [n.v0 for n in self.nodes]
 
+    def block_first(self):
+        """Per node: False for the IF nodes of a residual block after its first one.
+
+        The paper (Sec. 4.1.3) applies v(0) "only to the first layer in the block"; with
+        ``v0_scope="block-first"`` the other nodes of a block keep v(0) = 0.
+        """
+        keep = [True] * len(self.nodes)
+        for b in self.blocks:
+            for i in b[1:]:
+                keep[i] = False
+        return keep
+
 
 def _contains_node(m) -> bool:
     if isinstance(m, IFNode):
@@ -75,7 +90,7 @@ def convert(model: Module) -> SNN:
     Each node remembers ``source``, the weight layer that drives it (the last Conv2d/Linear
     before it in its container), which the weight-based Alg. 1 reads.
     """
-    nodes = []
+    nodes, blocks = [], []
 
     def rebuild(m, path):
         if isinstance(m, ReLU):
@@ -87,6 +102,7 @@ def convert(model: Module) -> SNN:
         new = copy.copy(m)                    # shallow: params dicts are the same objects
         new.children = OrderedDict()
         last_weight = None
+        first = len(nodes)
         for name, child in m.children.items():
             c = rebuild(child, f"{path}.{name}" if path else name)
             if isinstance(c, IFNode):
@@ -94,11 +110,13 @@ def convert(model: Module) -> SNN:
             elif isinstance(c, (Conv2d, Linear)):
                 last_weight = c
             new.children[name] = c
+        if isinstance(m, BasicBlock):
+            blocks.append(range(first, len(nodes)))
         return new
 
     model.eval()
     tree = rebuild(model, "")
-    return SNN(tree, nodes)
+    return SNN(tree, nodes, blocks)
 
 
 def relu_outputs(model: Module, x_batches):
@@ -150,16 +168,26 @@ def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0):
 
 
 def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
-                       channelwise: bool = False, xp=np):
+                       channelwise: bool = False, xp=np, per_block: bool = False):
     """Threshold balancing: set each IF node's V_th to the p-quantile of its ReLU's outputs.
 
     Layer-wise (default, the paper): one scalar per layer. Channel-wise: one value per
     channel, shape (C, 1, 1) for conv layers and (F,) for linear ones. A threshold that
     comes out 0 (a silent layer or channel) falls back to the layer's maximum, or 1.0 if
     the layer never activates, so no neuron gets V_th = 0. Returns the list of thresholds.
+
+    ``per_block=True`` is the paper's ResNet treatment (Sec. 4.1.3, DESIGN.md point 5): the
+    IF nodes of a residual block share one threshold, the p-quantile of all their ReLU
+    outputs together (both have the block's output shape). The default gives every node
+    its own.
     """
     p = _check_p(p)
     acts = relu_outputs(model, x_batches)
+    if per_block:
+        for b in snn.blocks:
+            pooled = np.concatenate([acts[i] for i in b])     # (len(b) * N, C, H, W)
+            for i in b:
+                acts[i] = pooled
     ths = []
     for node, a in zip(snn.nodes, acts):
         layer_max = float(a.max()) if a.size else 0.0

@@ -84,6 +84,9 @@ def main(argv=None):
     p.add_argument("--reading", default="remainder", choices=READINGS, help="Alg. 2 reading")
     p.add_argument("--granularity", default="layer", choices=GRANULARITIES, help="v(0) granularity")
     p.add_argument("--comp", default="half", choices=COMPENSATIONS, help="coding compensation size")
+    p.add_argument("--block", default="node", choices=["node", "paper"],
+                   help="ResNets: own V_th and v(0) per IF node (node) or one V_th per residual "
+                        "block with v(0) on its first node (paper)")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--chunk", type=int, default=8, help="time steps per layer pass")
     p.add_argument("--seed", type=int, default=0)
@@ -103,7 +106,7 @@ def main(argv=None):
         xp = get_xp(a.backend)
         cfg = ConversionConfig(T=tuple(a.T), variants=tuple(a.variants), p=a.p,
                                channelwise=a.channelwise, coding=a.coding, reading=a.reading,
-                               granularity=a.granularity, comp=a.comp, n_calib=a.n_calib,
+                               granularity=a.granularity, comp=a.comp, block=a.block, n_calib=a.n_calib,
                                batch_size=a.batch_size, chunk=a.chunk, seed=a.seed).validate()
         ds = load_dataset(a.dataset, a.data_dir, download=a.download)
         model, header = get_model(a, xp)

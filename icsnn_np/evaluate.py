@@ -19,6 +19,7 @@ from .init_mem import COMPENSATIONS, GRANULARITIES, READINGS, VARIANTS, _check, 
 from .simulate import DEFAULT_CHUNK, check_coding, check_T, simulate
 
 DEFAULT_TS = (8, 16, 32, 64, 128, 256)
+BLOCK_MODES = ("node", "paper")
 
 
 @dataclass
@@ -32,10 +33,17 @@ class ConversionConfig:
     reading: str = "remainder"    # Alg. 2 reading: raw | remainder | clip
     granularity: str = "layer"    # v(0) granularity: layer (paper) | channel | neuron
     comp: str = "half"            # compensation: literal V_th/(2T) | half V_th/2
+    block: str = "node"           # ResNets: node (own V_th and v(0) per IF node) | paper
+                                  # (one V_th per block, v(0) on its first node; DESIGN 5)
     n_calib: int = 256            # training images for threshold balancing and Alg. 2
     batch_size: int = 200
     chunk: int = DEFAULT_CHUNK
     seed: int = 0
+
+    @property
+    def v0_scope(self) -> str:
+        """init_mem's v(0) scope for this block treatment."""
+        return "block-first" if self.block == "paper" else "all"
 
     def validate(self):
         self.T = tuple(check_T(t) for t in self.T)
@@ -45,6 +53,7 @@ class ConversionConfig:
         _check(self.reading, READINGS, "Alg. 2 reading")
         _check(self.granularity, GRANULARITIES, "granularity")
         _check(self.comp, COMPENSATIONS, "compensation")
+        _check(self.block, BLOCK_MODES, "block treatment")
         if not 0.0 < float(self.p) <= 1.0:
             raise ValueError(f"the threshold quantile p must lie in (0, 1], got {self.p}")
         if self.n_calib < 1 or self.batch_size < 1:
@@ -81,7 +90,8 @@ def convert_balanced(model, calib, cfg: ConversionConfig):
     (the p-quantile of each layer's ReLU outputs, Sec. 3.1); returns (snn, thresholds)."""
     snn = convert(model)
     xp = xp_of(calib[0])
-    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise, xp=xp)
+    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise, xp=xp,
+                             per_block=cfg.block == "paper")
     return snn, ths
 
 
@@ -93,6 +103,7 @@ def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig |
     calib = _split(x_calib[:cfg.n_calib], cfg.batch_size)
     snn, _ = convert_balanced(model, calib, cfg)
     calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp,
+                      v0_scope=cfg.v0_scope,
                       xp=xp_of(x_calib), coding=cfg.coding, chunk=cfg.chunk, mean=mean, std=std,
                       seed=cfg.seed)
     return snn
@@ -119,7 +130,8 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
     for T in cfg.T:
         for v in cfg.variants:
             t0 = time.perf_counter()
-            calibrate_variant(snn, v, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp, **sim_kw)
+            calibrate_variant(snn, v, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
+                              v0_scope=cfg.v0_scope, **sim_kw)
             acc, rate = snn_accuracy(snn, x_test, y_test, T, cfg, mean, std)
             table[v][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
                                 "firing_rate": round(rate, 5)}

@@ -147,18 +147,21 @@ def alg3_ic_init(snn: SNN, batches, T: int, comp: str = "half", reading: str = "
 
 
 def fixed_point_init(snn: SNN, batches, T: int, reading: str = "raw", granularity: str = "layer",
-                     start=None, iters: int = 5, tol: float = 1e-3, xp=np, **sim_kw):
+                     start=None, iters: int = 5, tol: float = 1e-3, xp=np, keep=None, **sim_kw):
     """Ours, not the paper's: iterate v(0) <- mean v(T) (Alg. 2 run with the v(0) it found).
 
     Eq. 11 cancels its error term when v(0) equals the v(T) the network ends with; one pass
     of Alg. 2 measures v(T) of a network whose v(0) was different. Starting from ``start``
     (default: zeros), repeat until the largest change relative to V_th is below ``tol`` or
-    ``iters`` passes. Returns (v0 list, number of passes run).
+    ``iters`` passes. ``keep`` (a bool per node): nodes marked False stay at v(0) = 0.
+    Returns (v0 list, number of passes run).
     """
     v0 = start if start is not None else [0.0] * len(snn.nodes)
     for it in range(1, iters + 1):
         snn.set_v0(v0)
         new = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
+        if keep is not None:
+            new = [v if k else 0.0 for v, k in zip(new, keep)]
         delta = max(float(np.max(np.abs(_host(a) - _host(b)))) / float(np.max(_host(nd.v_th)))
                     for a, b, nd in zip(new, v0, snn.nodes))
         v0 = new
@@ -168,16 +171,34 @@ def fixed_point_init(snn: SNN, batches, T: int, reading: str = "raw", granularit
 
 
 # --------------------------------------------------------------------------- variants
+V0_SCOPES = ("all", "block-first")
+
+
+def _scoped(snn: SNN, v0s, scope: str):
+    """``v0s`` with v(0) = 0 where ``scope`` says a node gets none (see SNN.block_first)."""
+    if scope == "all":
+        return list(v0s)
+    return [v if keep else 0.0 for v, keep in zip(v0s, snn.block_first())]
+
+
 def calibrate_variant(snn: SNN, variant: str, T: int, batches=None, reading: str = "remainder",
-                      granularity: str = "layer", comp: str = "half", xp=np, **sim_kw):
+                      granularity: str = "layer", comp: str = "half", xp=np,
+                      v0_scope: str = "all", **sim_kw):
     """Set ``snn``'s v(0) for ``variant`` (calibrated for T) and return the v(0) list.
 
     ``batches`` (training images, normalised, on the device) are needed by i-snn and ic-snn;
     pass a list (it is iterated more than once by ic-snn's two steps).
     Also accepts ``ic-snn-fp`` (ours): the fixed point of Alg. 2 started from Alg. 3's v(0).
+    ``v0_scope="block-first"``: the paper's ResNet treatment, v(0) only on the first IF node
+    of each residual block (the rest keep 0, also while Alg. 2 measures); "all" (default)
+    gives every node its v(0).
     """
     T = check_T(T)
     _check(variant, VARIANTS + ("ic-snn-fp", "i-snn-alg1"), "variant")
+    _check(v0_scope, V0_SCOPES, "v(0) scope")
+    if v0_scope != "all":
+        return _calibrate_scoped(snn, variant, T, batches, reading, granularity, comp, xp,
+                                 v0_scope, **sim_kw)
     if variant != "snn" and variant != "c-snn" and variant != "i-snn-alg1" and batches is None:
         raise ValueError(f"variant {variant!r} needs calibration batches of training images")
     zeros = [0.0] * len(snn.nodes)
@@ -195,5 +216,26 @@ def calibrate_variant(snn: SNN, variant: str, T: int, batches=None, reading: str
     else:  # ic-snn-fp
         start = alg3_ic_init(snn, batches, T, comp, reading, granularity, xp=xp, **sim_kw)
         v0, _ = fixed_point_init(snn, batches, T, reading, granularity, start=start, xp=xp, **sim_kw)
+    snn.set_v0(v0)
+    return v0
+
+
+def _calibrate_scoped(snn, variant, T, batches, reading, granularity, comp, xp, scope, **sim_kw):
+    """calibrate_variant with v(0) = 0 outside ``scope``, in every run Alg. 2/3 make."""
+    zeros = [0.0] * len(snn.nodes)
+    if variant in ("snn", "c-snn", "i-snn-alg1"):
+        v0 = calibrate_variant(snn, variant, T, batches, reading, granularity, comp, xp=xp, **sim_kw)
+    elif variant == "i-snn":
+        snn.set_v0(zeros)
+        v0 = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
+    else:                                   # ic-snn (and its fixed point): Alg. 3, scoped
+        C = _scoped(snn, compensation(snn, T, comp), scope)
+        snn.set_v0(C)
+        R = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
+        v0 = _scoped(snn, [r + c for r, c in zip(R, C)], scope)
+        if variant == "ic-snn-fp":
+            v0, _ = fixed_point_init(snn, batches, T, reading, granularity, start=v0, xp=xp,
+                                     keep=snn.block_first(), **sim_kw)
+    v0 = _scoped(snn, v0, scope)
     snn.set_v0(v0)
     return v0

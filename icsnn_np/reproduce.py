@@ -52,6 +52,14 @@ MAIN_ROWS = 4
 PAPER_TABLE2 = {"IC-SNN (paper, VGG16)": {"ann_acc": 93.63, "loss": {"8": 9.95, "16": 2.97, "32": 1.03}}}
 
 
+def _setting(variant: str, c: ConversionConfig) -> tuple:
+    """What a row's v(0) depends on: two rows with the same setting give the same numbers
+    (e.g. "I-SNN remainder" is the I-SNN row when remainder is the default), so they run once."""
+    reading = (c.reading, c.granularity) if variant in ("i-snn", "ic-snn", "ic-snn-fp") else ()
+    comp = (c.comp,) if variant in ("c-snn", "ic-snn", "ic-snn-fp") else ()
+    return (variant,) + reading + comp
+
+
 def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_Ts, rows=ROWS,
              mean=None, std=None, log=print):
     """Evaluate every row at its T list; returns the results dict (accuracy %, loss points)."""
@@ -61,21 +69,28 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
     ann = ann_accuracy(model, x_test, y_test)
     snn = convert(model)
     balance_thresholds(snn, model, xp_calib, p=cfg.p, channelwise=cfg.channelwise,
-                       xp=xp)
+                       xp=xp, per_block=cfg.block == "paper")
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images")
     out = {"ann_acc": round(ann, 2), "rows": [], "n_test": int(len(x_test)),
            "n_calib": int(min(cfg.n_calib, len(x_calib)))}
     jobs = [(i, T) for i in range(len(rows)) for T in (Ts if i < MAIN_ROWS else reading_Ts)]
-    total_steps = sum(T for _, T in jobs)
+    total_steps = sum(T for _, T in {(_setting(rows[i][1], replace(cfg, **rows[i][2])), T)
+                                     for i, T in jobs})
     done_steps = 0
     results = [dict(label=r[0], variant=r[1], **{k: getattr(replace(cfg, **r[2]), k)
                for k in ("reading", "comp", "granularity")}, T={}) for r in rows]
+    done = {}                                    # (setting, T) -> the row that measured it
     for i, T in jobs:
         label, variant, over = rows[i]
         c = replace(cfg, **over)
+        key = (_setting(variant, c), T)
+        if key in done:                          # same v(0) setting: same numbers
+            results[i]["T"][str(T)] = dict(results[done[key]]["T"][str(T)], same_as=rows[done[key]][0])
+            continue
+        done[key] = i
         t0 = time.perf_counter()
         calibrate_variant(snn, variant, T, xp_calib, c.reading, c.granularity, c.comp,
-                          xp=xp,
+                          xp=xp, v0_scope=c.v0_scope,
                           coding=c.coding, chunk=c.chunk, mean=mean, std=std, seed=c.seed)
         acc, rate = snn_accuracy(snn, x_test, y_test, T, c, mean, std)
         results[i]["T"][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
@@ -152,6 +167,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--block", default="node", choices=["node", "paper"],
+                   help="ResNets: own V_th and v(0) per IF node, or the paper's one V_th per "
+                        "block with v(0) on its first node")
     p.add_argument("--out", default="results/vgg_cpu_cifar10", help="output path stem")
     p.add_argument("--log", default=None, help="also append progress to this file")
     a = p.parse_args(argv)
@@ -172,7 +190,7 @@ def main(argv=None):
     x_calib = normalize(ds.x_train[np.sort(idx)], mean, std, xp)
     x_test = normalize(ds.x_test[:a.n_test], mean, std, xp)
     cfg = ConversionConfig(T=tuple(a.T), p=a.p, coding=a.coding, n_calib=a.n_calib, seed=a.seed,
-                           chunk=a.chunk, batch_size=a.batch_size).validate()
+                           chunk=a.chunk, batch_size=a.batch_size, block=a.block).validate()
     rows = ROWS if a.rows is None else [ROWS[i] for i in a.rows]
     log(f"reproducing on {header['arch']} ({a.checkpoint}), {len(x_test)} test images, "
         f"{a.n_calib} calibration images, T={a.T}, reading rows at T={a.reading_T}")
@@ -183,7 +201,7 @@ def main(argv=None):
                 "n_test": a.n_test, "n_calib": a.n_calib, "seed": a.seed, "coding": a.coding,
                 "p": a.p, "threshold": "layer-wise", "default reading": cfg.reading,
                 "default granularity": cfg.granularity, "default compensation": cfg.comp,
-                "chunk": a.chunk, "backend": a.backend}
+                "block treatment": a.block, "chunk": a.chunk, "backend": a.backend}
     res.update(settings=settings, command=command, paper=PAPER_TABLE2)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

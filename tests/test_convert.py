@@ -229,3 +229,27 @@ def test_snn_output_approaches_ann_output_as_T_grows():
     assert err[512] < 0.05 * scale
     assert err[512] < err[32] / 4
     np.testing.assert_array_equal(simulate(snn, x, 512, chunk=64).output.argmax(1), ann.argmax(1))
+
+
+# --------------------------------------------------------------------------- ResNet blocks (DESIGN 5)
+def test_blocks_list_the_if_nodes_of_each_residual_block():
+    snn = convert(resnet_like())
+    names = [n.name for n in snn.nodes]
+    assert names == ["1", "2.relu1", "2.relu2", "3.relu1", "3.relu2"]
+    assert snn.blocks == [[1, 2], [3, 4]]
+    assert snn.block_first() == [True, True, False, True, False]
+    assert convert(vgg_like()).blocks == []
+
+
+@pytest.mark.parametrize("p", [0.9, 1.0])
+def test_per_block_thresholds_are_one_quantile_over_the_whole_block(p):
+    net, x = resnet_like(), images(8)
+    acts = relu_outputs(net, [x])
+    snn = convert(net)
+    ths = balance_thresholds(snn, net, [x], p=p, per_block=True)
+    assert ths[0] == pytest.approx(np.quantile(acts[0], p))          # not in a block: its own
+    for a, b in ([1, 2], [3, 4]):
+        both = np.concatenate([acts[a].ravel(), acts[b].ravel()])
+        assert ths[a] == ths[b] == pytest.approx(np.quantile(both, p))
+    own = balance_thresholds(convert(net), net, [x], p=p)
+    assert own[2] == pytest.approx(np.quantile(acts[2], p)) and own[1] != own[2]

@@ -87,6 +87,20 @@ def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
         assert im.size[0] > 100 and np.asarray(im).std() > 0
 
 
+def test_reproduce_runs_a_setting_once_and_reuses_it_truthfully(tiny_ckpt, tmp_path):
+    """'I-SNN remainder' is the I-SNN row under the default reading: measured once, and the
+    copy equals what running that row alone gives."""
+    common = ["--checkpoint", str(tiny_ckpt), "--dataset", "cifar10-slice", "--n-test", "20",
+              "--n-calib", "10", "--T", "4", "--reading-T", "4", "--batch-size", "10"]
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert reproduce.main(common + ["--rows", "1", "6", "--out", str(both)]) == 0
+    assert reproduce.main(common + ["--rows", "6", "--out", str(alone)]) == 0
+    rows = json.loads(both.with_suffix(".json").read_text())["rows"]
+    single = json.loads(alone.with_suffix(".json").read_text())["rows"][0]
+    assert rows[1]["T"]["4"]["same_as"] == "I-SNN"
+    assert rows[1]["T"]["4"]["acc"] == rows[0]["T"]["4"]["acc"] == single["T"]["4"]["acc"]
+
+
 def test_demo_stats_counts_the_spikes_of_the_calibrated_variant(tiny_ckpt, capsys):
     """--stats reports, per image, the spikes of the IC-SNN the demo evaluates; recount them."""
     from icsnn_np.checkpoint import load_checkpoint

@@ -121,3 +121,23 @@ def test_evaluate_rejects_a_bad_config_before_any_work():
         evaluate_conversion(net, xc, xt, yt, ConversionConfig(variants=("nope",)))
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
         evaluate_conversion(net, xc, xt, yt, ConversionConfig(T=(2,), coding="rate", n_calib=2))
+
+
+def test_paper_block_treatment_reaches_the_resnet_blocks():
+    """block="paper": one V_th per residual block and v(0) on its first node only, in the
+    SNN that calibrated_snn builds (what evaluate_conversion measures)."""
+    from icsnn_np.evaluate import calibrated_snn
+    from icsnn_np.layers import BasicBlock
+    rng = np.random.default_rng(0)
+    net = Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
+                     BasicBlock(4, 4, 1, rng=rng, dtype=F64), AvgPool2d(4), Flatten(),
+                     Linear(4, 3, rng=rng, dtype=F64))
+    x = (rng.random((8, 3, 4, 4)) - 0.5) / 0.25
+    cfg = ConversionConfig(T=(4,), n_calib=8, batch_size=4, block="paper")
+    snn = calibrated_snn(net, x, "c-snn", 4, cfg)
+    assert snn.nodes[1].v_th == snn.nodes[2].v_th != snn.nodes[0].v_th
+    assert snn.get_v0()[2] == 0.0 and snn.get_v0()[1] == pytest.approx(snn.nodes[1].v_th / 2)
+    plain = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4))
+    assert plain.get_v0()[2] == pytest.approx(plain.nodes[2].v_th / 2)
+    with pytest.raises(ValueError, match="unknown block treatment"):
+        ConversionConfig(block="blocks").validate()

@@ -294,3 +294,44 @@ def test_variant_errors_are_clear():
         alg2_data_init(snn, [], 4)
     with pytest.raises(ValueError, match="unknown input coding"):
         alg2_data_init(snn, batches, 4, coding="latency")
+
+
+# --------------------------------------------------------------------------- ResNet blocks (DESIGN 5)
+def _resnet_snn():
+    from icsnn_np.convert import balance_thresholds
+    from icsnn_np.layers import BasicBlock
+    rng = np.random.default_rng(0)
+    net = Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
+                     BasicBlock(4, 4, 1, rng=rng, dtype=F64), BasicBlock(4, 8, 2, rng=rng, dtype=F64),
+                     AvgPool2d(2), Flatten(), Linear(8 * 2 * 2, 3, rng=rng, dtype=F64))
+    x = np.random.default_rng(1).normal(size=(6, 3, 8, 8))
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=0.95)
+    return snn, [x[:3], x[3:]]
+
+
+@pytest.mark.parametrize("variant", ["c-snn", "i-snn", "ic-snn", "ic-snn-fp"])
+def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
+    snn, batches = _resnet_snn()
+    v0 = calibrate_variant(snn, variant, 8, batches, v0_scope="block-first")
+    assert [float(v) == 0.0 for v in v0] == [False, False, True, False, True]
+    assert snn.get_v0() == v0
+    if variant == "c-snn":
+        assert v0[1] == pytest.approx(snn.nodes[1].v_th / 2)
+
+
+def test_block_first_ic_snn_measures_alg2_with_the_scoped_compensation():
+    """R of the first node of a block is Alg. 2 on the SNN whose blocks' second nodes start at 0."""
+    snn, batches = _resnet_snn()
+    v0 = calibrate_variant(snn, "ic-snn", 8, batches, v0_scope="block-first")
+    C = compensation(snn, 8, "half")
+    snn.set_v0([C[0], C[1], 0.0, C[3], 0.0])
+    R = alg2_data_init(snn, batches, 8)
+    for i in (0, 1, 3):
+        assert v0[i] == pytest.approx(R[i] + C[i])
+
+
+def test_unknown_v0_scope_is_a_clear_error():
+    snn, batches = _resnet_snn()
+    with pytest.raises(ValueError, match="unknown v\\(0\\) scope"):
+        calibrate_variant(snn, "snn", 8, batches, v0_scope="blocks")
