@@ -37,6 +37,9 @@ def atomic_write(path, write_fn, suffix=".tmp"):
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)                   # mkstemp makes 0600 files: give the usual mode
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -83,7 +83,7 @@ def main(argv=None):
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
     p.add_argument("--reading", default="remainder", choices=READINGS, help="Alg. 2 reading")
     p.add_argument("--granularity", default="layer", choices=GRANULARITIES, help="v(0) granularity")
-    p.add_argument("--comp", default="half", choices=COMPENSATIONS, help="coding compensation size")
+    p.add_argument("--comp", default="literal", choices=COMPENSATIONS, help="coding compensation size")
     p.add_argument("--block", default="node", choices=["node", "paper"],
                    help="ResNets: own V_th and v(0) per IF node (node) or one V_th per residual "
                         "block with v(0) on its first node (paper)")

@@ -24,7 +24,15 @@ BLOCK_MODES = ("node", "paper")
 
 @dataclass
 class ConversionConfig:
-    """Everything that decides a conversion result (written next to every table)."""
+    """Everything that decides a conversion result (written next to every table).
+
+    Default readings, picked by measurement (results/vgg_cpu_cifar10.md, tutorials 5-6):
+    Alg. 2 ``remainder`` (the raw mean of v(T) is far below zero and silences the network)
+    and compensation ``literal`` V_th/(2T) as Alg. 3 prints it. The remainder reading of
+    Alg. 2 already comes out at ~V_th/2 in every layer, so IC-SNN = R + V_th/(2T) lands near
+    the V_th/2 that rounds rather than floors; ``half`` on top of it gives ~V_th and rounds
+    everything up. ``half`` is the better compensation for C-SNN alone (``--comp half``).
+    """
     T: tuple = DEFAULT_TS
     variants: tuple = VARIANTS
     p: float = 0.99               # threshold quantile
@@ -32,7 +40,7 @@ class ConversionConfig:
     coding: str = "direct"        # input coding
     reading: str = "remainder"    # Alg. 2 reading: raw | remainder | clip
     granularity: str = "layer"    # v(0) granularity: layer (paper) | channel | neuron
-    comp: str = "half"            # compensation: literal V_th/(2T) | half V_th/2
+    comp: str = "literal"         # compensation: literal V_th/(2T) | half V_th/2 (see below)
     block: str = "node"           # ResNets: node (own V_th and v(0) per IF node) | paper
                                   # (one V_th per block, v(0) on its first node; DESIGN 5)
     n_calib: int = 256            # training images for threshold balancing and Alg. 2

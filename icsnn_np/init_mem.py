@@ -129,7 +129,7 @@ def alg2_data_init(snn: SNN, batches, T: int, reading: str = "remainder",
 
 
 # --------------------------------------------------------------------------- Alg. 3
-def compensation(snn: SNN, T: int, kind: str = "half"):
+def compensation(snn: SNN, T: int, kind: str = "literal"):
     """Coding compensation C^l per node: V_th/(2T) (``literal``, Alg. 3) or V_th/2 (``half``)."""
     _check(kind, COMPENSATIONS, "compensation")
     T = check_T(T)
@@ -137,7 +137,7 @@ def compensation(snn: SNN, T: int, kind: str = "half"):
     return [n.v_th / div for n in snn.nodes]
 
 
-def alg3_ic_init(snn: SNN, batches, T: int, comp: str = "half", reading: str = "remainder",
+def alg3_ic_init(snn: SNN, batches, T: int, comp: str = "literal", reading: str = "remainder",
                  granularity: str = "layer", xp=np, **sim_kw):
     """Alg. 3: set v(0) = C, run Alg. 2 on that SNN to get R, return final v(0) = R + C."""
     C = compensation(snn, T, comp)
@@ -182,7 +182,7 @@ def _scoped(snn: SNN, v0s, scope: str):
 
 
 def calibrate_variant(snn: SNN, variant: str, T: int, batches=None, reading: str = "remainder",
-                      granularity: str = "layer", comp: str = "half", xp=np,
+                      granularity: str = "layer", comp: str = "literal", xp=np,
                       v0_scope: str = "all", **sim_kw):
     """Set ``snn``'s v(0) for ``variant`` (calibrated for T) and return the v(0) list.
 

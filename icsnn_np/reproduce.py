@@ -109,9 +109,10 @@ def markdown(res: dict, meta: dict) -> str:
     """The results in the paper's table format, with the settings that produced them."""
     Ts = sorted({int(t) for r in res["rows"] for t in r["T"]})
     lines = [f"# {meta['title']}", "",
-             f"ANN accuracy {res['ann_acc']:.2f}% on {res['n_test']} CIFAR-10 test images "
-             f"(the first {res['n_test']} of the official test batch). Loss = ANN_ACC - SNN_ACC in "
-             f"points; blank = not run at that T.", "",
+             f"ANN accuracy {res['ann_acc']:.2f}% on "
+             + meta.get("data", f"{res['n_test']} CIFAR-10 test images (the first {res['n_test']} "
+                                f"of the official test batch)")
+             + ". Loss = ANN_ACC - SNN_ACC in points; blank = not run at that T.", "",
              "| Method | v(0) reading | compensation | ANN_ACC | " + " | ".join(f"T{t}-L" for t in Ts) + " |",
              "|---|---|---|---|" + "---|" * len(Ts)]
     for r in res["rows"]:

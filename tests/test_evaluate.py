@@ -133,11 +133,12 @@ def test_paper_block_treatment_reaches_the_resnet_blocks():
                      BasicBlock(4, 4, 1, rng=rng, dtype=F64), AvgPool2d(4), Flatten(),
                      Linear(4, 3, rng=rng, dtype=F64))
     x = (rng.random((8, 3, 4, 4)) - 0.5) / 0.25
-    cfg = ConversionConfig(T=(4,), n_calib=8, batch_size=4, block="paper")
+    cfg = ConversionConfig(T=(4,), n_calib=8, batch_size=4, block="paper", comp="half")
     snn = calibrated_snn(net, x, "c-snn", 4, cfg)
     assert snn.nodes[1].v_th == snn.nodes[2].v_th != snn.nodes[0].v_th
     assert snn.get_v0()[2] == 0.0 and snn.get_v0()[1] == pytest.approx(snn.nodes[1].v_th / 2)
-    plain = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4))
+    plain = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4,
+                                                                comp="half"))
     assert plain.get_v0()[2] == pytest.approx(plain.nodes[2].v_th / 2)
     with pytest.raises(ValueError, match="unknown block treatment"):
         ConversionConfig(block="blocks").validate()

@@ -175,7 +175,7 @@ def test_compensation_literal_and_half():
     assert lit[0] == 1.0 / 16 and half[0] == 0.5 and half[2] == 0.3
     np.testing.assert_allclose(lit[1], np.array([0.4, 0.8, 1.2]).reshape(3, 1, 1) / 16)
     np.testing.assert_allclose(half[1], np.array([0.2, 0.4, 0.6]).reshape(3, 1, 1))
-    for d, h in zip(compensation(snn, 8), half):                     # the default is half
+    for d, h in zip(compensation(snn, 8), lit):                      # the default is literal
         np.testing.assert_array_equal(d, h)
     with pytest.raises(ValueError, match="unknown compensation 'quarter'"):
         compensation(snn, 8, "quarter")
@@ -313,7 +313,7 @@ def _resnet_snn():
 @pytest.mark.parametrize("variant", ["c-snn", "i-snn", "ic-snn", "ic-snn-fp"])
 def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
     snn, batches = _resnet_snn()
-    v0 = calibrate_variant(snn, variant, 8, batches, v0_scope="block-first")
+    v0 = calibrate_variant(snn, variant, 8, batches, comp="half", v0_scope="block-first")
     assert [float(v) == 0.0 for v in v0] == [False, False, True, False, True]
     assert snn.get_v0() == v0
     if variant == "c-snn":
@@ -323,7 +323,7 @@ def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
 def test_block_first_ic_snn_measures_alg2_with_the_scoped_compensation():
     """R of the first node of a block is Alg. 2 on the SNN whose blocks' second nodes start at 0."""
     snn, batches = _resnet_snn()
-    v0 = calibrate_variant(snn, "ic-snn", 8, batches, v0_scope="block-first")
+    v0 = calibrate_variant(snn, "ic-snn", 8, batches, comp="half", v0_scope="block-first")
     C = compensation(snn, 8, "half")
     snn.set_v0([C[0], C[1], 0.0, C[3], 0.0])
     R = alg2_data_init(snn, batches, 8)
