@@ -152,6 +152,11 @@ def plot(res: dict, path: Path, title: str):
     plt.close(fig)
 
 
+def _with(stem: Path, ext: str) -> Path:
+    """``stem`` + ``ext``: a stem may contain dots (``..._p0.999``), so no with_suffix."""
+    return stem.with_name(stem.name + ext)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m icsnn_np.reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
@@ -168,6 +173,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--comp", default=ConversionConfig.comp, choices=["literal", "half"],
+                   help="compensation of the main C-SNN and IC-SNN rows")
+    p.add_argument("--reading", default=ConversionConfig.reading, choices=["raw", "remainder", "clip"],
+                   help="Alg. 2 reading of the main I-SNN and IC-SNN rows")
     p.add_argument("--block", default="node", choices=["node", "paper"],
                    help="ResNets: own V_th and v(0) per IF node, or the paper's one V_th per "
                         "block with v(0) on its first node")
@@ -191,7 +200,8 @@ def main(argv=None):
     x_calib = normalize(ds.x_train[np.sort(idx)], mean, std, xp)
     x_test = normalize(ds.x_test[:a.n_test], mean, std, xp)
     cfg = ConversionConfig(T=tuple(a.T), p=a.p, coding=a.coding, n_calib=a.n_calib, seed=a.seed,
-                           chunk=a.chunk, batch_size=a.batch_size, block=a.block).validate()
+                           chunk=a.chunk, batch_size=a.batch_size, block=a.block, comp=a.comp,
+                           reading=a.reading).validate()
     rows = ROWS if a.rows is None else [ROWS[i] for i in a.rows]
     log(f"reproducing on {header['arch']} ({a.checkpoint}), {len(x_test)} test images, "
         f"{a.n_calib} calibration images, T={a.T}, reading rows at T={a.reading_T}")
@@ -207,11 +217,11 @@ def main(argv=None):
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     title = f"{header['arch']} on CIFAR-10: ANN vs converted SNNs"
-    atomic_write(out.with_suffix(".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
-    atomic_write(out.with_suffix(".md"), lambda f: f.write(
+    atomic_write(_with(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
+    atomic_write(_with(out, ".md"), lambda f: f.write(
         markdown(res, {"title": title, "settings": settings, "command": command}).encode()))
-    plot(res, out.with_suffix(".png"), title)
-    log(f"wrote {out.with_suffix('.md')}, .json, .png")
+    plot(res, _with(out, ".png"), title)
+    log(f"wrote {_with(out, '.md')}, .json, .png")
     return 0
 
 
