@@ -45,7 +45,7 @@ ROWS = [
     ("IC-SNN remainder + literal", "ic-snn", {"reading": "remainder", "comp": "literal"}),
     ("IC-SNN remainder + half", "ic-snn", {"reading": "remainder", "comp": "half"}),
     ("IC-SNN clip + half", "ic-snn", {"reading": "clip", "comp": "half"}),
-    ("IC-SNN remainder + half, channel v(0) (ours)", "ic-snn", {"granularity": "channel"}),
+    ("IC-SNN default readings, channel v(0) (ours)", "ic-snn", {"granularity": "channel"}),
     ("IC-SNN fixed point (ours)", "ic-snn-fp", {}),
 ]
 MAIN_ROWS = 4
