@@ -53,6 +53,18 @@ def get_model(args, xp):
                           "std": res["std"].tolist(), "dataset": args.dataset}
 
 
+def quantile_for(header: dict, p=None) -> float:
+    """The threshold quantile: ``p`` if given, else the one stored with the model, else the
+    package default 0.99. (The bundled model stores the p that gave IC-SNN the lowest loss
+    on held-out training images: results/p_validation.md.)"""
+    if p is not None:
+        return float(p)
+    if "p" in header:
+        _log(f"threshold quantile p = {header['p']} (stored with the model: {header.get('p_chosen_by', '')})")
+        return float(header["p"])
+    return ConversionConfig.p
+
+
 def run_stats(model, x_calib, x, cfg, variant, mean, std):
     """``--stats``: spikes, SOPs and energy of ``variant`` at each T of ``cfg`` (per image)."""
     out = {"variant": variant, "per_T": {}}
@@ -78,7 +90,9 @@ def main(argv=None):
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--n-test", type=int, default=1000, help="test images to evaluate")
     p.add_argument("--n-calib", type=int, default=256, help="training images for thresholds and Alg. 2")
-    p.add_argument("--p", type=float, default=0.99, help="threshold quantile in (0, 1]")
+    p.add_argument("--p", type=float, default=None,
+                   help="threshold quantile in (0, 1]; default: the p stored with the model "
+                        "(chosen on held-out training images, scripts/choose_p.py), else 0.99")
     p.add_argument("--channelwise", action="store_true", help="per-channel thresholds")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
     p.add_argument("--reading", default="remainder", choices=READINGS, help="Alg. 2 reading")
@@ -104,12 +118,14 @@ def main(argv=None):
         p.error("--n-stats must be >= 1")
     try:
         xp = get_xp(a.backend)
+        ConversionConfig(p=0.99 if a.p is None else a.p).validate()    # bad --p: fail before loading
+        ds = load_dataset(a.dataset, a.data_dir, download=a.download)
+        model, header = get_model(a, xp)
+        a.p = quantile_for(header, a.p)
         cfg = ConversionConfig(T=tuple(a.T), variants=tuple(a.variants), p=a.p,
                                channelwise=a.channelwise, coding=a.coding, reading=a.reading,
                                granularity=a.granularity, comp=a.comp, block=a.block, n_calib=a.n_calib,
                                batch_size=a.batch_size, chunk=a.chunk, seed=a.seed).validate()
-        ds = load_dataset(a.dataset, a.data_dir, download=a.download)
-        model, header = get_model(a, xp)
         mean, std = header["mean"], header["std"]
         x_calib = normalize(ds.x_train[:a.n_calib], mean, std, xp)
         x_test = normalize(ds.x_test[:a.n_test], mean, std, xp)

@@ -167,7 +167,8 @@ def main(argv=None):
     p.add_argument("--T", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     p.add_argument("--reading-T", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--rows", type=int, nargs="*", default=None, help="row indices to run (default all)")
-    p.add_argument("--p", type=float, default=0.99)
+    p.add_argument("--p", type=float, default=None,
+                   help="threshold quantile; default: the p stored with the checkpoint, else 0.99")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--seed", type=int, default=0)
@@ -195,6 +196,8 @@ def main(argv=None):
     model.to(xp)
     ds = load_dataset(a.dataset, a.data_dir)
     mean, std = header["mean"], header["std"]
+    if a.p is None:
+        a.p = float(header.get("p", ConversionConfig.p))
     # calibration images: a fixed, seeded sample of the training set (not the test set)
     idx = np.random.default_rng(a.seed).permutation(len(ds.x_train))[:a.n_calib]
     x_calib = normalize(ds.x_train[np.sort(idx)], mean, std, xp)

@@ -12,6 +12,15 @@ The number of workers is ``ICSNN_NUM_THREADS`` if set, else the BLAS thread coun
 follows ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``). BLAS calls are split only when the
 BLAS is an OpenBLAS whose thread count we can set; otherwise they stay on the caller's
 thread with the BLAS's own threads.
+
+With >= 2 workers and an OpenBLAS we can set, the BLAS is held to one thread from the
+moment this module is imported, for the rest of the process, also between sections. Idle OpenBLAS threads busy-wait for a while after every multi-threaded call; a
+small BLAS call between two sections (a weight transform, a linear layer) left them
+spinning on the cores the workers needed, which made a training step on 2 cores slower
+than on one (measured: 614 -> 941 images/s on vgg_cpu). Holding it from the start, not
+from the first section, keeps results bit-for-bit repeatable: OpenBLAS may round a small
+product differently with one thread than with two. ``blas_threads()`` lends the cores back
+to the BLAS for a large product of your own (the benchmark's plain matmul).
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 # Below this many elements of work a split costs more than it saves.
 MIN_PARALLEL_ELEMENTS = 1 << 16
@@ -53,6 +63,7 @@ class _OpenBLAS:
 _blas = None
 _pool = None
 _workers = None
+_blas_threads_before = None   # the BLAS thread count before the workers held it to one
 _lock = threading.Lock()      # one parallel section at a time (BLAS threads are global)
 _inside = threading.local()   # set in workers: nested sections run sequentially
 
@@ -69,6 +80,42 @@ def _init():
         _workers = max(1, int(_blas.get()))
     else:
         _workers = 1
+    if _workers > 1 and _blas.set is not None:
+        _hold_blas()
+
+
+def _hold_blas():
+    """Hold the BLAS to one thread from now on (see the module docstring)."""
+    global _blas_threads_before
+    if _blas_threads_before is None:
+        _blas_threads_before = int(_blas.get())
+        _blas.set(1)
+
+
+@contextmanager
+def blas_threads(n: int | None = None):
+    """Let BLAS calls inside the block use ``n`` threads (default: as many as it had before
+    the workers held it to one), e.g. for one large matrix product of your own."""
+    _init()
+    if _blas.get is None:
+        yield
+        return
+    saved = int(_blas.get())
+    with _lock:                              # not while a parallel section runs
+        _blas.set(int(n or _blas_threads_before or saved))
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas.set(saved)
+
+
+def blas_thread_count() -> int | None:
+    """The BLAS's own thread count (before the workers held it to one), None if unknown."""
+    _init()
+    if _blas.get is None:
+        return None
+    return int(_blas_threads_before or _blas.get())
 
 
 def num_workers() -> int:
@@ -109,6 +156,8 @@ def parallel_for(fn, n: int, elements: int, blas: bool = False):
     with _lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max(1, _workers - 1), thread_name_prefix="icsnn")
+        if _blas.set is not None:
+            _hold_blas()
         saved = _blas.get() if blas else None
         if blas:
             _blas.set(1)
@@ -120,3 +169,6 @@ def parallel_for(fn, n: int, elements: int, blas: bool = False):
             if blas:
                 _blas.set(saved)
         return [first] + [f.result() for f in futures]
+
+
+_init()    # hold the BLAS now, before the first product (see the module docstring)

@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, log=print):
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch + 1}, batch {bi + 1}: loss = {loss}. "
                     f"Try a lower learning rate (e.g. --lr {cfg.lr / 2:g}).")
-            model.backward(dlogits)
+            model.backward(dlogits, input_grad=False)             # dL/dx of the data: unused
             opt.step()
             seen += len(idx)
             loss_sum += loss * len(idx)

@@ -2,12 +2,14 @@
 
     python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 18 --lr 0.05 \
         --milestones 9 13 16 --seed 0 --out runs/vgg_cpu.npz          # ~40 min on 2 cores
-    python scripts/bundle_model.py runs/vgg_cpu_best.npz --data-dir ../shared/data
+    python scripts/choose_p.py --checkpoint runs/vgg_cpu_best.npz --data-dir ../shared/data
+    python scripts/bundle_model.py runs/vgg_cpu_best.npz --data-dir ../shared/data --p 0.9995
 
 writes ``icsnn_np/assets/vgg_cpu_cifar10.npz`` (weights as float16, cast back to float32 on
 load) after measuring the float32 and float16 networks on the full CIFAR-10 test set and on
 the bundled slice; it refuses (exit 1) if float16 storage changes the test accuracy by more
-than ``--max-drop`` points.
+than ``--max-drop`` points. ``--p`` stores the threshold quantile chosen for this network on
+held-out training images; the demo and ``reproduce`` use it unless given ``--p``.
 """
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ def main(argv=None):
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=str(ASSET))
+    p.add_argument("--p", type=float, default=None,
+                   help="threshold quantile to store with the model (the demo's default for it)")
+    p.add_argument("--p-chosen-by", default="scripts/choose_p.py: lowest IC-SNN loss on 1,000 "
+                   "held-out training images (results/p_validation.md)")
     p.add_argument("--max-drop", type=float, default=0.1, help="largest accuracy change allowed (points)")
     a = p.parse_args(argv)
     model, header = load_checkpoint(a.checkpoint)
@@ -41,7 +47,12 @@ def main(argv=None):
     tmp = Path(a.out).with_name(".candidate_" + Path(a.out).name)
     meta = {k: v for k, v in header.items() if k not in ("format", "version", "arch", "num_classes")}
     meta["stored_as"] = "float16"
-    meta["made_by"] = f"python scripts/bundle_model.py {Path(a.checkpoint).name}"
+    if a.p is not None:
+        if not 0.0 < a.p <= 1.0:
+            p.error(f"--p must lie in (0, 1], got {a.p}")
+        meta["p"], meta["p_chosen_by"] = float(a.p), a.p_chosen_by
+    meta["made_by"] = (f"python scripts/bundle_model.py {Path(a.checkpoint).name}"
+                       + (f" --p {a.p}" if a.p is not None else ""))
     full = load_dataset("cifar10", a.data_dir)
     sl = load_dataset("cifar10-slice")
     save_checkpoint(tmp, model, header["arch"], header["num_classes"], meta, dtype=np.float16)

@@ -44,6 +44,23 @@ def test_demo_table_output(tiny_ckpt, capsys):
     assert "ANN accuracy" in out and "c-snn" in out and "i-snn" not in out
 
 
+def test_demo_uses_the_p_stored_with_the_model_unless_given(tiny_ckpt, tmp_path, capsys):
+    """A checkpoint may carry the threshold quantile chosen for it (the bundled one does);
+    --p overrides it; without either the package default 0.99 applies."""
+    from icsnn_np.checkpoint import load_checkpoint
+    model, header = load_checkpoint(tiny_ckpt)
+    with_p = tmp_path / "with_p.npz"
+    save_checkpoint(with_p, model, header["arch"], 10, dict(header, p=0.9995, p_chosen_by="a test"))
+    common = ["--T", "4", "--n-test", "10", "--n-calib", "10", "--variants", "snn", "--json"]
+    ps = {}
+    for name, args in (("stored", ["--checkpoint", str(with_p)]),
+                       ("given", ["--checkpoint", str(with_p), "--p", "0.9"]),
+                       ("default", ["--checkpoint", str(tiny_ckpt)])):
+        assert demo.main(args + common) == 0
+        ps[name] = json.loads(capsys.readouterr().out)["config"]["p"]
+    assert ps == {"stored": 0.9995, "given": 0.9, "default": 0.99}
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--T", "0"], "T must be a positive integer"),
     (["--p", "1.5"], "p must lie in"),

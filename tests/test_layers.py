@@ -393,3 +393,23 @@ def test_avgpool_input_smaller_than_kernel_is_a_clear_error(shape, k, s):
 def test_basic_block_wrong_channels_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expects \(N, 4, H, W\)"):
         BasicBlock(4, 4).forward(np.zeros((1, 3, 6, 6), np.float32))
+
+
+@pytest.mark.parametrize("c_in, k, stride", [(3, 3, 1), (16, 3, 1), (16, 3, 2), (3, 1, 1)],
+                         ids=["few-channels", "winograd", "strided", "1x1"])
+def test_backward_without_input_grad_gives_the_same_parameter_gradients(rng, c_in, k, stride):
+    """A training step does not need dL/dx of the data: the first conv skips it, and every
+    parameter gradient is what the full backward gives."""
+    def net():
+        r = np.random.default_rng(5)
+        return random_biases(Sequential(Sequential(Conv2d(c_in, 16, k, stride, k // 2, rng=r, dtype=F64),
+                                                   ReLU(), Conv2d(16, 4, 3, 1, 1, rng=r, dtype=F64)),
+                                        Flatten()), r)
+    x = rng.normal(size=(2, c_in, 6, 6))
+    a, b = net().train(), net().train()
+    ya, yb = a.forward(x), b.forward(x)
+    g = rng.normal(size=ya.shape)
+    assert a.backward(g, input_grad=False) is None
+    assert b.backward(g).shape == x.shape
+    for (n, m, key), (_, m2, _) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(m.grads[key], m2.grads[key], err_msg=n)

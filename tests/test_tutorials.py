@@ -85,6 +85,7 @@ def test_01_convolution_matches_the_loops(outdir):
     assert r["conv_im2col_vs_naive_maxdiff"] < 1e-10          # float64: rounding only
     assert r["conv_layer_vs_naive_maxdiff"] < 1e-4            # float32 layer
     assert r["avgpool_vs_naive_maxdiff"] < 1e-12
+    assert r["winograd_vs_naive_maxdiff"] < 1e-10             # float64: rounding only
 
 
 def test_02_training_lowers_the_loss(outdir):
