@@ -60,7 +60,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -409,7 +409,7 @@ def bench_gemm(cfg, xp, snn, x, res):
         tot_f += f * rows
         tot_t += t["best"]
         tot_w += tw["best"]
-        del inp, out
+        inp = out = None                       # free the big arrays before the next layer
     conv = tot_f / tot_t / 1e9 if tot_t else float("nan")
     res["gemm"] = {"matmul_n": n, "matmul_s": mm, "matmul_gflops": plain, "conv_layers": layers,
                    "conv_gflops": conv, "conv_fraction_of_matmul": conv / plain,

@@ -52,6 +52,27 @@ MAIN_ROWS = 4
 PAPER_TABLE2 = {"IC-SNN (paper, VGG16)": {"ann_acc": 93.63, "loss": {"8": 9.95, "16": 2.97, "32": 1.03}}}
 
 
+def calibration_split(n_train: int, n_calib: int, seed: int, n_val: int = 0):
+    """Indices (sorted) of the calibration images — a seeded sample of the training set —
+    and of ``n_val`` held-out validation images, the next ones of the same permutation
+    (disjoint from the calibration sample; what scripts/choose_*.py measure on)."""
+    perm = np.random.default_rng(seed).permutation(n_train)
+    return np.sort(perm[:n_calib]), np.sort(perm[n_calib:n_calib + n_val])
+
+
+def held_out_validation(checkpoint, data_dir, n_calib: int, n_val: int, seed: int):
+    """(model, header, x_calib, x_val, y_val) for choosing settings without the test set:
+    the calibration images of ``reproduce --seed S`` and ``n_val`` other training images
+    (normalised, host arrays). The network saw them in training, so compare *losses*
+    against the ANN on the same images, not accuracies with the test set's."""
+    model, header = load_checkpoint(checkpoint)
+    ds = load_dataset("cifar10", data_dir)
+    mean, std = header["mean"], header["std"]
+    cal, val = calibration_split(len(ds.x_train), n_calib, seed, n_val)
+    return (model, header, normalize(ds.x_train[cal], mean, std, np),
+            normalize(ds.x_train[val], mean, std, np), ds.y_train[val])
+
+
 def _setting(variant: str, c: ConversionConfig) -> tuple:
     """What a row's v(0) depends on: two rows with the same setting give the same numbers
     (e.g. "I-SNN remainder" is the I-SNN row when remainder is the default), so they run once."""
@@ -199,8 +220,8 @@ def main(argv=None):
     if a.p is None:
         a.p = float(header.get("p", ConversionConfig.p))
     # calibration images: a fixed, seeded sample of the training set (not the test set)
-    idx = np.random.default_rng(a.seed).permutation(len(ds.x_train))[:a.n_calib]
-    x_calib = normalize(ds.x_train[np.sort(idx)], mean, std, xp)
+    idx, _ = calibration_split(len(ds.x_train), a.n_calib, a.seed)
+    x_calib = normalize(ds.x_train[idx], mean, std, xp)
     x_test = normalize(ds.x_test[:a.n_test], mean, std, xp)
     cfg = ConversionConfig(T=tuple(a.T), p=a.p, coding=a.coding, n_calib=a.n_calib, seed=a.seed,
                            chunk=a.chunk, batch_size=a.batch_size, block=a.block, comp=a.comp,

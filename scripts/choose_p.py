@@ -22,17 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 try:
     import icsnn_np  # noqa: F401
 except ImportError:                      # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icsnn_np.checkpoint import atomic_write, load_checkpoint  # noqa: E402
-from icsnn_np.data import load_dataset, normalize  # noqa: E402
+from icsnn_np.checkpoint import atomic_write  # noqa: E402
 from icsnn_np.evaluate import ConversionConfig  # noqa: E402
-from icsnn_np.reproduce import ROWS, run_rows  # noqa: E402
+from icsnn_np.reproduce import ROWS, held_out_validation, run_rows  # noqa: E402
 
 
 def main(argv=None):
@@ -50,15 +47,9 @@ def main(argv=None):
     ap.add_argument("--out", default="results/p_validation")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    model, header = load_checkpoint(a.checkpoint)
-    ds = load_dataset("cifar10", a.data_dir)
+    model, header, x_calib, x_val, y_val = held_out_validation(
+        a.checkpoint, a.data_dir, a.n_calib, a.n_val, a.seed)
     mean, std = header["mean"], header["std"]
-    # the calibration sample of `reproduce --seed S` and the next n_val images of the same
-    # permutation (disjoint from it) as the validation set, as in choose_readings.py
-    perm = np.random.default_rng(a.seed).permutation(len(ds.x_train))
-    cal, val = np.sort(perm[:a.n_calib]), np.sort(perm[a.n_calib:a.n_calib + a.n_val])
-    x_calib = normalize(ds.x_train[cal], mean, std, np)
-    x_val = normalize(ds.x_train[val], mean, std, np)
     rows = [ROWS[i] for i in a.rows]
     found, ann = [], None
     for thr in a.thresholds:
@@ -66,7 +57,7 @@ def main(argv=None):
             cfg = ConversionConfig(T=tuple(a.T), p=p, channelwise=thr == "channel",
                                    n_calib=a.n_calib, seed=a.seed, batch_size=250,
                                    chunk=8).validate()
-            res = run_rows(model, x_calib, x_val, ds.y_train[val], cfg, a.T, a.T, rows,
+            res = run_rows(model, x_calib, x_val, y_val, cfg, a.T, a.T, rows,
                            mean=mean, std=std, log=lambda s: print(s, file=sys.stderr, flush=True))
             ann = res["ann_acc"]
             for r in res["rows"]:

@@ -20,17 +20,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 try:
     import icsnn_np  # noqa: F401
 except ImportError:                      # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icsnn_np.checkpoint import atomic_write, load_checkpoint  # noqa: E402
-from icsnn_np.data import load_dataset, normalize  # noqa: E402
+from icsnn_np.checkpoint import atomic_write  # noqa: E402
 from icsnn_np.evaluate import ConversionConfig  # noqa: E402
-from icsnn_np.reproduce import ROWS, markdown, run_rows  # noqa: E402
+from icsnn_np.reproduce import ROWS, held_out_validation, markdown, run_rows  # noqa: E402
 
 
 def main(argv=None):
@@ -43,18 +40,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/readings_validation")
     a = p.parse_args(argv)
-    model, header = load_checkpoint(a.checkpoint)
-    ds = load_dataset("cifar10", a.data_dir)
+    model, header, x_calib, x_val, y_val = held_out_validation(
+        a.checkpoint, a.data_dir, a.n_calib, a.n_val, a.seed)
     mean, std = header["mean"], header["std"]
-    # the same calibration sample as `python -m icsnn_np.reproduce --seed S`, and the next
-    # n_val images of that permutation as the validation set (disjoint from it)
-    perm = np.random.default_rng(a.seed).permutation(len(ds.x_train))
-    cal, val = np.sort(perm[:a.n_calib]), np.sort(perm[a.n_calib:a.n_calib + a.n_val])
-    x_calib = normalize(ds.x_train[cal], mean, std, np)
-    x_val = normalize(ds.x_train[val], mean, std, np)
     cfg = ConversionConfig(T=tuple(a.T), n_calib=a.n_calib, seed=a.seed, batch_size=250,
                            chunk=8).validate()
-    res = run_rows(model, x_calib, x_val, ds.y_train[val], cfg, a.T, a.T, ROWS, mean=mean,
+    res = run_rows(model, x_calib, x_val, y_val, cfg, a.T, a.T, ROWS, mean=mean,
                    std=std, log=lambda s: print(s, file=sys.stderr, flush=True))
     command = "python scripts/choose_readings.py " + " ".join(argv if argv is not None else sys.argv[1:])
     settings = {"model": header["arch"], "images": f"{a.n_val} held-out training images",
