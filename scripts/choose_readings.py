@@ -38,12 +38,15 @@ def main(argv=None):
     p.add_argument("--n-calib", type=int, default=256)
     p.add_argument("--T", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--p", type=float, default=None,
+                   help="threshold quantile (default: the checkpoint's stored p, else 0.99)")
     p.add_argument("--out", default="results/readings_validation")
     a = p.parse_args(argv)
     model, header, x_calib, x_val, y_val = held_out_validation(
         a.checkpoint, a.data_dir, a.n_calib, a.n_val, a.seed)
     mean, std = header["mean"], header["std"]
-    cfg = ConversionConfig(T=tuple(a.T), n_calib=a.n_calib, seed=a.seed, batch_size=250,
+    p_q = a.p if a.p is not None else float(header.get("p", ConversionConfig.p))
+    cfg = ConversionConfig(T=tuple(a.T), p=p_q, n_calib=a.n_calib, seed=a.seed, batch_size=250,
                            chunk=8).validate()
     res = run_rows(model, x_calib, x_val, y_val, cfg, a.T, a.T, ROWS, mean=mean,
                    std=std, log=lambda s: print(s, file=sys.stderr, flush=True))
