@@ -21,7 +21,7 @@ from .backend import BackendError, backend_name, get_xp
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import DatasetError, load_dataset, normalize
 from .evaluate import (ConversionConfig, calibrated_snn, evaluate_conversion,
-                       format_accuracy_table)
+                       format_accuracy_table, quantile_for)
 from .init_mem import COMPENSATIONS, GRANULARITIES, READINGS, VARIANTS
 from .stats import format_stats, spike_stats
 
@@ -51,18 +51,6 @@ def get_model(args, xp):
                             data_dir=args.data_dir, out=str(out)), log=_log)
     return res["model"], {"arch": args.model, "mean": res["mean"].tolist(),
                           "std": res["std"].tolist(), "dataset": args.dataset}
-
-
-def quantile_for(header: dict, p=None) -> float:
-    """The threshold quantile: ``p`` if given, else the one stored with the model, else the
-    package default 0.99. (The bundled model stores the p that gave IC-SNN the lowest loss
-    on held-out training images: results/p_validation.md.)"""
-    if p is not None:
-        return float(p)
-    if "p" in header:
-        _log(f"threshold quantile p = {header['p']} (stored with the model: {header.get('p_chosen_by', '')})")
-        return float(header["p"])
-    return ConversionConfig.p
 
 
 def run_stats(model, x_calib, x, cfg, variant, mean, std):
@@ -118,14 +106,17 @@ def main(argv=None):
         p.error("--n-stats must be >= 1")
     try:
         xp = get_xp(a.backend)
-        ConversionConfig(p=0.99 if a.p is None else a.p).validate()    # bad --p: fail before loading
-        ds = load_dataset(a.dataset, a.data_dir, download=a.download)
-        model, header = get_model(a, xp)
-        a.p = quantile_for(header, a.p)
-        cfg = ConversionConfig(T=tuple(a.T), variants=tuple(a.variants), p=a.p,
+        cfg = ConversionConfig(T=tuple(a.T), variants=tuple(a.variants), p=quantile_for({}, a.p),
                                channelwise=a.channelwise, coding=a.coding, reading=a.reading,
                                granularity=a.granularity, comp=a.comp, block=a.block, n_calib=a.n_calib,
                                batch_size=a.batch_size, chunk=a.chunk, seed=a.seed).validate()
+        ds = load_dataset(a.dataset, a.data_dir, download=a.download)
+        model, header = get_model(a, xp)
+        if a.p is None and "p" in header:
+            _log(f"threshold quantile p = {header['p']} (stored with the model: "
+                 f"{header.get('p_chosen_by', '')})")
+        cfg.p = a.p = quantile_for(header, a.p)
+        cfg.validate()                                  # a stored p is checked too
         mean, std = header["mean"], header["std"]
         x_calib = normalize(ds.x_train[:a.n_calib], mean, std, xp)
         x_test = normalize(ds.x_test[:a.n_test], mean, std, xp)

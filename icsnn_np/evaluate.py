@@ -69,6 +69,15 @@ class ConversionConfig:
         return self
 
 
+def quantile_for(header: dict, p=None) -> float:
+    """The threshold quantile to use with a checkpoint: ``p`` if given, else the one stored
+    with the model (the bundled model carries the p chosen on held-out training images,
+    results/p_validation.md), else the package default ``ConversionConfig.p``."""
+    if p is not None:
+        return float(p)
+    return float(header.get("p", ConversionConfig.p))
+
+
 def _split(x, size):
     return [x[i:i + size] for i in range(0, len(x), size)]
 

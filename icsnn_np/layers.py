@@ -260,59 +260,61 @@ def _split(fn, a):
         fn(0, a.shape[0])
 
 
+def _winograd_blocks(x_nhwc, O, dtype, per_block, start=None):
+    """Run per_block(n0, n1, ws, acc) over blocks of images of the (N, H, W, C) input, the
+    blocks split over the CPU threads (NumPy) or all at once (GPU); each thread has its
+    workspace ``ws`` and its accumulator ``acc = start()`` (None without ``start``).
+    Returns the accumulators in slice order."""
+    xp = xp_of(x_nhwc)
+    N, H, W, C = x_nhwc.shape
+    nb = winograd.block_images(H, W, C, np.dtype(dtype).itemsize, N, xp is not np)
+
+    def work(b0, b1):
+        lo, hi = b0 * nb, min(N, b1 * nb)
+        ws = winograd.workspace(xp, min(nb, hi - lo), H, W, C, O, dtype)
+        acc = start() if start is not None else None
+        for n0 in range(lo, hi, nb):
+            per_block(n0, min(hi, n0 + nb), ws, acc)
+        return acc
+
+    nblocks = -(-N // nb)
+    if xp is not np:
+        return [work(0, nblocks)]
+    return parallel_for(work, nblocks, x_nhwc.size * 9 * max(1, O // 8), blas=True)
+
+
 def _winograd_conv(x_nhwc, U, bias, out_nhwc):
     """out = conv3x3(x) + bias by Winograd F(4x4, 3x3), channels-last, blocks over threads.
 
     U: the transformed weights (36, C, O) (``winograd.transform_weights``).
     """
-    xp = xp_of(x_nhwc)
-    N, H, W, C = x_nhwc.shape
-    O = U.shape[2]
     dtype = out_nhwc.dtype
     U = U.astype(dtype, copy=False)
     x_nhwc = x_nhwc.astype(dtype, copy=False)
-    nb = winograd.block_images(H, W, C, x_nhwc.itemsize, N, xp is not np)
 
-    def work(b0, b1):
-        lo, hi = b0 * nb, min(N, b1 * nb)
-        ws = winograd.workspace(xp, min(nb, hi - lo), H, W, C, O, dtype)
-        for n0 in range(lo, hi, nb):
-            o = out_nhwc[n0:n0 + nb]
-            winograd.conv3x3_block(x_nhwc[n0:n0 + nb], U, o, ws)
-            if bias is not None:
-                o += bias                                             # while o is in cache
+    def block(n0, n1, ws, _):
+        o = out_nhwc[n0:n1]
+        winograd.conv3x3_block(x_nhwc[n0:n1], U, o, ws)
+        if bias is not None:
+            o += bias                                                 # while o is in cache
 
-    _winograd_blocks(work, x_nhwc, nb, O)
+    _winograd_blocks(x_nhwc, U.shape[2], dtype, block)
     return out_nhwc
-
-
-def _winograd_blocks(work, x_nhwc, nb, O):
-    """work(b0, b1) over the blocks of nb images: split over the CPU threads (NumPy)."""
-    nblocks = -(-x_nhwc.shape[0] // nb)
-    if xp_of(x_nhwc) is not np:
-        return [work(0, nblocks)]
-    return parallel_for(work, nblocks, x_nhwc.size * 9 * max(1, O // 8), blas=True)
 
 
 def _winograd_weight_grad(x_nhwc, g_nhwc):
     """dL/dW (O, C, 3, 3) of a 3x3 'same' conv by Winograd: per-thread sums of dL/dU, added
     in slice order (deterministic), mapped back by the adjoint of the weight transform."""
     xp = xp_of(x_nhwc)
-    N, H, W, C = x_nhwc.shape
-    O = g_nhwc.shape[3]
+    C, O = x_nhwc.shape[3], g_nhwc.shape[3]
     dtype = g_nhwc.dtype
     x_nhwc = x_nhwc.astype(dtype, copy=False)
-    nb = winograd.block_images(H, W, C, x_nhwc.itemsize, N, xp is not np)
 
-    def work(b0, b1):
-        lo, hi = b0 * nb, min(N, b1 * nb)
-        ws = winograd.workspace(xp, min(nb, hi - lo), H, W, C, O, dtype)
-        dU = xp.zeros((winograd.TILE ** 2, C, O), dtype=dtype)
-        for n0 in range(lo, hi, nb):
-            winograd.weight_grad_block(x_nhwc[n0:n0 + nb], g_nhwc[n0:n0 + nb], dU, ws)
-        return dU
+    def block(n0, n1, ws, dU):
+        winograd.weight_grad_block(x_nhwc[n0:n1], g_nhwc[n0:n1], dU, ws)
 
-    parts = _winograd_blocks(work, x_nhwc, nb, O)
+    parts = _winograd_blocks(x_nhwc, O, dtype, block,
+                             start=lambda: xp.zeros((winograd.TILE ** 2, C, O), dtype=dtype))
     dU = parts[0]
     for d in parts[1:]:
         dU += d
@@ -530,7 +532,6 @@ class Conv2d(Module):
         self.grads["weight"] += dWm.reshape(O, k, k, C).transpose(0, 3, 1, 2)
         return dxh.transpose(0, 3, 1, 2) if input_grad else None
 
-
     def _backward_winograd(self, x, grad, input_grad=True):
         """Backward of a Winograd conv: dW by the adjoint of the Winograd forward, dx as the
         conv of the gradient with the flipped, transposed kernel (3x3 'same' again)."""
@@ -549,6 +550,7 @@ class Conv2d(Module):
         dxh = xp.empty(xh.shape, dtype=g.dtype)
         _winograd_conv(g, winograd.transform_weights(w_flip), None, dxh)
         return dxh.transpose(0, 3, 1, 2)
+
 
 class Linear(Module):
     """Fully connected layer, PyTorch layout: weight (out, in), y = x W^T + b."""

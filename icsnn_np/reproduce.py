@@ -24,7 +24,7 @@ from .backend import get_xp, xp_of
 from .checkpoint import atomic_write, load_checkpoint
 from .convert import balance_thresholds, convert
 from .data import load_dataset, normalize
-from .evaluate import ConversionConfig, _split, ann_accuracy, snn_accuracy
+from .evaluate import ConversionConfig, _split, ann_accuracy, quantile_for, snn_accuracy
 from .init_mem import calibrate_variant
 
 # (label, variant, overrides of the config). The first four are the paper's variants with
@@ -217,8 +217,7 @@ def main(argv=None):
     model.to(xp)
     ds = load_dataset(a.dataset, a.data_dir)
     mean, std = header["mean"], header["std"]
-    if a.p is None:
-        a.p = float(header.get("p", ConversionConfig.p))
+    a.p = quantile_for(header, a.p)
     # calibration images: a fixed, seeded sample of the training set (not the test set)
     idx, _ = calibration_split(len(ds.x_train), a.n_calib, a.seed)
     x_calib = normalize(ds.x_train[idx], mean, std, xp)

@@ -14,8 +14,9 @@ BLAS is an OpenBLAS whose thread count we can set; otherwise they stay on the ca
 thread with the BLAS's own threads.
 
 With >= 2 workers and an OpenBLAS we can set, the BLAS is held to one thread from the
-moment this module is imported, for the rest of the process, also between sections. Idle OpenBLAS threads busy-wait for a while after every multi-threaded call; a
-small BLAS call between two sections (a weight transform, a linear layer) left them
+moment this module is imported, for the rest of the process, also between sections. Idle
+OpenBLAS threads busy-wait for a while after every multi-threaded call; a small BLAS call
+between two sections (a weight transform, a linear layer) left them
 spinning on the cores the workers needed, which made a training step on 2 cores slower
 than on one (measured: 614 -> 941 images/s on vgg_cpu). Holding it from the start, not
 from the first section, keeps results bit-for-bit repeatable: OpenBLAS may round a small

@@ -26,7 +26,7 @@ except ImportError:                      # run from a checkout without installin
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icsnn_np.checkpoint import atomic_write  # noqa: E402
-from icsnn_np.evaluate import ConversionConfig  # noqa: E402
+from icsnn_np.evaluate import ConversionConfig, quantile_for  # noqa: E402
 from icsnn_np.reproduce import ROWS, held_out_validation, markdown, run_rows  # noqa: E402
 
 
@@ -45,8 +45,7 @@ def main(argv=None):
     model, header, x_calib, x_val, y_val = held_out_validation(
         a.checkpoint, a.data_dir, a.n_calib, a.n_val, a.seed)
     mean, std = header["mean"], header["std"]
-    p_q = a.p if a.p is not None else float(header.get("p", ConversionConfig.p))
-    cfg = ConversionConfig(T=tuple(a.T), p=p_q, n_calib=a.n_calib, seed=a.seed, batch_size=250,
+    cfg = ConversionConfig(T=tuple(a.T), p=quantile_for(header, a.p), n_calib=a.n_calib, seed=a.seed, batch_size=250,
                            chunk=8).validate()
     res = run_rows(model, x_calib, x_val, y_val, cfg, a.T, a.T, ROWS, mean=mean,
                    std=std, log=lambda s: print(s, file=sys.stderr, flush=True))
