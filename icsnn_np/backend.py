@@ -7,12 +7,20 @@ array module ``xp`` (``numpy`` or ``cupy``) and writes one code path for both
     xp = get_xp("numpy")            # or "cupy"
     x_dev = to_device(x_host, xp)   # host -> device (a no-op on NumPy)
     x_host = to_host(x_dev)         # device -> host: an explicit sync point
+
+For tests without a GPU, ``ICSNN_CUPY_STANDIN=1`` makes ``get_xp("cupy")`` return a strict
+CPU stand-in for CuPy (``icsnn_np.testing.cupy_standin``): the same code path, checked for
+implicit host/device conversions on every CI run.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 BACKENDS = ("numpy", "cupy")
+STANDIN_ENV = "ICSNN_CUPY_STANDIN"
+_devices: list = []            # the device array modules in use (CuPy, the stand-in)
 
 _cupy = None
 _cupy_error: str | None = None
@@ -36,6 +44,7 @@ def _try_cupy():
         if n < 1:
             raise RuntimeError("no CUDA device is visible")
         _cupy = cupy
+        _devices.append(cupy)
     except ImportError:
         _cupy_error = ("CuPy is not installed: install the GPU extra with "
                        "`pip install 'icsnn-np[gpu]'` (or `pip install cupy-cuda12x`), "
@@ -60,6 +69,8 @@ def get_xp(backend: str = "numpy"):
     name = str(backend).lower()
     if name == "numpy":
         return np
+    if name == "cupy" and os.environ.get(STANDIN_ENV) == "1":
+        return standin()
     if name == "cupy":
         cp = _try_cupy()
         if cp is None:
@@ -68,10 +79,19 @@ def get_xp(backend: str = "numpy"):
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
+def standin():
+    """The strict CPU stand-in for CuPy (a testing aid), registered as a device module."""
+    from .testing import cupy_standin  # noqa: PLC0415 - only when asked for
+    if cupy_standin not in _devices:
+        _devices.append(cupy_standin)
+    return cupy_standin
+
+
 def xp_of(a):
-    """The array module an array belongs to (numpy for anything that is not a CuPy array)."""
-    if _cupy is not None and isinstance(a, _cupy.ndarray):
-        return _cupy
+    """The array module an array belongs to (numpy for anything that is not a device array)."""
+    for m in _devices:
+        if isinstance(a, m.ndarray):
+            return m
     return np
 
 
@@ -84,8 +104,9 @@ def to_device(a, xp):
 
 def to_host(a):
     """Bring an array back to a NumPy array on the host (a sync point on the GPU)."""
-    if _cupy is not None and isinstance(a, _cupy.ndarray):
-        return _cupy.asnumpy(a)
+    for m in _devices:
+        if isinstance(a, m.ndarray):
+            return m.asnumpy(a)
     return np.asarray(a)
 
 

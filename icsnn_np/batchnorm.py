@@ -21,7 +21,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import xp_of
-from .layers import Conv2d, Module, Sequential
+from .layers import Conv2d
+from .module import Module, Sequential
 
 
 class BatchNorm2d(Module):

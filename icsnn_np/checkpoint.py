@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_host
+from .checks import check_normalisation
 from .models import build_model
 
 FORMAT = "icsnn-np-checkpoint"
 VERSION = 1
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 class CheckpointError(RuntimeError):
@@ -65,18 +67,48 @@ def save_checkpoint(path, model, arch: str, num_classes: int, meta: dict | None 
     return Path(path)
 
 
+def bundled_models() -> dict:
+    """{name: path} of the trained models the package ships (``assets/<name>_cifar10.npz``)."""
+    return {f.name[:-len("_cifar10.npz")]: f for f in sorted(ASSETS.glob("*_cifar10.npz"))}
+
+
+def resolve_checkpoint(name_or_path) -> Path:
+    """A checkpoint file from a path or the name of a bundled model (``vgg_cpu``, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_models()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    raise CheckpointError(f"checkpoint {path} does not exist (bundled models by name: "
+                          f"{', '.join(bundled) or 'none'})")
+
+
 def read_checkpoint(path):
     """Return (header dict, {name: float32 array}); raise CheckpointError on any damage."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise CheckpointError(f"{path} is a single array (.npy), not an icsnn-np checkpoint archive")
+    if magic[:4] != b"PK\x03\x04":          # every .npz is a zip archive
+        raise CheckpointError(f"{path} is truncated or corrupt: the file is empty" if not magic else
+                              f"{path} is not an .npz (zip) archive: not an icsnn-np checkpoint, "
+                              f"or truncated or corrupt")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):      # a bare .npy array, not an archive
             raise CheckpointError(f"{path} is a single array, not an icsnn-np checkpoint archive")
         with z:
             if "__meta__" not in z.files:
-                raise CheckpointError(f"{path} is not an icsnn-np checkpoint (no __meta__ header)")
+                raise CheckpointError(f"{path} is not an icsnn-np checkpoint (no __meta__ header; "
+                                      f"a PyTorch state_dict? see docs/import.md)")
             header = json.loads(bytes(z["__meta__"]).decode())
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
     except CheckpointError:
@@ -93,6 +125,30 @@ def read_checkpoint(path):
         if not np.all(np.isfinite(a)):
             raise CheckpointError(f"{path}: tensor {k} contains NaN or inf")
     return header, {k: a.astype(np.float32) for k, a in arrays.items()}
+
+
+def check_fits_data(header: dict, num_classes: int | None = None, dataset: str = "the dataset",
+                    source: str = "checkpoint", channels: int = 3):
+    """The checkpoint's normalisation (mean, std) after checking it suits the data: present,
+    finite, std > 0, on the x/255 scale the data loader uses, one value per image channel
+    (or one for all); and, given ``num_classes``, the model's class count matches the
+    dataset's. Raises CheckpointError naming the file."""
+    missing = [k for k in ("mean", "std") if k not in header]
+    if missing:
+        raise CheckpointError(f"{source} has no {' or '.join(missing)} in its header: the input "
+                              f"normalisation the model was trained with is unknown (save it with "
+                              f"save_checkpoint(..., meta={{'mean': ..., 'std': ...}}))")
+    try:
+        check_normalisation(header["mean"], header["std"], f"{source}: header")
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(str(e)) from None
+    if np.size(header["mean"]) not in (1, channels):
+        raise CheckpointError(f"{source}: header: mean/std hold {np.size(header['mean'])} values, "
+                              f"but the images have {channels} channels: one value per channel")
+    if num_classes is not None and int(header.get("num_classes", -1)) != int(num_classes):
+        raise CheckpointError(f"{source} holds a {header.get('num_classes')}-class model, but "
+                              f"{dataset} has {num_classes} classes")
+    return header["mean"], header["std"]
 
 
 def load_checkpoint(path, arch: str | None = None):

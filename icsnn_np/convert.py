@@ -10,13 +10,13 @@ training set, per layer (the paper) or per channel (an option).
 """
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-
 import numpy as np
 
 from .backend import to_device, to_host
-from .layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, Module, ReLU, Sequential
+from .checks import check_batch, check_finite, check_quantile, check_threshold
+from .layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
+from .models import BasicBlock
+from .module import Module, Sequential, rebuild
 from .neurons import IFNode
 
 # A quantile over more values than this is taken on a seeded uniform subsample of them.
@@ -35,10 +35,15 @@ class SNN:
                   prediction is the readout applied to the time-average of its input.
     ``blocks``    per residual block, the indices in ``nodes`` of its IF nodes (relu1, relu2),
                   for the paper's block treatment (DESIGN.md point 5)
+    ``ann``       the ANN it was converted from (``convert``), whose weights it shares: what
+                  the ANN-guided methods (methods.py: SNN Calibration, MSE thresholds) compare to
+    ``prerun``    a ``simulate.PreRun`` every simulation of it starts with, or None (set by
+                  ``calibrate_variant`` for the pre-run methods COS and SRP, methods.py)
     """
 
-    def __init__(self, tree, nodes, blocks=()):
+    def __init__(self, tree, nodes, blocks=(), ann=None):
         self.tree = tree
+        self.ann, self.prerun = ann, None
         self.nodes = nodes
         self.blocks = [list(b) for b in blocks]
         self.flat = list(tree.flat()) if isinstance(tree, Sequential) else [tree]
@@ -59,6 +64,8 @@ class SNN:
         """Set every node's initial potential v(0) (a list aligned with ``nodes``)."""
         if len(v0s) != len(self.nodes):
             raise ValueError(f"expected {len(self.nodes)} initial potentials, got {len(v0s)}")
+        for n, v0 in zip(self.nodes, v0s):       # a NaN v(0) never fires: a silent constant
+            check_finite(v0, f"{n.name or 'IF node'}: v(0)")
         for n, v0 in zip(self.nodes, v0s):
             n.v0 = v0
 
@@ -79,9 +86,7 @@ class SNN:
 
 
 def _contains_node(m) -> bool:
-    if isinstance(m, IFNode):
-        return True
-    return any(_contains_node(c) for c in m.children.values())
+    return isinstance(m, IFNode) or any(_contains_node(c) for c in m.children.values())
 
 
 def convert(model: Module) -> SNN:
@@ -90,33 +95,22 @@ def convert(model: Module) -> SNN:
     Each node remembers ``source``, the weight layer that drives it (the last Conv2d/Linear
     before it in its container), which the weight-based Alg. 1 reads.
     """
-    nodes, blocks = [], []
-
-    def rebuild(m, path):
-        if isinstance(m, ReLU):
-            node = IFNode(name=path)
-            nodes.append(node)
-            return node
-        if not m.children:
-            return m                          # a leaf layer: reused, so weights are shared
-        new = copy.copy(m)                    # shallow: params dicts are the same objects
-        new.children = OrderedDict()
-        last_weight = None
-        first = len(nodes)
-        for name, child in m.children.items():
-            c = rebuild(child, f"{path}.{name}" if path else name)
-            if isinstance(c, IFNode):
-                c.source = last_weight
-            elif isinstance(c, (Conv2d, Linear)):
-                last_weight = c
-            new.children[name] = c
-        if isinstance(m, BasicBlock):
-            blocks.append(range(first, len(nodes)))
-        return new
-
+    for name, m, k in model.named_parameters():
+        check_finite(m.params[k], f"weight tensor {name}")
     model.eval()
-    tree = rebuild(model, "")
-    return SNN(tree, nodes, blocks)
+    tree = rebuild(model, lambda m, path: IFNode(name=path) if isinstance(m, ReLU) else m)
+    nodes = [m for _, m in tree.named_modules() if isinstance(m, IFNode)]
+    for _, container in tree.named_modules():
+        last_weight = None
+        for child in container.children.values():
+            if isinstance(child, IFNode):
+                child.source = last_weight
+            elif isinstance(child, (Conv2d, Linear)):
+                last_weight = child
+    index = {id(n): i for i, n in enumerate(nodes)}
+    blocks = [[index[id(n)] for _, n in b.named_modules() if isinstance(n, IFNode)]
+              for _, b in tree.named_modules() if isinstance(b, BasicBlock)]
+    return SNN(tree, nodes, blocks, ann=model)
 
 
 def relu_outputs(model: Module, x_batches):
@@ -128,7 +122,8 @@ def relu_outputs(model: Module, x_batches):
     model.eval()
     outs = [[] for _ in relus]
     try:
-        for xb in x_batches:
+        for i, xb in enumerate(x_batches):
+            check_batch(xb, f"calibration batch {i}")
             for r in relus:
                 r.record = []
             model.forward(xb)
@@ -137,14 +132,9 @@ def relu_outputs(model: Module, x_batches):
     finally:
         for r in relus:
             r.record = None
+    if relus and not outs[0]:
+        raise ValueError("threshold balancing needs at least one batch of calibration images")
     return [np.concatenate(o) for o in outs]
-
-
-def _check_p(p: float) -> float:
-    p = float(p)
-    if not 0.0 < p <= 1.0:
-        raise ValueError(f"the threshold quantile p must lie in (0, 1], got {p}")
-    return p
 
 
 def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0):
@@ -181,8 +171,12 @@ def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
     outputs together (both have the block's output shape). The default gives every node
     its own.
     """
-    p = _check_p(p)
+    p = check_quantile(p)
     acts = relu_outputs(model, x_batches)
+    for node, a in zip(snn.nodes, acts):       # a NaN quantile would silently become V_th = 1
+        if not np.all(np.isfinite(a)):         # (the images are checked: weights or overflow)
+            raise ValueError(f"{node.name}: the calibration activations contain NaN or inf "
+                             f"(NaN/inf weights, or values beyond float32's range)")
     if per_block:
         for b in snn.blocks:
             pooled = np.concatenate([acts[i] for i in b])     # (len(b) * N, C, H, W)
@@ -200,6 +194,6 @@ def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
             per_c = robust_quantile(np.moveaxis(a, 1, 0).reshape(C, -1), p, axis=1)
             per_c = np.where(per_c > 0, per_c, fallback).astype(np.float32)
             th = per_c.reshape((C,) + (1,) * (a.ndim - 2))
-        node.v_th = to_device(th, xp) if np.ndim(th) else th
+        node.v_th = check_threshold(to_device(th, xp) if np.ndim(th) else th, node.name)
         ths.append(node.v_th)
     return ths

@@ -1,8 +1,9 @@
-"""CIFAR-10/100 in the official formats, the bundled slice, normalisation, augmentation, batches.
+"""CIFAR-10/100 in the official formats, and the bundled slice.
 
     ds = load_dataset("cifar10")            # looks in default_data_dir() ($ICSNN_DATA)
-    mean, std = channel_stats(ds.x_train)   # per channel, of x/255 over the training images
-    xb = normalize(augment(ds.x_train[:128], rng), mean, std, xp)   # float32 (128, 3, 32, 32)
+    ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.classes
+
+(Normalisation, augmentation and batching are in preprocess.py.)
 
 Images are uint8 (N, 3, 32, 32), NCHW, RGB; labels int64. All four official distributions are
 read (CIFAR-10 binary / python, CIFAR-100 python / binary), either as the extracted folder or
@@ -23,11 +24,9 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-
-from .backend import to_device, xp_of
 
 DATA_ENV = "ICSNN_DATA"
 DATASETS = ("cifar10", "cifar100", "cifar10-slice")
@@ -363,68 +362,3 @@ def _download(fmt: _Format, root: Path) -> Path:
                            f"{_place_hint(fmt, root)}")
     os.replace(tmp, dest)
     return dest
-
-
-# --------------------------------------------------------------------------- preprocessing
-def channel_stats(x_uint8: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of x/255, float32 (3,) each.
-
-    Accumulated in float64 over chunks of images, so 50,000 images never become one 1.2 GB
-    float64 temporary and the sums stay exact enough (values in [0, 1]).
-    """
-    n, total, total_sq = 0, np.zeros(3), np.zeros(3)
-    for i in range(0, len(x_uint8), chunk):
-        f = np.asarray(x_uint8[i:i + chunk], dtype=np.float64) / 255.0   # (B, 3, H, W)
-        total += f.sum(axis=(0, 2, 3))
-        total_sq += np.square(f).sum(axis=(0, 2, 3))
-        n += f.shape[0] * f.shape[2] * f.shape[3]
-    if n == 0:
-        raise ValueError("channel_stats needs at least one image")
-    mean = total / n
-    std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 0.0))
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def normalize(x_uint8, mean, std, xp=np):
-    """float32 (N, 3, H, W) = (x/255 - mean) / std on xp's device (mean, std: (3,), host ok)."""
-    x = to_device(x_uint8, xp).astype(xp.float32)
-    m = to_device(np.asarray(mean, np.float32).reshape(-1, 1, 1), xp)   # (3, 1, 1)
-    s = to_device(np.asarray(std, np.float32).reshape(-1, 1, 1), xp)
-    x /= 255.0
-    x -= m
-    x /= s
-    return x
-
-
-def augment(x, rng: np.random.Generator, pad: int = 4):
-    """Random crop from the zero-padded image plus random horizontal flip, per image.
-
-    x: (N, C, H, W), any dtype, NumPy or CuPy; returns the same shape, dtype and module.
-    Offsets and flips come from the host `rng` (same seed -> same result on both backends) and
-    are applied with one gather: out[n, c, i, j] = padded[n, c, dy[n] + i, col[n, j]], where
-    col[n] runs dx[n] .. dx[n]+W-1, reversed for flipped images.
-    """
-    xp = xp_of(x)
-    n, c, h, w = x.shape
-    dy = rng.integers(0, 2 * pad + 1, size=n)                          # (N,)
-    dx = rng.integers(0, 2 * pad + 1, size=n)
-    flip = rng.random(n) < 0.5
-    rows = dy[:, None] + np.arange(h)                                  # (N, H)
-    cols = dx[:, None] + np.arange(w)                                  # (N, W)
-    cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    padded = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))       # (N, C, H+2p, W+2p)
-    idx_n = to_device(np.arange(n)[:, None, None, None], xp)
-    idx_c = to_device(np.arange(c)[None, :, None, None], xp)
-    return padded[idx_n, idx_c, to_device(rows[:, None, :, None], xp),
-                  to_device(cols[:, None, None, :], xp)]
-
-
-def batches(n: int, batch_size: int, rng: np.random.Generator | None = None
-            ) -> Iterator[np.ndarray]:
-    """Index arrays covering range(n) in batches; shuffled when `rng` is given; the last
-    (partial) batch is kept."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]

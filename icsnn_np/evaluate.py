@@ -14,9 +14,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .backend import backend_name, to_host, xp_of
+from .checks import check_batch, check_choice, check_count, check_labels, check_quantile, check_T
 from .convert import balance_thresholds, convert
-from .init_mem import COMPENSATIONS, GRANULARITIES, READINGS, VARIANTS, _check, calibrate_variant
-from .simulate import DEFAULT_CHUNK, check_coding, check_T, simulate
+from .init_mem import COMPENSATIONS, GRANULARITIES, READINGS
+from .preprocess import batched
+from .progress import duration, tracking
+from .resources import check_memory
+from .simulate import CODINGS, ENGINES, simulate
+from .methods import PRERUN_STEPS, THRESHOLD_SEARCHES
+from .variants import PAPER_VARIANTS, VARIANTS, calibrate_variant
 
 DEFAULT_TS = (8, 16, 32, 64, 128, 256)
 BLOCK_MODES = ("node", "paper")
@@ -34,7 +40,7 @@ class ConversionConfig:
     everything up. ``half`` is the better compensation for C-SNN alone (``--comp half``).
     """
     T: tuple = DEFAULT_TS
-    variants: tuple = VARIANTS
+    variants: tuple = PAPER_VARIANTS
     p: float = 0.99               # threshold quantile
     channelwise: bool = False     # per-channel thresholds (ours; the paper is layer-wise)
     coding: str = "direct"        # input coding
@@ -45,27 +51,48 @@ class ConversionConfig:
                                   # (one V_th per block, v(0) on its first node; DESIGN 5)
     n_calib: int = 256            # training images for threshold balancing and Alg. 2
     batch_size: int = 200
-    chunk: int = DEFAULT_CHUNK
+    engine: str = "reference"     # reference (the teaching path) | fast (icsnn_np.fast)
+    chunk: int | None = None      # fast engine: time steps per layer pass (None: its default)
     seed: int = 0
+    threshold_search: str = "quantile"  # quantile (balancing at p) | mse (SNN Calibration's
+                                        # search at each T, layer-wise; methods.py)
+    prerun: int = PRERUN_STEPS    # pre-run steps of COS and SRP (rho, tau), run before the T
+                                  # counted ones and reported beside T
+
+    @property
+    def method_kw(self) -> dict:
+        """The settings ``calibrate_variant`` gets beyond the readings: thresholds, pre-run."""
+        return dict(thresholds=self.threshold_search, prerun=self.prerun)
 
     @property
     def v0_scope(self) -> str:
         """init_mem's v(0) scope for this block treatment."""
         return "block-first" if self.block == "paper" else "all"
 
+    @property
+    def sim_kw(self) -> dict:
+        """The simulation settings every call to ``simulate`` gets."""
+        return dict(coding=self.coding, engine=self.engine, chunk=self.chunk, seed=self.seed)
+
     def validate(self):
         self.T = tuple(check_T(t) for t in self.T)
         for v in self.variants:
-            _check(v, VARIANTS + ("ic-snn-fp", "i-snn-alg1"), "variant")
-        check_coding(self.coding)
-        _check(self.reading, READINGS, "Alg. 2 reading")
-        _check(self.granularity, GRANULARITIES, "granularity")
-        _check(self.comp, COMPENSATIONS, "compensation")
-        _check(self.block, BLOCK_MODES, "block treatment")
-        if not 0.0 < float(self.p) <= 1.0:
-            raise ValueError(f"the threshold quantile p must lie in (0, 1], got {self.p}")
-        if self.n_calib < 1 or self.batch_size < 1:
-            raise ValueError("n_calib and batch_size must be >= 1")
+            check_choice(v, VARIANTS, "variant")
+        check_choice(self.coding, CODINGS, "input coding")
+        check_choice(self.reading, READINGS, "Alg. 2 reading")
+        check_choice(self.granularity, GRANULARITIES, "granularity")
+        check_choice(self.comp, COMPENSATIONS, "compensation")
+        check_choice(self.block, BLOCK_MODES, "block treatment")
+        check_choice(self.engine, ENGINES, "engine")
+        check_choice(self.threshold_search, THRESHOLD_SEARCHES, "threshold search")
+        if self.threshold_search == "mse" and self.channelwise:
+            raise ValueError("the MSE threshold search is layer-wise: not with channel-wise thresholds")
+        check_count(self.prerun, "prerun", minimum=0)
+        self.p = check_quantile(self.p)
+        check_count(self.n_calib, "n_calib")
+        check_count(self.batch_size, "batch_size")
+        if self.chunk is not None:
+            check_count(self.chunk, "chunk")
         return self
 
 
@@ -75,30 +102,59 @@ def quantile_for(header: dict, p=None) -> float:
     results/p_validation.md), else the package default ``ConversionConfig.p``."""
     if p is not None:
         return float(p)
-    return float(header.get("p", ConversionConfig.p))
+    if "p" not in header:
+        return ConversionConfig.p
+    try:
+        return check_quantile(header["p"])
+    except ValueError as e:
+        raise ValueError(f"the checkpoint stores p = {header['p']!r}: {e}") from None
 
 
-def _split(x, size):
-    return [x[i:i + size] for i in range(0, len(x), size)]
+def calibration_passes(variant: str) -> int:
+    """How many times a variant runs the SNN on the calibration images (for ETAs): none,
+    one Alg. 2 pass, or up to 1 + 5 for the fixed point (init_mem.fixed_point_init)."""
+    if not VARIANTS[variant].needs_data:
+        return 0
+    if variant == "snn-calib":              # one pass per IF node (6 in the bundled VGG)
+        return 6
+    return 6 if variant == "ic-snn-fp" else 1
 
 
-def ann_accuracy(model, x, y, batch_size=500) -> float:
+def steps_run(snn, T: int) -> dict:
+    """What a row reports beside T: the pre-run steps of the SNN as calibrated (COS, SRP;
+    0 for the others) and every step it runs, pre-run + T."""
+    rho = snn.prerun.steps if getattr(snn, "prerun", None) is not None else 0
+    return {"prerun": int(rho), "steps": int(rho + T)}
+
+
+def preflight(model, x, cfg: ConversionConfig, Ts=None):
+    """Before any work: refuse a simulation that cannot fit in memory (resources.py) at the
+    largest T of ``Ts`` (default ``cfg.T``) on a batch of ``x``, saying how to fit."""
+    check_memory(convert(model), x[:cfg.batch_size], max(Ts or cfg.T), cfg.engine, cfg.chunk,
+                 count=True)
+
+
+def ann_accuracy(model, x, y, batch_size=200) -> float:
     """Top-1 accuracy of the ANN in percent (x normalised, on the device; y host ints)."""
+    check_batch(x, "the image batch")
+    check_labels(y, len(x))
     model.eval()
-    pred = np.concatenate([to_host(model.forward(xb).argmax(axis=1)) for xb in _split(x, batch_size)])
+    pred = np.concatenate([to_host(model.forward(xb).argmax(axis=1)) for xb in batched(x, batch_size)])
     return 100.0 * float((pred == np.asarray(y)).mean())
 
 
 def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
-    """(accuracy %, mean firing rate) of the SNN with its current v(0) after T steps."""
+    """(accuracy %, mean firing rate) of the SNN with its current v(0) after T steps (the
+    rate per neuron and step over every step run, a pre-run's included)."""
+    check_labels(y, len(x))
     correct, spikes, neuron_steps = 0, 0, 0
-    for i, xb in enumerate(_split(x, cfg.batch_size)):
-        res = simulate(snn, xb, T, coding=cfg.coding, chunk=cfg.chunk, count=True,
-                       mean=mean, std=std, seed=cfg.seed + 7919 * i)
+    for i, xb in enumerate(batched(x, cfg.batch_size)):
+        res = simulate(snn, xb, T, count=True, mean=mean, std=std,
+                       **dict(cfg.sim_kw, seed=cfg.seed + 7919 * i))
         pred = to_host(res.output.argmax(axis=1))
         correct += int((pred == np.asarray(y[i * cfg.batch_size:i * cfg.batch_size + len(xb)])).sum())
-        spikes += sum(res.spikes)
-        neuron_steps += len(xb) * T * sum(res.neurons)
+        spikes += sum(res.spikes) + sum(res.prerun_spikes)       # pre-run spikes count too
+        neuron_steps += len(xb) * res.steps * sum(res.neurons)
     return 100.0 * correct / len(x), spikes / max(1, neuron_steps)
 
 
@@ -117,12 +173,12 @@ def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig |
     """A converted SNN, thresholds balanced and v(0) set as ``variant`` prescribes for ``T``
     steps (what ``evaluate_conversion`` measures), e.g. to count its spikes."""
     cfg = (cfg or ConversionConfig()).validate()
-    calib = _split(x_calib[:cfg.n_calib], cfg.batch_size)
+    check_batch(x_calib, "the calibration batch (x_calib)")
+    calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     snn, _ = convert_balanced(model, calib, cfg)
     calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp,
-                      v0_scope=cfg.v0_scope,
-                      xp=xp_of(x_calib), coding=cfg.coding, chunk=cfg.chunk, mean=mean, std=std,
-                      seed=cfg.seed)
+                      xp=xp_of(x_calib), v0_scope=cfg.v0_scope, mean=mean, std=std, **cfg.sim_kw,
+                      **cfg.method_kw)
     return snn
 
 
@@ -134,26 +190,33 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
     evaluation set. ``mean``/``std`` (the normalisation) are needed for rate coding.
     """
     cfg = (cfg or ConversionConfig()).validate()
+    check_batch(x_calib, "the calibration batch (x_calib)")
+    check_batch(x_test, "the test batch (x_test)")
+    check_labels(y_test, len(x_test), "the test labels")
     log = log or (lambda s: None)
     xp = xp_of(x_test)
-    calib = _split(x_calib[:cfg.n_calib], cfg.batch_size)
+    preflight(model, x_test, cfg)
+    calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     t_start = time.perf_counter()
     ann = ann_accuracy(model, x_test, y_test)
     snn, ths = convert_balanced(model, calib, cfg)
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images; thresholds (p={cfg.p}): "
         + ", ".join(f"{float(np.max(to_host(np.asarray(t) if np.ndim(t) == 0 else t))):.3g}" for t in ths))
-    sim_kw = dict(coding=cfg.coding, chunk=cfg.chunk, mean=mean, std=std, seed=cfg.seed)
+    sim_kw = dict(cfg.sim_kw, mean=mean, std=std)
     table = {v: {} for v in cfg.variants}
-    for T in cfg.T:
-        for v in cfg.variants:
-            t0 = time.perf_counter()
-            calibrate_variant(snn, v, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
-                              v0_scope=cfg.v0_scope, **sim_kw)
-            acc, rate = snn_accuracy(snn, x_test, y_test, T, cfg, mean, std)
-            table[v][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
-                                "firing_rate": round(rate, 5)}
-            log(f"T={T:4d} {v:10s} acc {acc:6.2f}%  loss {ann - acc:6.2f}  rate {rate:.4f}  "
-                f"({time.perf_counter() - t0:.1f}s)")
+    n_cal = min(cfg.n_calib, len(x_calib))
+    total = sum(T * (len(x_test) + n_cal * calibration_passes(v)) for T in cfg.T for v in cfg.variants)
+    with tracking(total, log, what="evaluation") as progress:
+        for T in cfg.T:
+            for v in cfg.variants:
+                t0 = time.perf_counter()
+                calibrate_variant(snn, v, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
+                                  v0_scope=cfg.v0_scope, **sim_kw, **cfg.method_kw)
+                acc, rate = snn_accuracy(snn, x_test, y_test, T, cfg, mean, std)
+                table[v][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
+                                    "firing_rate": round(rate, 5), **steps_run(snn, T)}
+                log(f"T={T:4d} {v:10s} acc {acc:6.2f}%  loss {ann - acc:6.2f}  rate {rate:.4f}  "
+                    f"({time.perf_counter() - t0:.1f}s, ETA {duration(progress.eta())})")
     return {"ann_acc": round(ann, 2), "variants": table, "n_test": int(len(x_test)),
             "n_calib": int(min(cfg.n_calib, len(x_calib))), "backend": backend_name(xp),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -185,4 +248,9 @@ def format_accuracy_table(res: dict) -> str:
             r = per_t.get(str(t))
             cells.append(f"{r['acc']:6.2f} / {r['loss']:5.2f} / {r['firing_rate']:.3f}" if r else "")
         lines.append(f"{name:10s} " + " ".join(f"{c:>22s}" for c in cells))
+    pre = {name: r["prerun"] for name, per_t in res["variants"].items() for r in per_t.values()
+           if r.get("prerun")}
+    if pre:
+        lines.append("pre-run (run before the T counted steps, total = T + pre-run): "
+                     + ", ".join(f"{n} +{k}" for n, k in pre.items()))
     return "\n".join(lines)

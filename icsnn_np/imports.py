@@ -22,7 +22,7 @@ F16 and BF16 tensors are read as floats; integer tensors (I64 ``num_batches_trac
 read and ignored. Layouts need no change: PyTorch's conv weights are OIHW and its Linear
 weights (out, in), as ours, and its flatten order is NCHW, as ours.
 
-Names are matched in three steps, the first that fits every tensor wins:
+Names are matched in four steps, the first that fits every tensor wins:
 1. as they are, after dropping ``num_batches_tracked``, a ``module.`` (DataParallel) or
    ``_orig_mod.`` (torch.compile) prefix, and renaming ``linear`` -> ``fc`` and
    ``downsample`` -> ``shortcut`` where our model has no such name (kuangliu- and
@@ -31,7 +31,10 @@ Names are matched in three steps, the first that fits every tensor wins:
    hold tensors, so a head with Dropouts (``classifier.0/.3/.6``) meets ours
    (``classifier.0/.2/.4``), and a lone numbered layer matches a bare one
    (``classifier.weight`` vs ``classifier.0.weight``);
-3. otherwise a CheckpointError names the first missing, unexpected or mis-shaped tensor.
+3. by order across containers: a flat ``nn.Sequential`` (``0.weight``, ``0.bias``,
+   ``2.weight``, ..., ``16.weight``, the commonest way a small network is written) meets
+   our ``features.*`` / ``classifier.*`` modules in order, when both have as many;
+4. otherwise a CheckpointError names the first missing, unexpected or mis-shaped tensor.
 A conv followed by BatchNorm may come with or without a bias: a missing one is zero, an
 extra one is moved into the BN's running mean (exact, since BN subtracts the mean).
 """
@@ -230,7 +233,21 @@ def _match_modules(own_paths, file_paths):
     if (len(set(ours.values())) == len(ours) and len(by_rank) == len(own) == len(file_paths)
             and len(set(by_rank.values())) == len(file_paths)):
         return by_rank
-    return None
+    return _flat_order(own_paths, file_paths)
+
+
+def _flat_order(own_paths, file_paths):
+    """A flat ``nn.Sequential`` (module paths ``0``, ``2``, ..., ``16``, or all under one
+    common name, ``net.0``, ...): our modules with tensors, in order, meet the file's in
+    numeric order, when both have as many. Shapes are checked afterwards."""
+    parts = [p.split(".") for p in file_paths]
+    if not parts or len(own_paths) != len(file_paths):
+        return None
+    flat = all(len(q) == 1 and q[0].isdigit() for q in parts) or all(
+        len(q) == 2 and q[0] == parts[0][0] and q[1].isdigit() for q in parts)
+    if not flat:
+        return None
+    return dict(zip(own_paths, sorted(file_paths, key=lambda p: int(p.rpartition(".")[2]))))
 
 
 def _conv_bn_pairs(model):

@@ -1,4 +1,4 @@
-"""The paper's contribution: the initial membrane potential v(0) (Alg. 1, 2, 3) and variants.
+"""The paper's contribution: the initial membrane potential v(0), Alg. 1, Alg. 2 and Alg. 3.
 
 By Eq. 11, for every neuron of layer l after T steps
 
@@ -6,21 +6,19 @@ By Eq. 11, for every neuron of layer l after T steps
 
 so the decoded output differs from the ANN's affine map by (v(0) - v(T))/T. Choosing
 v(0) close to the v(T) the network will end with cancels that error (Sec. 3.3); coding
-compensation adds the expected coding loss back (Sec. 3.4). The variants:
+compensation adds the expected coding loss back (Sec. 3.4). variants.py turns these into
+the paper's SNN, I-SNN, C-SNN and IC-SNN.
 
-    snn     v(0) = 0
-    i-snn   v(0) = Alg. 2 on the plain SNN                       (data-based, Sec. 3.3)
-    c-snn   v(0) = C,  C = compensation (Alg. 3 lines 4-6)
-    ic-snn  v(0) = R + C, R = Alg. 2 on the SNN with v(0) = C     (Alg. 3)
-
-Readings (see DESIGN.md, "Ambiguities" 1 and 2):
+Where the paper is ambiguous, every reading is implemented and named (README, "Readings"):
     Alg. 2 reading   raw: mean of v(T) (the paper's literal ``l.mem.mean()``)
                      remainder: mean of v(T) mod V_th, in [0, V_th) (the text's "remainder")
                      clip: mean of clip(v(T), 0, V_th)
     granularity      layer (the paper: one scalar per layer), channel, neuron
     compensation     literal: V_th/(2T) (Alg. 3 as printed)   half: V_th/2 (by Eq. 11 a shift
-                     delta of v(0) moves the output by delta/T, so V_th/2 cancels the expected
-                     coding error V_th/(2T); QCFS, Bu et al. 2022, SpikingJelly use this)
+                     delta of v(0) moves the decoded output by delta/T as long as v(T) does not
+                     move with it, which holds on average, not neuron by neuron; so V_th/2
+                     cancels the expected coding error V_th/(2T), as QCFS and Bu et al. 2022
+                     start their neurons; SpikingJelly offers it as an option)
 
 Beyond the paper (named as ours): ``fixed_point_init`` repeats Alg. 2 with the v(0) it found
 until v(0) ~ mean v(T), which is what Eq. 11 asks for.
@@ -30,24 +28,23 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import to_device, to_host
+from .checks import check_choice, check_finite, check_T
 from .convert import SNN
-from .simulate import DEFAULT_CHUNK, check_T, simulate
+from .simulate import simulate
 
 READINGS = ("raw", "remainder", "clip")
 GRANULARITIES = ("layer", "channel", "neuron")
 COMPENSATIONS = ("literal", "half")
-VARIANTS = ("snn", "i-snn", "c-snn", "ic-snn")
 
 
-def _host(a) -> np.ndarray:
+def host(a) -> np.ndarray:
     """A scalar or a (device) array as a host array."""
     return to_host(a) if hasattr(a, "shape") else np.asarray(a)
 
 
-def _check(value, allowed, what):
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-    return value
+def masked(v0s, keep):
+    """``v0s`` with v(0) = 0 where ``keep`` (a bool per node, or None = all) is False."""
+    return list(v0s) if keep is None else [v if k else 0.0 for v, k in zip(v0s, keep)]
 
 
 # --------------------------------------------------------------------------- Alg. 1
@@ -72,7 +69,7 @@ def alg1_weight_init(snn: SNN, T: int):
         W = to_host(src.params["weight"]).astype(np.float64)
         b = to_host(src.params["bias"]).astype(np.float64) if "bias" in src.params else 0.0
         b = np.reshape(b, (-1,) + (1,) * (W.ndim - 1)) if np.ndim(b) else b
-        v_th = _host(node.v_th).astype(np.float64)
+        v_th = host(node.v_th).astype(np.float64)
         if v_th.ndim:  # channel-wise thresholds: one per output unit of the weight tensor
             v_th = v_th.reshape((-1,) + (1,) * (W.ndim - 1))
         mem = np.mod(W * T + b, v_th)
@@ -96,11 +93,13 @@ def _reduce(v_T: np.ndarray, v_th, reading: str, granularity: str):
     return v.mean(axis=(0, 2, 3)).astype(np.float32).reshape(-1, 1, 1)   # per channel
 
 
-def record_v_T(snn: SNN, batches, T: int, coding="direct", chunk=DEFAULT_CHUNK, **kw):
-    """Run the SNN with its current v(0) on each batch; return per node the (N_total, ...) v(T)."""
+def record_v_T(snn: SNN, batches, T: int, **sim_kw):
+    """Run the SNN with its current v(0) on each batch; return per node the (N_total, ...) v(T).
+
+    ``sim_kw`` go to ``simulate`` (coding, engine, chunk, mean, std, seed)."""
     per_node = [[] for _ in snn.nodes]
     for xb in batches:
-        res = simulate(snn, xb, T, coding=coding, chunk=chunk, keep_v=True, **kw)
+        res = simulate(snn, xb, T, keep_v=True, **sim_kw)
         for acc, rec in zip(per_node, res.layers):
             acc.append(rec["v_T"])
     if not per_node[0]:
@@ -118,12 +117,13 @@ def alg2_data_init(snn: SNN, batches, T: int, reading: str = "remainder",
     ``granularity``. All layers are recorded in the same run, as in the printed algorithm.
     Returns a list of v(0) values (scalars or arrays on ``xp``), aligned with ``snn.nodes``.
     """
-    _check(reading, READINGS, "Alg. 2 reading")
-    _check(granularity, GRANULARITIES, "granularity")
+    check_choice(reading, READINGS, "Alg. 2 reading")
+    check_choice(granularity, GRANULARITIES, "granularity")
     v_Ts = record_v_T(snn, batches, check_T(T), **sim_kw)
     out = []
     for node, v_T in zip(snn.nodes, v_Ts):
-        r = _reduce(v_T, _host(node.v_th), reading, granularity)
+        r = check_finite(_reduce(v_T, host(node.v_th), reading, granularity),
+                         f"Alg. 2: the v(0) of {node.name} (the mean of its recorded v(T))")
         out.append(r if np.ndim(r) == 0 else to_device(r, xp))
     return out
 
@@ -131,19 +131,24 @@ def alg2_data_init(snn: SNN, batches, T: int, reading: str = "remainder",
 # --------------------------------------------------------------------------- Alg. 3
 def compensation(snn: SNN, T: int, kind: str = "literal"):
     """Coding compensation C^l per node: V_th/(2T) (``literal``, Alg. 3) or V_th/2 (``half``)."""
-    _check(kind, COMPENSATIONS, "compensation")
+    check_choice(kind, COMPENSATIONS, "compensation")
     T = check_T(T)
     div = 2.0 * T if kind == "literal" else 2.0
     return [n.v_th / div for n in snn.nodes]
 
 
 def alg3_ic_init(snn: SNN, batches, T: int, comp: str = "literal", reading: str = "remainder",
-                 granularity: str = "layer", xp=np, **sim_kw):
-    """Alg. 3: set v(0) = C, run Alg. 2 on that SNN to get R, return final v(0) = R + C."""
-    C = compensation(snn, T, comp)
+                 granularity: str = "layer", xp=np, keep=None, **sim_kw):
+    """Alg. 3: set v(0) = C, run Alg. 2 on that SNN to get R, return final v(0) = R + C.
+
+    ``keep`` (a bool per node, default all): nodes marked False keep v(0) = 0 throughout,
+    also while Alg. 2 measures (the paper's ResNet treatment: v(0) only on the first IF
+    node of each residual block, Sec. 4.3).
+    """
+    C = masked(compensation(snn, T, comp), keep)
     snn.set_v0(C)
     R = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
-    return [r + c for r, c in zip(R, C)]
+    return masked([r + c for r, c in zip(R, C)], keep)
 
 
 def fixed_point_init(snn: SNN, batches, T: int, reading: str = "raw", granularity: str = "layer",
@@ -159,83 +164,10 @@ def fixed_point_init(snn: SNN, batches, T: int, reading: str = "raw", granularit
     v0 = start if start is not None else [0.0] * len(snn.nodes)
     for it in range(1, iters + 1):
         snn.set_v0(v0)
-        new = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
-        if keep is not None:
-            new = [v if k else 0.0 for v, k in zip(new, keep)]
-        delta = max(float(np.max(np.abs(_host(a) - _host(b)))) / float(np.max(_host(nd.v_th)))
+        new = masked(alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw), keep)
+        delta = max(float(np.max(np.abs(host(a) - host(b)))) / float(np.max(host(nd.v_th)))
                     for a, b, nd in zip(new, v0, snn.nodes))
         v0 = new
         if delta < tol:
             break
     return v0, it
-
-
-# --------------------------------------------------------------------------- variants
-V0_SCOPES = ("all", "block-first")
-
-
-def _scoped(snn: SNN, v0s, scope: str):
-    """``v0s`` with v(0) = 0 where ``scope`` says a node gets none (see SNN.block_first)."""
-    if scope == "all":
-        return list(v0s)
-    return [v if keep else 0.0 for v, keep in zip(v0s, snn.block_first())]
-
-
-def calibrate_variant(snn: SNN, variant: str, T: int, batches=None, reading: str = "remainder",
-                      granularity: str = "layer", comp: str = "literal", xp=np,
-                      v0_scope: str = "all", **sim_kw):
-    """Set ``snn``'s v(0) for ``variant`` (calibrated for T) and return the v(0) list.
-
-    ``batches`` (training images, normalised, on the device) are needed by i-snn and ic-snn;
-    pass a list (it is iterated more than once by ic-snn's two steps).
-    Also accepts ``ic-snn-fp`` (ours): the fixed point of Alg. 2 started from Alg. 3's v(0).
-    ``v0_scope="block-first"``: the paper's ResNet treatment, v(0) only on the first IF node
-    of each residual block (the rest keep 0, also while Alg. 2 measures); "all" (default)
-    gives every node its v(0).
-    """
-    T = check_T(T)
-    _check(variant, VARIANTS + ("ic-snn-fp", "i-snn-alg1"), "variant")
-    _check(v0_scope, V0_SCOPES, "v(0) scope")
-    if v0_scope != "all":
-        return _calibrate_scoped(snn, variant, T, batches, reading, granularity, comp, xp,
-                                 v0_scope, **sim_kw)
-    if variant != "snn" and variant != "c-snn" and variant != "i-snn-alg1" and batches is None:
-        raise ValueError(f"variant {variant!r} needs calibration batches of training images")
-    zeros = [0.0] * len(snn.nodes)
-    if variant == "snn":
-        v0 = zeros
-    elif variant == "i-snn":
-        snn.set_v0(zeros)
-        v0 = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
-    elif variant == "i-snn-alg1":
-        v0 = alg1_weight_init(snn, T)
-    elif variant == "c-snn":
-        v0 = compensation(snn, T, comp)
-    elif variant == "ic-snn":
-        v0 = alg3_ic_init(snn, batches, T, comp, reading, granularity, xp=xp, **sim_kw)
-    else:  # ic-snn-fp
-        start = alg3_ic_init(snn, batches, T, comp, reading, granularity, xp=xp, **sim_kw)
-        v0, _ = fixed_point_init(snn, batches, T, reading, granularity, start=start, xp=xp, **sim_kw)
-    snn.set_v0(v0)
-    return v0
-
-
-def _calibrate_scoped(snn, variant, T, batches, reading, granularity, comp, xp, scope, **sim_kw):
-    """calibrate_variant with v(0) = 0 outside ``scope``, in every run Alg. 2/3 make."""
-    zeros = [0.0] * len(snn.nodes)
-    if variant in ("snn", "c-snn", "i-snn-alg1"):
-        v0 = calibrate_variant(snn, variant, T, batches, reading, granularity, comp, xp=xp, **sim_kw)
-    elif variant == "i-snn":
-        snn.set_v0(zeros)
-        v0 = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
-    else:                                   # ic-snn (and its fixed point): Alg. 3, scoped
-        C = _scoped(snn, compensation(snn, T, comp), scope)
-        snn.set_v0(C)
-        R = alg2_data_init(snn, batches, T, reading, granularity, xp=xp, **sim_kw)
-        v0 = _scoped(snn, [r + c for r, c in zip(R, C)], scope)
-        if variant == "ic-snn-fp":
-            v0, _ = fixed_point_init(snn, batches, T, reading, granularity, start=v0, xp=xp,
-                                     keep=snn.block_first(), **sim_kw)
-    v0 = _scoped(snn, v0, scope)
-    snn.set_v0(v0)
-    return v0

@@ -44,8 +44,12 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import to_host
+from .checks import check_batch
 from .batchnorm import BatchNorm2d
-from .layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, Module, ReLU
+from .layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
+from .models import BasicBlock
+from .module import Module
+from .preprocess import batched
 from .neurons import IFNode
 from .simulate import rate_encode, simulate
 
@@ -112,6 +116,12 @@ def _indicator(m, ctx):
         c.params = {k: (np.ones if k == "weight" else np.zeros)(v.shape) for k, v in m.params.items()}
         c.grads = {k: np.zeros(v.shape) for k, v in m.params.items()}
         ctx["weights"].append(c)
+        if isinstance(m, Conv2d):                          # keep the output size: nominal MACs
+            def forward(x, _c=c, _fwd=c.forward):
+                y = _fwd(x)
+                _c.out_hw = y.shape[2:]
+                return y
+            c.forward = forward
         return c
     if not m.children:
         raise ValueError(f"stats: no synapse count for layer type {type(m).__name__}")
@@ -141,7 +151,7 @@ def fanout_maps(model, input_shape, ann: bool = False):
     nominal = []
     for w in ctx["weights"]:
         if isinstance(w, Conv2d):
-            x, Ho, Wo = w._cache
+            Ho, Wo = w.out_hw
             nominal.append(w.out_channels * Ho * Wo * w.in_channels * w.kernel_size ** 2)
         else:
             nominal.append(w.in_features * w.out_features)
@@ -150,14 +160,10 @@ def fanout_maps(model, input_shape, ann: bool = False):
 
 
 # --------------------------------------------------------------------------- statistics
-def _batches(x, size):
-    return [x[i:i + size] for i in range(0, x.shape[0], size)]
-
-
 def spike_totals(snn, x, T, batch_size=100, **sim_kw):
     """Per IF node, the spike count of each neuron summed over the images: host int64 arrays."""
     totals = None
-    for xb in _batches(x, batch_size):
+    for xb in batched(x, batch_size):
         res = simulate(snn, xb, T, record=True, **sim_kw)
         counts = [r["spike_count"].sum(axis=0, dtype=np.int64) for r in res.layers]
         totals = counts if totals is None else [a + b for a, b in zip(totals, counts)]
@@ -170,7 +176,7 @@ def input_spike_totals(x, T, mean, std, seed=0, batch_size=100):
     m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
     total = np.zeros(x.shape[1:], np.int64)
-    for xb in _batches(x, batch_size):
+    for xb in batched(x, batch_size):
         for t in range(T):
             enc = to_host(rate_encode(xb, mean, std, t, 1, seed))      # sync point
             total += np.rint(enc * s + m).astype(np.int64).sum(axis=0)
@@ -185,6 +191,7 @@ def spike_stats(model, snn, x, T, coding="direct", input_per_step=False, e_ac_pj
     The SNN runs as it stands (thresholds and v(0) as set). ``sim_kw`` go to ``simulate``
     (chunk, mean, std, seed); rate coding needs ``mean`` and ``std``.
     """
+    check_batch(x, "the image batch of spike_stats")
     n = int(x.shape[0])
     fan_in, fans, ident, nominal = fanout_maps(model, x.shape[1:])
     _, macs, _, _ = fanout_maps(model, x.shape[1:], ann=True)

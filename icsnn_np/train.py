@@ -1,15 +1,17 @@
 """Train a ReLU ANN with hand-written SGD: ``python -m icsnn_np.train``.
 
-The paper's recipe (Sec. 4.1.3): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, batch 128,
-300 epochs, lr divided by 5 at epochs 70/130/190/240 (scaled proportionally when fewer
-epochs are asked for); random crop (pad 4) + horizontal flip; per-channel normalisation to
-mean 0 / std 1 with training-set statistics.
+The paper's recipe (Sec. 4.1.3, optim.py): SGD, lr 0.1, momentum 0.9, weight decay 5e-4,
+batch 128, lr divided by 5 at epochs 70/130/190/240 of 300 (scaled to fewer epochs); random
+crop (pad 4) + horizontal flip; per-channel normalisation to mean 0 / std 1 with
+training-set statistics. After every epoch the model is tested and saved (``--out``, the best
+one as ``<stem>_best.npz``), with the optimiser state beside it for ``--resume``.
 
     python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
+import json
 import math
 import sys
 import time
@@ -18,78 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import backend_name, get_xp, to_device, to_host, xp_of
-from .checkpoint import save_checkpoint
-from .data import augment, batches, channel_stats, load_dataset, normalize
-from .models import build_model
-
-PAPER_EPOCHS = 300
-PAPER_MILESTONES = (70, 130, 190, 240)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf: training stops instead of producing garbage."""
-
-
-# --------------------------------------------------------------------------- loss
-def cross_entropy(logits, labels):
-    """Mean softmax cross-entropy and its gradient w.r.t. the logits.
-
-    Numerically stable: the row maximum is subtracted before exponentiating (log-sum-exp).
-    logits: (N, K) float, labels: (N,) int  ->  (loss scalar array, dlogits (N, K))
-    """
-    xp = xp_of(logits)
-    N = logits.shape[0]
-    z = logits - logits.max(axis=1, keepdims=True)
-    logsum = xp.log(xp.exp(z).sum(axis=1, keepdims=True))
-    logp = z - logsum                                        # (N, K) log-softmax
-    loss = -logp[xp.arange(N), labels].mean()
-    grad = xp.exp(logp)
-    grad[xp.arange(N), labels] -= 1.0
-    grad /= N
-    return loss, grad
+from .backend import BACKENDS, backend_name, get_xp, to_device, to_host
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from . import cli
+from .checks import check_choice, check_count, check_output_file
+from .cli import kept_on_interrupt
+from .data import DATASETS, load_dataset
+from .models import INITS, MODELS, build_model, fixup_init
+from .optim import SGD, TrainingDiverged, cross_entropy, lr_with_warmup, scaled_milestones
+from .preprocess import augment, batches, channel_stats, normalize
+from .simulate import ENGINES
 
 
-# --------------------------------------------------------------------------- optimiser
-class SGD:
-    """SGD with momentum and L2 weight decay, PyTorch semantics.
-
-    g = grad + wd * p;  buf = momentum * buf + g;  p -= lr * buf   (parameters updated in place)
-    """
-
-    def __init__(self, model, lr=0.1, momentum=0.9, weight_decay=5e-4):
-        self.model, self.lr, self.momentum, self.weight_decay = model, lr, momentum, weight_decay
-        self._slots = [(m, k) for _, m, k in model.named_parameters()]
-        self._buf = [None] * len(self._slots)
-
-    def step(self):
-        for i, (m, k) in enumerate(self._slots):
-            p, g = m.params[k], m.grads[k]
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            if self.momentum:
-                if self._buf[i] is None:
-                    self._buf[i] = g.copy()
-                else:
-                    self._buf[i] *= self.momentum
-                    self._buf[i] += g
-                g = self._buf[i]
-            p -= self.lr * g
-
-
-def scaled_milestones(epochs: int, milestones=PAPER_MILESTONES, total=PAPER_EPOCHS):
-    """The paper's milestones scaled to ``epochs`` (e.g. 30 epochs -> 7, 13, 19, 24)."""
-    if epochs >= total:
-        return tuple(milestones)
-    return tuple(sorted({max(1, round(m * epochs / total)) for m in milestones}))
-
-
-def lr_at(epoch: int, base_lr: float, milestones, gamma: float = 0.2) -> float:
-    """Step schedule: lr = base_lr * gamma^(number of milestones <= epoch); epochs from 0."""
-    return base_lr * gamma ** sum(epoch >= m for m in milestones)
-
-
-# --------------------------------------------------------------------------- loops
 @dataclass
 class TrainConfig:
     dataset: str = "cifar10"
@@ -107,6 +49,42 @@ class TrainConfig:
     out: str = "runs/model.npz"
     train_limit: int | None = None     # use only the first N training images (tests, smoke runs)
     milestones: tuple = field(default=())  # empty -> the paper's, scaled to `epochs`
+    warmup: int = 0                    # epochs of linear lr warm-up (per batch)
+    init: str = "he"                   # he | fixup (BatchNorm-free ResNets: models.fixup_init)
+    resume: bool = False               # continue from `out` and its _resume.npz
+    engine: str = "reference"          # reference (teaching layers) | fast (icsnn_np.fast)
+
+    def validate(self):
+        """Refuse bad settings before any work starts: names, counts, rates and the output
+        paths (``out``, its ``_best`` and ``_resume`` files: not folders, writable)."""
+        check_choice(self.dataset, DATASETS, "dataset")
+        check_choice(self.model, MODELS, "model")
+        check_choice(self.backend, BACKENDS, "backend")
+        check_choice(self.engine, ENGINES, "engine")
+        check_choice(self.init, INITS, "init")
+        check_count(self.epochs, "epochs")
+        check_count(self.batch_size, "batch size")
+        check_count(self.warmup, "warm-up epochs", minimum=0)
+        if self.train_limit is not None:
+            check_count(self.train_limit, "train_limit (--train-limit, training images)")
+        for m in self.milestones:
+            check_count(m, "a milestone epoch")
+        for name, lo in (("lr", None), ("momentum", 0.0), ("weight_decay", 0.0)):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v)
+                    and (v > 0 if lo is None else v >= lo) and (name != "momentum" or v < 1)):
+                want = "> 0" if lo is None else ("in [0, 1)" if name == "momentum" else ">= 0")
+                raise ValueError(f"{name} must be a finite number {want}, got {v!r}")
+        out = Path(self.out)
+        check_output_file(out, "--out")
+        check_output_file(best_path_of(out), "the best checkpoint")
+        check_output_file(resume_path(out), "the resume state")
+        return self
+
+
+# What must match between a run and its resumption (the rest may change, e.g. data_dir).
+RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+               "seed", "augment", "train_limit", "milestones", "warmup", "init")
 
 
 def evaluate(model, x_uint8, y, mean, std, xp, batch_size=500):
@@ -120,102 +98,221 @@ def evaluate(model, x_uint8, y, mean, std, xp, batch_size=500):
     return correct / max(1, len(x_uint8))
 
 
+# --------------------------------------------------------------------------- resume
+def best_path_of(out) -> Path:
+    """Where the best checkpoint so far lives: ``<stem>_best<suffix>`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_best" + out.suffix)
+
+
+def resume_path(out) -> Path:
+    """Where the optimiser state for ``--resume`` lives: ``<stem>_resume.npz`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_resume.npz")
+
+
+def save_resume(path, opt: SGD, rng, state: dict):
+    """Momentum buffers, the RNG state and ``state`` (epoch, best accuracy, history),
+    written atomically after the epoch's checkpoint."""
+    arrays = {f"buf.{n}": to_host(b) for n, b in opt.momentum_state().items()}
+    meta = {**state, "rng": rng.bit_generator.state}
+    arrays["__state__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def resume(cfg: TrainConfig, config: dict, model, opt: SGD, rng, out: Path, xp, log):
+    """Load the last checkpoint and optimiser state of an earlier run of the same settings;
+    returns (best accuracy so far, history, epochs done)."""
+    rp = resume_path(out)
+    if not out.is_file() or not rp.is_file():
+        raise CheckpointError(f"cannot resume: {out} and {rp} must both exist (they are "
+                              f"written after every epoch of a run with --out {out})")
+    last, _ = load_checkpoint(out, arch=cfg.model)
+    try:
+        with np.load(rp, allow_pickle=False) as z:
+            state = json.loads(bytes(z["__state__"]).decode())
+            opt.load_momentum_state({k[4:]: z[k] for k in z.files if k.startswith("buf.")}, xp)
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot resume: {rp} is corrupt ({e})") from e
+    before = state.get("train_config", {})
+    diff = [k for k in RESUME_KEYS if before.get(k) != config.get(k)]
+    if diff:
+        raise CheckpointError(f"cannot resume: {rp} was written with different settings "
+                              f"({', '.join(f'{k}={before.get(k)!r}' for k in diff)})")
+    model.load_state_dict(last.state_dict())
+    rng.bit_generator.state = state["rng"]
+    log(f"resuming after epoch {state['epoch']} of {cfg.epochs} from {out} "
+        f"(best test accuracy so far {100 * state['best_acc']:.2f}%)")
+    return state["best_acc"], state["history"], state["epoch"]
+
+
+# --------------------------------------------------------------------------- loop
+def train_epoch(net, opt: SGD, x_train, y_train, mean, std, xp, rng, lr_of_batch, augment_=True,
+                batch_size=128, progress=None):
+    """One epoch of SGD over the shuffled training set; returns (mean loss, train accuracy).
+
+    ``lr_of_batch(i)`` gives the learning rate of batch i; ``progress(i, n, loss)`` is called
+    after every batch. Stops with TrainingDiverged when the loss is NaN, inf or explodes.
+    """
+    net.train()
+    seen, loss_sum, correct = 0, 0.0, 0
+    nb = math.ceil(len(x_train) / batch_size)
+    for bi, idx in enumerate(batches(len(x_train), batch_size, rng)):
+        opt.lr = lr_of_batch(bi)
+        xb = augment(x_train[idx], rng) if augment_ else x_train[idx]
+        xb, yb = normalize(xb, mean, std, xp), to_device(y_train[idx], xp)
+        net.zero_grad()
+        logits = net.forward(xb)
+        loss, dlogits = cross_entropy(logits, yb)
+        loss = float(to_host(loss))        # sync point: one scalar per batch, to catch divergence
+        if not math.isfinite(loss) or loss > 1e4:
+            raise TrainingDiverged(f"training diverged at batch {bi + 1}: loss = {loss}. "
+                                   f"Try a lower learning rate or --warmup.")
+        net.backward(dlogits, input_grad=False)              # dL/dx of the data: unused
+        opt.step()
+        seen += len(idx)
+        loss_sum += loss * len(idx)
+        correct += int(to_host((logits.argmax(axis=1) == yb).sum()))
+        if progress is not None:
+            progress(bi, nb, loss_sum / seen)
+    return loss_sum / seen, correct / seen
+
+
+def _tty_progress(epoch: int, t0: float):
+    """A one-line progress report on stderr (only on a terminal), with an ETA for the epoch."""
+    def show(bi, nb, loss):
+        if sys.stderr.isatty() and (bi % 20 == 0 or bi == nb - 1):
+            el = time.perf_counter() - t0
+            eta = el / (bi + 1) * (nb - bi - 1)
+            print(f"\r  epoch {epoch} batch {bi + 1}/{nb} loss {loss:.3f} ETA {eta:.0f}s ",
+                  end="", file=sys.stderr, flush=True)
+    return show
+
+
 def train(cfg: TrainConfig, log=print):
-    """Train ``cfg.model`` on ``cfg.dataset``; saves best and last checkpoints. Returns a summary."""
+    """Train ``cfg.model`` on ``cfg.dataset``; saves best and last checkpoints. Returns a summary.
+
+    Ctrl-C raises ``cli.Interrupted`` saying which complete checkpoint was kept."""
+    cfg.validate()
     xp = get_xp(cfg.backend)
     ds = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
     x_train, y_train = ds.x_train, ds.y_train
-    if cfg.train_limit:
+    if cfg.train_limit is not None:
         x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
     mean, std = channel_stats(x_train)
     rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg.model, num_classes=ds.num_classes, seed=cfg.seed).to(xp)
+    model = build_model(cfg.model, num_classes=ds.num_classes, seed=cfg.seed)
+    if cfg.init == "fixup":
+        fixup_init(model)
+    model.to(xp)
+    net = model                        # what runs forward/backward; shares model's parameters
+    if cfg.engine == "fast":
+        from .fast.layers import accelerate  # noqa: PLC0415 - only when asked for
+        net = accelerate(model)
     opt = SGD(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     milestones = tuple(cfg.milestones) or scaled_milestones(cfg.epochs)
     out = Path(cfg.out)
-    best_path = out.with_name(out.stem + "_best" + out.suffix)
-    meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(),
-            "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
+    best_path = best_path_of(out)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(), "train_config": config}
+    best_acc, history, start = -1.0, [], 0
+    if cfg.resume:
+        best_acc, history, start = resume(cfg, config, model, opt, rng, out, xp, log)
     log(f"training {cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset} "
-        f"({len(x_train)} images), backend {backend_name(xp)}, {cfg.epochs} epochs, "
-        f"lr {cfg.lr} /5 at {list(milestones)}")
-    best_acc, history = -1.0, []
-    for epoch in range(cfg.epochs):
-        opt.lr = lr_at(epoch, cfg.lr, milestones)
-        model.train()
-        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        nb = math.ceil(len(x_train) / cfg.batch_size)
-        for bi, idx in enumerate(batches(len(x_train), cfg.batch_size, rng)):
-            xb = x_train[idx]
-            if cfg.augment:
-                xb = augment(xb, rng)
-            xb = normalize(xb, mean, std, xp)
-            yb = to_device(y_train[idx], xp)
-            model.zero_grad()
-            logits = model.forward(xb)
-            loss, dlogits = cross_entropy(logits, yb)
-            loss = float(to_host(loss))  # sync point: one scalar per batch, to catch divergence
-            if not math.isfinite(loss) or loss > 1e4:
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}, batch {bi + 1}: loss = {loss}. "
-                    f"Try a lower learning rate (e.g. --lr {cfg.lr / 2:g}).")
-            model.backward(dlogits, input_grad=False)             # dL/dx of the data: unused
-            opt.step()
-            seen += len(idx)
-            loss_sum += loss * len(idx)
-            correct += int(to_host((logits.argmax(axis=1) == yb).sum()))
-            if sys.stderr.isatty() and (bi % 20 == 0 or bi == nb - 1):
-                rate = seen / (time.perf_counter() - t0)
-                print(f"\r  epoch {epoch + 1} batch {bi + 1}/{nb} loss {loss_sum / seen:.3f} "
-                      f"{rate:.0f} img/s", end="", file=sys.stderr, flush=True)
-        dt = time.perf_counter() - t0
-        test_acc = evaluate(model, ds.x_test, ds.y_test, mean, std, xp)
-        rec = {"epoch": epoch + 1, "lr": opt.lr, "loss": loss_sum / seen, "train_acc": correct / seen,
-               "test_acc": test_acc, "seconds": dt, "images_per_s": seen / dt}
-        history.append(rec)
-        if sys.stderr.isatty():
-            print("\r", end="", file=sys.stderr)
-        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  lr {opt.lr:.4g}  loss {rec['loss']:.4f}  "
-            f"train {100 * rec['train_acc']:.2f}%  test {100 * test_acc:.2f}%  "
-            f"{rec['images_per_s']:.0f} img/s  {dt:.0f}s")
-        m = {**meta, "epoch": epoch + 1, "test_acc": test_acc, "history": history}
-        if test_acc > best_acc:
-            best_acc = test_acc
-            save_checkpoint(best_path, model, cfg.model, ds.num_classes, m)
-        save_checkpoint(out, model, cfg.model, ds.num_classes, m)
+        f"({len(x_train)} images), backend {backend_name(xp)}, {cfg.engine} engine, "
+        f"{cfg.epochs} epochs, lr {cfg.lr} /5 at {list(milestones)}"
+        + (f", warm-up {cfg.warmup}" if cfg.warmup else "") + (f", {cfg.init} init" if cfg.init != "he" else ""))
+    nb = math.ceil(len(x_train) / cfg.batch_size)
+    t_run = time.perf_counter()
+    saved = [start]                                    # the last epoch whose checkpoint is complete
+
+    def kept():
+        if not saved[0]:
+            return "no epoch was complete: nothing was written"
+        return (f"kept the last complete checkpoint {out} (epoch {saved[0]} of {cfg.epochs}; the "
+                f"best so far is {best_path}); continue with --resume")
+
+    with _engine_context(cfg.engine), kept_on_interrupt(kept):
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            try:
+                loss, train_acc = train_epoch(
+                    net, opt, x_train, y_train, mean, std, xp, rng,
+                    lambda bi: lr_with_warmup(epoch, bi, nb, cfg.lr, milestones, cfg.warmup),
+                    cfg.augment, cfg.batch_size, _tty_progress(epoch + 1, t0))
+            except TrainingDiverged as e:
+                raise TrainingDiverged(f"epoch {epoch + 1}: {e} ({kept()})") from None
+            dt = time.perf_counter() - t0
+            test_acc = evaluate(net, ds.x_test, ds.y_test, mean, std, xp)
+            history.append({"epoch": epoch + 1, "lr": opt.lr, "loss": loss, "train_acc": train_acc,
+                            "test_acc": test_acc, "seconds": dt, "images_per_s": len(x_train) / dt})
+            eta = (time.perf_counter() - t_run) / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
+            if sys.stderr.isatty():
+                print("\r", end="", file=sys.stderr)
+            log(f"epoch {epoch + 1:3d}/{cfg.epochs}  lr {opt.lr:.4g}  loss {loss:.4f}  "
+                f"train {100 * train_acc:.2f}%  test {100 * test_acc:.2f}%  "
+                f"{len(x_train) / dt:.0f} img/s  {dt:.0f}s  ETA {eta / 60:.0f} min")
+            m = {**meta, "epoch": epoch + 1, "test_acc": test_acc, "history": history}
+            if test_acc > best_acc:
+                best_acc = test_acc
+                save_checkpoint(best_path, model, cfg.model, ds.num_classes, m)
+            save_checkpoint(out, model, cfg.model, ds.num_classes, m)
+            save_resume(resume_path(out), opt, rng, {"epoch": epoch + 1, "best_acc": best_acc,
+                                                     "history": history, "train_config": config})
+            saved[0] = epoch + 1
     log(f"done: best test accuracy {100 * best_acc:.2f}% -> {best_path}; last -> {out}")
     return {"best_acc": best_acc, "history": history, "out": str(out), "best": str(best_path),
             "model": model, "mean": mean, "std": std}
 
 
+def _engine_context(engine: str):
+    """While the fast engine trains, the BLAS is held to one thread (fast/threads.py)."""
+    if engine == "fast":
+        from .fast.threads import hold_blas  # noqa: PLC0415
+        return hold_blas()
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------- CLI
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m icsnn_np.train", description=__doc__.split("\n\n")[0])
+    """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv):
+    p = cli.ArgumentParser(prog="python -m icsnn_np.train", description=__doc__.split("\n\n")[0])
     d = TrainConfig()
-    p.add_argument("--dataset", default=d.dataset, help="cifar10 | cifar100 | cifar10-slice")
-    p.add_argument("--model", default=d.model, help="vgg_cpu | vgg16 | resnet20 | vgg_bench")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--dataset", default=d.dataset, type=cli.choice(DATASETS, "dataset"),
+                   help="cifar10 | cifar100 | cifar10-slice")
+    p.add_argument("--model", default=d.model, type=cli.choice(sorted(MODELS), "model"),
+                   help="vgg_cpu | vgg16_cpu | vgg16 | resnet20 | vgg_bench")
+    p.add_argument("--epochs", type=cli.count("--epochs"), default=d.epochs)
+    p.add_argument("--batch-size", type=cli.count("--batch-size"), default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=d.seed)
     p.add_argument("--backend", default=d.backend, choices=["numpy", "cupy"])
+    p.add_argument("--engine", default="fast", choices=ENGINES,
+                   help="fast (default here: Winograd convs, threads) or reference (the teaching layers)")
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--data-dir", default=None, help="folder holding the CIFAR files (default $ICSNN_DATA)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
-    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--milestones", type=int, nargs="*", default=[],
+    p.add_argument("--train-limit", type=cli.count("--train-limit"), default=None,
+                   help="use only the first N training images (N >= 1)")
+    p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="*", default=[],
                    help="epochs at which lr is divided by 5 (default: the paper's, scaled)")
+    p.add_argument("--warmup", type=cli.count("--warmup", minimum=0), default=d.warmup,
+                   help="epochs of linear lr warm-up")
+    p.add_argument("--init", default=d.init, choices=INITS,
+                   help="weight initialisation: he, or fixup for BatchNorm-free ResNets")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out and its _resume.npz")
     p.add_argument("--out", default=d.out, help="checkpoint path (best is saved as <stem>_best.npz)")
     a = p.parse_args(argv)
     cfg = TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in vars(a).items()})
-    if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
-        p.error("epochs and batch size must be >= 1 and lr > 0")
-    try:
-        train(cfg, log=lambda s: print(s, flush=True))
-    except (TrainingDiverged, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    cfg.validate()                             # lr, momentum, the output paths: before any work
+    train(cfg, log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -11,7 +11,6 @@ naming the source files with their SHA-1s, so anyone holding CIFAR-10 can check 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from icsnn_np import cli  # noqa: E402
+from icsnn_np.checks import check_output_file  # noqa: E402
 from icsnn_np.data import file_digest, load_dataset  # noqa: E402
 
 PER_CLASS = 100
@@ -40,7 +41,7 @@ def bin_folder(src: Path) -> Path:
     """`src` itself when it is the cifar-10-batches-bin folder, else the one inside it."""
     folder = src if src.name == BIN_FOLDER else src / BIN_FOLDER
     if not folder.is_dir():
-        sys.exit(f"error: {folder} not found: --src must be {BIN_FOLDER}/ or a folder holding it")
+        raise ValueError(f"{folder} not found: --src must be {BIN_FOLDER}/ or a folder holding it")
     return folder
 
 
@@ -83,18 +84,25 @@ def save_atomic(arrays: dict[str, np.ndarray], out: Path) -> None:
         raise
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
+    return cli.run(_main, argv, kept="nothing was written (the slice is written atomically at the end)")
+
+
+def _main(argv) -> int:
+    p = cli.ArgumentParser(prog="python scripts/build_slice.py", description=__doc__.splitlines()[0])
     p.add_argument("--src", required=True, type=Path,
                    help=f"the {BIN_FOLDER} folder or the data folder holding it")
     p.add_argument("--out", type=Path, default=Path("icsnn_np/assets/cifar10_slice.npz"))
-    p.add_argument("--per-class", type=int, default=PER_CLASS)
+    p.add_argument("--per-class", type=cli.count("--per-class"), default=PER_CLASS)
     args = p.parse_args(argv)
+    check_output_file(args.out, "--out")               # before any work: writable, not a folder
     arrays = build(args.src, args.per_class)
     save_atomic(arrays, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
           f"{len(arrays['x_train'])} train + {len(arrays['x_test'])} test images")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,19 +1,21 @@
-"""Make the demo's bundled model: a trained checkpoint stored in float16, checked unchanged.
+"""Bundle a trained model with the package: a checkpoint stored in float16, checked unchanged.
 
     python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 18 --lr 0.05 \
         --milestones 9 13 16 --seed 0 --out runs/vgg_cpu.npz          # ~40 min on 2 cores
-    python scripts/choose_p.py --checkpoint runs/vgg_cpu_best.npz --data-dir ../shared/data
+    python -m icsnn_np.reproduce --checkpoint runs/vgg_cpu_best.npz --data-dir ../shared/data \
+        --validation 1000 --p 0.995 0.999 0.9995 0.9999 1.0 --rows 0 1 3 --T 8 16 32 \
+        --out results/p_validation                                      # choose p
     python scripts/bundle_model.py runs/vgg_cpu_best.npz --data-dir ../shared/data --p 0.9995
 
-writes ``icsnn_np/assets/vgg_cpu_cifar10.npz`` (weights as float16, cast back to float32 on
-load) after measuring the float32 and float16 networks on the full CIFAR-10 test set and on
+writes ``icsnn_np/assets/<arch>_cifar10.npz`` (weights as float16, cast back to float32 on
+load; ``demo --checkpoint <arch>`` and ``reproduce --checkpoint <arch>`` find it by name)
+after measuring the float32 and float16 networks on the full CIFAR-10 test set and on
 the bundled slice; it refuses (exit 1) if float16 storage changes the test accuracy by more
 than ``--max-drop`` points. ``--p`` stores the threshold quantile chosen for this network on
 held-out training images; the demo and ``reproduce`` use it unless given ``--p``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,36 +26,46 @@ try:
 except ImportError:                      # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icsnn_np.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from icsnn_np import cli  # noqa: E402
+from icsnn_np.checkpoint import (ASSETS, check_fits_data, load_checkpoint, resolve_checkpoint,  # noqa: E402
+                                 save_checkpoint)
+from icsnn_np.checks import check_output_file  # noqa: E402
 from icsnn_np.data import load_dataset  # noqa: E402
 from icsnn_np.train import evaluate  # noqa: E402
 
-ASSET = Path(__file__).resolve().parents[1] / "icsnn_np" / "assets" / "vgg_cpu_cifar10.npz"
-
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The command line; returns 0, 1 when float16 changes the accuracy too much, 2 for bad
+    input, 130 for Ctrl-C."""
+    return cli.run(_main, argv, kept="nothing was written (the bundled file is replaced only at the end)")
+
+
+def _main(argv):
+    p = cli.ArgumentParser(prog="python scripts/bundle_model.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default=str(ASSET))
-    p.add_argument("--p", type=float, default=None,
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is missing")
+    p.add_argument("--out", default=None, help="default: icsnn_np/assets/<arch>_cifar10.npz")
+    p.add_argument("--p", type=cli.quantile(), default=None,
                    help="threshold quantile to store with the model (the demo's default for it)")
-    p.add_argument("--p-chosen-by", default="scripts/choose_p.py: lowest IC-SNN loss on 1,000 "
-                   "held-out training images (results/p_validation.md)")
+    p.add_argument("--p-chosen-by", default="reproduce --validation 1000 --p ...: lowest IC-SNN "
+                   "loss on 1,000 held-out training images (results/p_validation.md)")
     p.add_argument("--max-drop", type=float, default=0.1, help="largest accuracy change allowed (points)")
     a = p.parse_args(argv)
-    model, header = load_checkpoint(a.checkpoint)
-    mean, std = header["mean"], header["std"]
+    if not a.max_drop >= 0:
+        raise ValueError(f"--max-drop must be >= 0 points, got {a.max_drop}")
+    model, header = load_checkpoint(resolve_checkpoint(a.checkpoint))
+    a.out = a.out or str(ASSETS / f"{header['arch']}_cifar10.npz")
+    check_output_file(a.out, "--out")                 # before any work: writable, not a folder
+    mean, std = check_fits_data(header, 10, "CIFAR-10", a.checkpoint)
     tmp = Path(a.out).with_name(".candidate_" + Path(a.out).name)
     meta = {k: v for k, v in header.items() if k not in ("format", "version", "arch", "num_classes")}
     meta["stored_as"] = "float16"
     if a.p is not None:
-        if not 0.0 < a.p <= 1.0:
-            p.error(f"--p must lie in (0, 1], got {a.p}")
         meta["p"], meta["p_chosen_by"] = float(a.p), a.p_chosen_by
     meta["made_by"] = (f"python scripts/bundle_model.py {Path(a.checkpoint).name}"
                        + (f" --p {a.p}" if a.p is not None else ""))
-    full = load_dataset("cifar10", a.data_dir)
+    full = load_dataset("cifar10", a.data_dir, download=a.download)
     sl = load_dataset("cifar10-slice")
     save_checkpoint(tmp, model, header["arch"], header["num_classes"], meta, dtype=np.float16)
     try:

@@ -1,7 +1,10 @@
 """Shared fixtures: one test body for every backend (STYLE 9) and the hypothesis profile.
 
-``xp`` runs a test once on NumPy and, where CuPy sees a GPU, once more on CuPy; expected
-values are always computed in NumPy and compared after ``to_host``.
+``xp`` runs a test on NumPy, on the strict CPU stand-in for CuPy (``icsnn_np.testing.
+cupy_standin``: CuPy's rules on implicit conversions, transfers counted; marked ``standin``)
+and, where CuPy sees a GPU, on CuPy (marked ``gpu``). Expected values are always computed in
+NumPy and compared after ``to_host``. ``pytest -m standin`` / ``-m gpu`` run one backend's
+rows (scripts/gpu_check.py does).
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from icsnn_np.backend import cupy_available, get_xp
+from icsnn_np.backend import cupy_available, get_xp, standin
 
 # Session-wide hypothesis defaults (STYLE 8): no deadline (the first example pays for lazy
 # imports and thread-pool start-up) and few examples, so the suite stays fast on 2 cores.
@@ -19,18 +22,24 @@ settings.register_profile("icsnn", deadline=None, max_examples=25,
 settings.load_profile("icsnn")
 
 _NO_GPU = "CuPy with a GPU not available"
+BACKEND_PARAMS = ["numpy", pytest.param("standin", marks=pytest.mark.standin),
+                  pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: the CuPy case of a backend-parametrised test")
-
-
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
-def xp(request):
-    """The array module of one backend; the CuPy case is skipped without CuPy and a GPU."""
-    if request.param == "cupy" and not cupy_available():
+def backend_module(name):
+    """The array module of a backend row: numpy, the CuPy stand-in, or CuPy (skipped
+    without CuPy and a GPU)."""
+    if name == "standin":
+        return standin()
+    if name == "cupy" and not cupy_available():
         pytest.skip(_NO_GPU)
-    return get_xp(request.param)
+    return get_xp(name)
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def xp(request):
+    """The array module of one backend: NumPy, the CuPy stand-in, CuPy (GPU only)."""
+    return backend_module(request.param)
 
 
 @pytest.fixture

@@ -2,14 +2,16 @@
 folding BN into the preceding conv."""
 import numpy as np
 import pytest
+from helpers import buffer_names
 
 from icsnn_np.batchnorm import BatchNorm2d, fold_batchnorm, plain_arch
 from icsnn_np.checkpoint import load_checkpoint, save_checkpoint
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.layers import BasicBlock, Conv2d, ReLU, Sequential
-from icsnn_np.models import build_model
+from icsnn_np.layers import Conv2d, ReLU
+from icsnn_np.models import BasicBlock, build_model
+from icsnn_np.module import Sequential
+from icsnn_np.optim import SGD
 from icsnn_np.simulate import simulate
-from icsnn_np.train import SGD
 
 
 def randomize_bn(model, seed=0):
@@ -130,8 +132,8 @@ def test_buffers_in_state_dict_not_in_optimiser(tmp_path):
                          "features.1.bias", "features.1.running_mean", "features.1.running_var"]
     params = [n for n, _, _ in m.named_parameters()]
     assert "features.1.running_mean" not in params and "features.1.weight" in params
-    assert [n for n, _, _ in m.named_buffers()][:2] == ["features.1.running_mean", "features.1.running_var"]
-    assert len(SGD(m)._slots) == len(params)
+    assert buffer_names(m)[:2] == ["features.1.running_mean", "features.1.running_var"]
+    assert len(SGD(m).slots) == len(params) and SGD(m).names == params
     # load_state_dict and checkpoints carry the buffers
     randomize_bn(m)
     m.eval()
@@ -216,3 +218,28 @@ def test_converted_bn_model_runs(tmp_path):
     back, header = load_checkpoint(path)
     assert header["arch"] == "vgg_cpu"
     np.testing.assert_allclose(back.eval().forward(x), m.forward(x), rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- backends
+def test_batchnorm_and_folding_on_backend_agree_with_numpy(xp):
+    """Train-mode forward/backward (running statistics too), eval mode and folding into the
+    conv with the parameters on the device: NumPy's numbers."""
+    from icsnn_np.backend import to_device, to_host
+    rng = np.random.default_rng(3)
+    x, R = rng.normal(0.5, 2.0, (4, 3, 5, 5)), rng.normal(size=(4, 3, 5, 5))
+
+    def run(xp_):
+        m = randomize_bn(Sequential(Conv2d(3, 3, 3, 1, 1, rng=np.random.default_rng(1),
+                                           dtype=np.float64), BatchNorm2d(3, dtype=np.float64)), 2)
+        m.to(xp_).train()
+        m.zero_grad()
+        y = m.forward(to_device(x, xp_))
+        dx = m.backward(to_device(R, xp_))
+        out = [y, dx] + [a for _, a in m.state_dict().items()]
+        m.eval()
+        ye = m.forward(to_device(x, xp_))
+        yf = fold_batchnorm(m).forward(to_device(x, xp_))
+        return [to_host(a) for a in out + [ye, yf]]
+
+    for a, b in zip(run(xp), run(np)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -1,34 +1,73 @@
-"""Smoke test of ``python -m icsnn_np.bench --quick``: it runs, and writes JSON and a table.
+"""Smoke test of ``python -m icsnn_np.bench --quick``: it runs, and writes JSON and a table;
+without ``--out`` a quick run writes to a temporary folder, never into results/.
 
 No timing is asserted: numbers depend on the machine and its load.
 """
 import json
+import shutil
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
-from icsnn_np import bench
+import pytest
+
+from icsnn_np.bench import __main__ as bench_cli
 
 
-def test_quick_bench_writes_json_and_table(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--out", str(out), "--repeats", "1"]) == 0
-    res = json.loads(out.read_text())
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One quick benchmark run for this file: (its JSON results, the folder it wrote to, stdout)."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    mp = pytest.MonkeyPatch()
+    lines = []
+    mp.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    try:
+        assert bench_cli.main(["--quick", "--out", str(out), "--repeats", "1"]) == 0
+    finally:
+        mp.undo()
+    return json.loads(out.read_text()), out.parent, "\n".join(lines)
+
+
+def test_quick_bench_writes_json_and_table(quick):
+    res, folder, printed = quick
     assert {"snn", "gemm", "train", "T_scaling", "targets", "machine"} <= set(res)
+    assert res["config"]["quick"] is True
     assert res["snn"]["ours_rate"] > 0 and res["train"]["ours_rate"] > 0
+    assert res["snn"]["reference_rate"] > 0 and 0 <= res["snn"]["reference_agreement"] <= 1
     assert [r["T"] for r in res["T_scaling"]["rows"]] == [4, 8, 16]
     assert all(r["peak_bytes"] > 0 for r in res["T_scaling"]["rows"])
     assert res["gemm"]["conv_layers"] and res["gemm"]["matmul_gflops"] > 0
     assert any(res["snn"]["firing_rate_per_layer"])          # the network does spike
     if res["machine"]["torch"]:
         assert "torch_rate" in res["snn"] and "torch_rate" in res["train"]
-    md = (tmp_path / "bench.md").read_text()
+    md = (folder / "bench.md").read_text()
     assert "SNN inference" in md and "| target |" in md
-    assert "SNN inference" in capsys.readouterr().out
+    assert "SNN inference" in printed
+
+
+def test_quick_without_out_writes_to_a_temporary_folder(quick, tmp_path, monkeypatch, capsys):
+    """``--quick`` alone must not overwrite the committed results/bench.json."""
+    res, _, _ = quick
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench_cli, "run", lambda cfg, only, log: res)   # the measured numbers
+    assert bench_cli.main(["--quick"]) == 0
+    assert not (tmp_path / "results").exists()
+    wrote = capsys.readouterr().out.strip().splitlines()[-1]
+    json_path = Path(wrote.split()[1])
+    try:
+        assert json_path.is_file() and json_path.name == "bench.json"
+        assert json_path.parent.parent == Path(tempfile.gettempdir())
+        assert json_path.parent.name.startswith("icsnn_bench_")
+        assert json.loads(json_path.read_text())["snn"] == res["snn"]
+    finally:
+        if json_path.parent.name.startswith("icsnn_bench_"):
+            shutil.rmtree(json_path.parent)
 
 
 def test_torch_is_not_imported_by_the_package():
     # the bench imports torch inside its functions only; importing the package must not
-    import subprocess
-    code = ("import sys, icsnn_np.bench, icsnn_np.simulate, icsnn_np.train; "
-            "print('torch' in sys.modules)")
+    code = ("import sys, icsnn_np.bench, icsnn_np.bench.__main__, icsnn_np.simulate, "
+            "icsnn_np.train, icsnn_np.fast.engine; print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"

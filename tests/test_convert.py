@@ -5,33 +5,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import F64, tiny_resnet, tiny_vgg
+
 from icsnn_np import convert as convert_mod
+from icsnn_np.backend import to_device, to_host, xp_of
 from icsnn_np.batchnorm import BatchNorm2d
 from icsnn_np.convert import SNN, balance_thresholds, convert, relu_outputs, robust_quantile
-from icsnn_np.layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, ReLU, Sequential
-from icsnn_np.models import resnet20
+from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
+from icsnn_np.models import BasicBlock, resnet20
+from icsnn_np.module import Sequential
 from icsnn_np.neurons import IFNode
 from icsnn_np.simulate import simulate
 
-F64 = np.float64
 
-
-def vgg_like(seed=0, dtype=F64):
-    rng = np.random.default_rng(seed)
-    net = Sequential(Conv2d(3, 8, 3, 1, 1, rng=rng, dtype=dtype), ReLU(), AvgPool2d(2),
-                     Conv2d(8, 8, 3, 1, 1, rng=rng, dtype=dtype), ReLU(), Flatten(),
-                     Linear(8 * 2 * 2, 6, rng=rng, dtype=dtype), ReLU(), Linear(6, 3, rng=rng, dtype=dtype))
-    for _, m in net.named_modules():
-        if "bias" in m.params:
-            m.params["bias"][...] = rng.normal(0, 0.1, m.params["bias"].shape)
-    return net
+def vgg_like(seed=0):
+    """conv(3->8) IF pool conv(8->8) IF flatten fc(->6) IF fc(->3), small biases; input 4x4."""
+    return tiny_vgg(seed, widths=(8, 8), bias_scale=0.1)
 
 
 def resnet_like(seed=0):
-    rng = np.random.default_rng(seed)
-    return Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
-                      BasicBlock(4, 4, 1, rng=rng, dtype=F64), BasicBlock(4, 8, 2, rng=rng, dtype=F64),
-                      AvgPool2d(2), Flatten(), Linear(8, 3, rng=rng, dtype=F64))
+    """stem conv(3->4) IF, identity block, projection block (4->8), pool 2, fc; zero biases."""
+    return tiny_resnet(seed, widths=(4, 8), pool=2, bias_scale=None)
 
 
 def images(n=6, hw=4, seed=1):
@@ -127,6 +121,14 @@ def test_conversion_errors_are_clear():
         convert(Sequential(Conv2d(3, 2, 1), ReLU(), BatchNorm2d(2), Flatten(), Linear(2, 2)))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused_and_named(bad):
+    net = vgg_like()
+    net[3].params["bias"][1] = bad
+    with pytest.raises(ValueError, match=r"weight tensor 3\.bias contains NaN or inf"):
+        convert(net)
+
+
 # --------------------------------------------------------------------------- threshold balancing
 @pytest.mark.parametrize("p", [0.5, 0.9, 0.99, 1.0])
 def test_layerwise_thresholds_are_the_quantile_of_relu_outputs(p):
@@ -178,6 +180,15 @@ def test_p_outside_unit_interval_is_rejected(p):
         balance_thresholds(convert(net), net, [images(2)], p=p)
 
 
+def test_nan_calibration_activations_are_a_clear_error():
+    """A NaN quantile would silently become some threshold: refused, naming the layer."""
+    net = vgg_like()
+    x = images(3)
+    x[0, 1, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="calibration batch 0 contains NaN or inf"):
+        balance_thresholds(convert(net), net, [x], p=0.9)
+
+
 def test_zero_quantile_falls_back_to_a_positive_threshold():
     """A layer mostly silent (quantile 0) gets its max; a dead layer or channel gets >0 too."""
     net = Sequential(Conv2d(1, 2, 1, dtype=F64), ReLU(), Flatten(), Linear(8, 2, dtype=F64), ReLU(),
@@ -224,11 +235,11 @@ def test_snn_output_approaches_ann_output_as_T_grows():
     ann = net.forward(x)
     snn = convert(net)
     balance_thresholds(snn, net, [x], p=1.0)
-    err = {T: np.abs(simulate(snn, x, T, chunk=64).output - ann).max() for T in (32, 512)}
+    err = {T: np.abs(simulate(snn, x, T).output - ann).max() for T in (32, 512)}
     scale = np.abs(ann).max()
     assert err[512] < 0.05 * scale
     assert err[512] < err[32] / 4
-    np.testing.assert_array_equal(simulate(snn, x, 512, chunk=64).output.argmax(1), ann.argmax(1))
+    np.testing.assert_array_equal(simulate(snn, x, 512).output.argmax(1), ann.argmax(1))
 
 
 # --------------------------------------------------------------------------- ResNet blocks (DESIGN 5)
@@ -253,3 +264,32 @@ def test_per_block_thresholds_are_one_quantile_over_the_whole_block(p):
         assert ths[a] == ths[b] == pytest.approx(np.quantile(both, p))
     own = balance_thresholds(convert(net), net, [x], p=p)
     assert own[2] == pytest.approx(np.quantile(acts[2], p)) and own[1] != own[2]
+
+
+# --------------------------------------------------------------------------- backends
+@pytest.mark.parametrize("channelwise", [False, True])
+@pytest.mark.parametrize("per_block", [False, True])
+def test_threshold_balancing_on_backend_agrees_with_numpy(xp, channelwise, per_block):
+    """convert + relu_outputs + balance_thresholds with the weights and the calibration
+    batches on the device: the same activations and thresholds as NumPy (channel-wise
+    thresholds stay on the device), the same SNN output."""
+    x = np.random.default_rng(4).normal(size=(4, 3, 4, 4))
+    kw = dict(p=0.9, channelwise=channelwise, per_block=per_block)
+    net = tiny_resnet(2)
+    snn = convert(net)
+    want = balance_thresholds(snn, net, [x[:2], x[2:]], **kw)
+    want_acts = relu_outputs(net, [x[:2], x[2:]])
+    want_out = simulate(snn, x, 5).output
+
+    dnet = tiny_resnet(2).to(xp)
+    dsnn = convert(dnet)
+    xd = to_device(x, xp)
+    got = balance_thresholds(dsnn, dnet, [xd[:2], xd[2:]], xp=xp, **kw)
+    for a, b in zip(relu_outputs(dnet, [xd[:2], xd[2:]]), want_acts):
+        assert type(a) is np.ndarray
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for g, w in zip(got, want):
+        if channelwise:
+            assert xp_of(g) is xp
+        np.testing.assert_allclose(to_host(g) if hasattr(g, "shape") else g, w, rtol=1e-6)
+    np.testing.assert_allclose(to_host(simulate(dsnn, xd, 5).output), want_out, rtol=1e-9, atol=1e-9)

@@ -1,5 +1,6 @@
 """Tests of icsnn_np.data: the four official CIFAR formats (as folders and as .tar.gz), integrity
-errors, download failure, the bundled slice, real CIFAR-10 (when present), preprocessing.
+errors, download failure, the bundled slice, real CIFAR-10 (when present). (Normalisation,
+augmentation and batching: test_preprocess.py.)
 
 Small archives are written here, byte by byte, from the format descriptions on the CIFAR page,
 independently of the loader. Nothing touches the network.
@@ -7,7 +8,6 @@ independently of the loader. Nothing touches the network.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import os
 import pickle
@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 
 from icsnn_np import data
-from icsnn_np.backend import cupy_available, get_xp, to_host
-from icsnn_np.data import (DATA_ENV, Dataset, DatasetError, augment, batches, channel_stats,
-                           default_data_dir, load_dataset, normalize)
+from icsnn_np.data import DATA_ENV, Dataset, DatasetError, default_data_dir, load_dataset
+from icsnn_np.preprocess import channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -385,90 +384,3 @@ def test_real_cifar10():
     mean, std = channel_stats(ds.x_train)  # the well-known CIFAR-10 statistics
     np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=1e-3)
     np.testing.assert_allclose(std, [0.2470, 0.2435, 0.2616], atol=1e-3)
-
-
-# --------------------------------------------------------------------------- preprocessing
-def test_channel_stats_and_normalize():
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (50, 3, 8, 8), dtype=np.uint8)
-    x[:, 1] //= 4  # channels with different statistics
-    mean, std = channel_stats(x, chunk=7)
-    f = x / 255.0
-    np.testing.assert_allclose(mean, f.mean(axis=(0, 2, 3)), rtol=1e-6)
-    np.testing.assert_allclose(std, f.std(axis=(0, 2, 3)), rtol=1e-5)
-    assert mean.dtype == std.dtype == np.float32 and mean.shape == (3,)
-    z = normalize(x, mean, std)
-    assert z.dtype == np.float32 and z.shape == x.shape
-    np.testing.assert_allclose(z.mean(axis=(0, 2, 3)), 0, atol=1e-5)
-    np.testing.assert_allclose(z.std(axis=(0, 2, 3)), 1, atol=1e-5)
-
-
-def _all_crops(img: np.ndarray, pad: int) -> list[np.ndarray]:
-    """Every output augment may produce for one image (C, H, W): reference by enumeration."""
-    c, h, w = img.shape
-    p = np.pad(img, ((0, 0), (pad, pad), (pad, pad)))
-    crops = [p[:, i:i + h, j:j + w] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
-    return crops + [cr[:, :, ::-1] for cr in crops]
-
-
-def test_augment_is_a_random_crop_and_flip():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(64, 3, 6, 5)).astype(np.float32) + 5  # no zeros, no symmetry
-    out = augment(x, np.random.default_rng(7), pad=2)
-    assert out.shape == x.shape and out.dtype == x.dtype
-    seen = set()
-    for img, o in zip(x, out):
-        hits = [i for i, cr in enumerate(_all_crops(img, 2)) if np.array_equal(cr, o)]
-        assert len(hits) == 1
-        seen.add(hits[0])
-    assert len(seen) > 20  # many different offsets and both flips occur
-    np.testing.assert_array_equal(out, augment(x, np.random.default_rng(7), pad=2))
-    assert not np.array_equal(out, augment(x, np.random.default_rng(8), pad=2))
-
-
-def test_augment_pad0_is_identity_or_flip_and_keeps_uint8():
-    x = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
-    x = np.repeat(x, 16, axis=0)  # 32 images: both outcomes appear with near certainty
-    out = augment(x, np.random.default_rng(0), pad=0)
-    assert out.dtype == np.uint8
-    flipped = [np.array_equal(o, i[:, :, ::-1]) for o, i in zip(out, x)]
-    same = [np.array_equal(o, i) for o, i in zip(out, x)]
-    assert all(f or s for f, s in zip(flipped, same)) and any(flipped) and any(same)
-    # a hand case: pad 1, the zero border appears where the crop leaves the image
-    one = np.array([[[1, 2], [3, 4]]], dtype=np.float32)[None]  # (1, 1, 2, 2)
-    outs = {tuple(augment(one, np.random.default_rng(s), pad=1).ravel()) for s in range(200)}
-    assert (1, 2, 3, 4) in outs and (2, 1, 4, 3) in outs and (0, 0, 0, 1) in outs
-    assert (0, 0, 1, 0) in outs  # top-left crop, flipped
-    assert len(outs) == 18
-
-
-def test_augment_has_no_python_loop_over_the_batch():
-    src = inspect.getsource(augment)
-    body = src[src.index('"""', src.index('"""') + 3):]  # code after the docstring
-    assert "for " not in body and "while " not in body
-
-
-@pytest.mark.skipif(not cupy_available(), reason="CuPy with a GPU is not available")
-def test_augment_and_normalize_same_on_cupy():
-    cp = get_xp("cupy")
-    x = np.random.default_rng(0).integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)
-    a = augment(x, np.random.default_rng(3))
-    b = to_host(augment(cp.asarray(x), np.random.default_rng(3)))
-    np.testing.assert_array_equal(a, b)
-    mean, std = channel_stats(x)
-    np.testing.assert_allclose(normalize(x, mean, std), to_host(normalize(x, mean, std, cp)),
-                               rtol=1e-6, atol=1e-6)
-
-
-def test_batches():
-    idx = list(batches(10, 4))
-    assert [len(b) for b in idx] == [4, 4, 2]
-    np.testing.assert_array_equal(np.concatenate(idx), np.arange(10))
-    shuffled = np.concatenate(list(batches(100, 32, np.random.default_rng(0))))
-    assert sorted(shuffled.tolist()) == list(range(100))
-    assert not np.array_equal(shuffled, np.arange(100))
-    again = np.concatenate(list(batches(100, 32, np.random.default_rng(0))))
-    np.testing.assert_array_equal(shuffled, again)
-    assert list(batches(0, 4)) == []
-    with pytest.raises(ValueError):
-        list(batches(10, 0))

@@ -6,7 +6,8 @@ import pytest
 
 from icsnn_np import backend, demo, reproduce
 from icsnn_np.checkpoint import save_checkpoint
-from icsnn_np.data import channel_stats, load_dataset
+from icsnn_np.data import load_dataset
+from icsnn_np.preprocess import channel_stats
 from icsnn_np.models import build_model
 
 
@@ -119,30 +120,38 @@ def test_reproduce_runs_a_setting_once_and_reuses_it_truthfully(tiny_ckpt, tmp_p
 
 
 def test_demo_stats_counts_the_spikes_of_the_calibrated_variant(tiny_ckpt, capsys):
-    """--stats reports, per image, the spikes of the IC-SNN the demo evaluates; recount them."""
+    """--stats reports, per image, the spikes of the IC-SNN the demo evaluates; recount them
+    with the demo's protocol (a seeded calibration sample of training images, the first
+    test images) and the same engine (the fast one, named explicitly)."""
+    engine = "fast"
     from icsnn_np.checkpoint import load_checkpoint
-    from icsnn_np.data import normalize
     from icsnn_np.evaluate import ConversionConfig, calibrated_snn
+    from icsnn_np.preprocess import normalize
+    from icsnn_np.protocol import calibration_split
     from icsnn_np.simulate import simulate
 
     rc = demo.main(["--checkpoint", str(tiny_ckpt), "--T", "4", "--n-test", "12", "--n-calib", "10",
                     "--batch-size", "6", "--variants", "snn", "ic-snn", "--stats", "--n-stats", "6",
-                    "--json"])
+                    "--engine", engine, "--json"])
     assert rc == 0
-    st = json.loads(capsys.readouterr().out)["stats"]
+    res = json.loads(capsys.readouterr().out)
+    st = res["stats"]
     assert st["variant"] == "ic-snn" and set(st["per_T"]) == {"4"}
+    assert res["config"]["engine"] == engine
     d = st["per_T"]["4"]
     assert d["n_images"] == 6 and d["T"] == 4 and d["total"]["sops"] >= 0
 
     model, h = load_checkpoint(tiny_ckpt)
     ds = load_dataset("cifar10-slice")
-    x_cal = normalize(ds.x_train[:10], h["mean"], h["std"], np)
+    cal, _ = calibration_split(len(ds.x_train), 10, 0)
+    x_cal = normalize(ds.x_train[cal], h["mean"], h["std"], np)
     x = normalize(ds.x_test[:6], h["mean"], h["std"], np)
-    cfg = ConversionConfig(T=(4,), n_calib=10, batch_size=6)
+    cfg = ConversionConfig(T=(4,), n_calib=10, batch_size=6, engine=engine)
     snn = calibrated_snn(model, x_cal, "ic-snn", 4, cfg, mean=h["mean"], std=h["std"])
-    res = simulate(snn, x, 4, count=True)
+    counted = simulate(snn, x, 4, count=True, engine=engine)
     spikes = [r["spikes"] for r in d["layers"][1:]]
-    assert spikes == pytest.approx([s / 6 for s in res.spikes])
+    assert spikes == pytest.approx([s / 6 for s in counted.spikes])
+    assert sum(counted.spikes) > 0
 
 
 def test_demo_stats_table(tiny_ckpt, capsys):

@@ -3,25 +3,24 @@ import json
 
 import numpy as np
 import pytest
+from helpers import F64, tiny_resnet, tiny_vgg
 
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.evaluate import (ConversionConfig, ann_accuracy, evaluate_conversion, format_accuracy_table,
-                               format_table, snn_accuracy)
-from icsnn_np.init_mem import calibrate_variant
-from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
+from icsnn_np.evaluate import (ConversionConfig, ann_accuracy, calibrated_snn, convert_balanced,
+                               evaluate_conversion, format_accuracy_table, format_table,
+                               quantile_for, snn_accuracy)
+from icsnn_np.preprocess import batched
 from icsnn_np.simulate import simulate
+from icsnn_np.variants import calibrate_variant
 
-F64 = np.float64
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 def tiny_setup():
-    """A tiny net, 10 calibration and 10 test images; 3 test labels differ from the ANN's
-    predictions, so the ANN scores exactly 70 %."""
-    rng = np.random.default_rng(0)
-    net = Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(), AvgPool2d(2), Flatten(),
-                     Linear(16, 5, rng=rng, dtype=F64), ReLU(), Linear(5, 3, rng=rng, dtype=F64))
-    x = (rng.random((20, 3, 4, 4)) - 0.5) / 0.25
+    """A tiny net (one conv, a spiking fc), 10 calibration and 10 test images; 3 test labels
+    differ from the ANN's predictions, so the ANN scores exactly 70 %."""
+    net = tiny_vgg(0, widths=(4,), hidden=5, classes=3, bias_scale=None)
+    x = (np.random.default_rng(0).random((20, 3, 4, 4)) - 0.5) / 0.25
     y = net.forward(x).argmax(1)
     y[10:13] = (y[10:13] + 1) % 3
     return net, x[:10], x[10:], y[10:]
@@ -47,8 +46,9 @@ def test_evaluate_conversion_structure_and_numbers(coding):
     assert list(res["variants"]) == ["snn", "i-snn", "c-snn", "ic-snn"]
     for v, per_t in res["variants"].items():
         assert list(per_t) == ["2", "8"]
-        for r in per_t.values():
-            assert set(r) == {"acc", "loss", "firing_rate"}
+        for t, r in per_t.items():
+            assert set(r) == {"acc", "loss", "firing_rate", "prerun", "steps"}
+            assert r["prerun"] == 0 and r["steps"] == int(t)             # no pre-run here
             assert 0 <= r["acc"] <= 100 and 0 <= r["firing_rate"] <= 1
             assert r["loss"] == pytest.approx(res["ann_acc"] - r["acc"], abs=1e-9)
             assert r["acc"] % 10 == 0                                   # 10 test images
@@ -93,6 +93,42 @@ def test_config_validate_normalises_and_accepts_defaults():
     assert cfg.T == (8, 16) and all(type(t) is int for t in cfg.T)
     ConversionConfig().validate()
     ConversionConfig(variants=("ic-snn-fp", "i-snn-alg1"), p=1.0).validate()
+    assert ConversionConfig().engine == "reference" and ConversionConfig().chunk is None
+    ConversionConfig(engine="fast", chunk=8).validate()
+
+
+def test_sim_kw_carries_the_simulation_settings():
+    cfg = ConversionConfig(coding="rate", engine="fast", chunk=3, seed=4)
+    assert cfg.sim_kw == dict(coding="rate", engine="fast", chunk=3, seed=4)
+    assert ConversionConfig().sim_kw == dict(coding="direct", engine="reference", chunk=None, seed=0)
+
+
+@pytest.mark.parametrize("coding", ["direct", "rate"])
+def test_fast_engine_gives_the_reference_table(coding):
+    """engine="fast" changes how the SNN is simulated, not what it computes: on a float64
+    net the same accuracies and firing rates as the step-by-step reference."""
+    net, xc, xt, yt = tiny_setup()
+    kw = dict(T=(3, 8), n_calib=10, batch_size=5, coding=coding)
+    ref = evaluate_conversion(net, xc, xt, yt, ConversionConfig(**kw), mean=MEAN, std=STD)
+    fast = evaluate_conversion(net, xc, xt, yt, ConversionConfig(engine="fast", chunk=3, **kw),
+                               mean=MEAN, std=STD)
+    assert fast["variants"] == ref["variants"]
+    assert fast["config"]["engine"] == "fast" and ref["config"]["engine"] == "reference"
+
+
+def test_quantile_for_prefers_the_argument_then_the_checkpoint():
+    assert quantile_for({}, None) == ConversionConfig.p == 0.99
+    assert quantile_for({"p": 0.9995}) == 0.9995
+    assert quantile_for({"p": 0.9995}, 0.9) == 0.9
+
+
+def test_convert_balanced_sets_the_quantile_thresholds():
+    net, xc, _, _ = tiny_setup()
+    cfg = ConversionConfig(p=0.9).validate()
+    snn, ths = convert_balanced(net, batched(xc, 4), cfg)
+    assert snn.v_th == ths and len(ths) == 2
+    direct = balance_thresholds(convert(net), net, [xc], p=0.9)
+    np.testing.assert_allclose(ths, direct, rtol=1e-6)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -107,8 +143,11 @@ def test_config_validate_normalises_and_accepts_defaults():
     (dict(comp="double"), "unknown compensation 'double'"),
     (dict(p=0.0), r"quantile p must lie in \(0, 1\]"),
     (dict(p=1.5), r"quantile p must lie in \(0, 1\]"),
-    (dict(n_calib=0), "n_calib and batch_size must be >= 1"),
-    (dict(batch_size=0), "n_calib and batch_size must be >= 1"),
+    (dict(n_calib=0), "n_calib must be an integer >= 1"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(engine="turbo"), "unknown engine 'turbo'"),
+    (dict(chunk=0), "chunk must be an integer >= 1"),
+    (dict(chunk=2.5), "chunk must be an integer >= 1"),
 ])
 def test_config_validate_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -126,19 +165,35 @@ def test_evaluate_rejects_a_bad_config_before_any_work():
 def test_paper_block_treatment_reaches_the_resnet_blocks():
     """block="paper": one V_th per residual block and v(0) on its first node only, in the
     SNN that calibrated_snn builds (what evaluate_conversion measures)."""
-    from icsnn_np.evaluate import calibrated_snn
-    from icsnn_np.layers import BasicBlock
-    rng = np.random.default_rng(0)
-    net = Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
-                     BasicBlock(4, 4, 1, rng=rng, dtype=F64), AvgPool2d(4), Flatten(),
-                     Linear(4, 3, rng=rng, dtype=F64))
-    x = (rng.random((8, 3, 4, 4)) - 0.5) / 0.25
+    net = tiny_resnet(0, widths=(4, 4), pool=2, bias_scale=None, dtype=F64)
+    x = (np.random.default_rng(0).random((8, 3, 4, 4)) - 0.5) / 0.25
     cfg = ConversionConfig(T=(4,), n_calib=8, batch_size=4, block="paper", comp="half")
     snn = calibrated_snn(net, x, "c-snn", 4, cfg)
     assert snn.nodes[1].v_th == snn.nodes[2].v_th != snn.nodes[0].v_th
+    assert snn.nodes[3].v_th == snn.nodes[4].v_th
     assert snn.get_v0()[2] == 0.0 and snn.get_v0()[1] == pytest.approx(snn.nodes[1].v_th / 2)
+    assert snn.get_v0()[4] == 0.0 and snn.get_v0()[3] == pytest.approx(snn.nodes[3].v_th / 2)
     plain = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4,
                                                                 comp="half"))
     assert plain.get_v0()[2] == pytest.approx(plain.nodes[2].v_th / 2)
     with pytest.raises(ValueError, match="unknown block treatment"):
         ConversionConfig(block="blocks").validate()
+
+
+# --------------------------------------------------------------------------- backends
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+@pytest.mark.parametrize("coding", ["direct", "rate"])
+def test_evaluate_conversion_on_backend_agrees_with_numpy(xp, engine, coding):
+    """The whole table (ANN accuracy, every variant at every T, firing rates) with the
+    network and the images on the device and the labels on the host: NumPy's table."""
+    from icsnn_np.backend import to_device
+    net, xc, xt, yt = tiny_setup()
+    cfg = dict(T=(2, 5), n_calib=6, batch_size=4, coding=coding, engine=engine, chunk=2,
+               channelwise=True)
+    want = evaluate_conversion(net, xc, xt, yt, ConversionConfig(**cfg), mean=MEAN, std=STD)
+    net.to(xp)
+    got = evaluate_conversion(net, to_device(xc, xp), to_device(xt, xp), yt, ConversionConfig(**cfg),
+                              mean=MEAN, std=STD)
+    assert got["backend"] == ("numpy" if xp is np else "cupy")
+    assert got["ann_acc"] == want["ann_acc"] and got["variants"] == want["variants"]
+    assert ann_accuracy(net, to_device(xt, xp), yt) == want["ann_acc"]

@@ -1,18 +1,20 @@
-"""Alg. 1, 2, 3 and the variants on hand-computed cases, their readings and granularities,
-the laws they obey, and clear errors for bad choices."""
+"""Alg. 1, 2, 3 on hand-computed cases, their readings and granularities, the laws they
+obey, and clear errors for bad choices. (The variants built from them: test_variants.py.)"""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from icsnn_np.convert import convert
-from icsnn_np.init_mem import (alg1_weight_init, alg2_data_init, alg3_ic_init, calibrate_variant,
-                               compensation, fixed_point_init, record_v_T)
-from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
-from icsnn_np.simulate import simulate
+from helpers import F64, tiny_resnet_snn, tiny_vgg_snn
 
-F64 = np.float64
+from icsnn_np.backend import to_device, xp_of
+from icsnn_np.convert import convert
+from icsnn_np.init_mem import (COMPENSATIONS, GRANULARITIES, READINGS, alg1_weight_init,
+                               alg2_data_init, alg3_ic_init, compensation, fixed_point_init, host,
+                               masked, record_v_T)
+from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
+from icsnn_np.module import Sequential
 
 
 # --------------------------------------------------------------------------- Alg. 1
@@ -127,27 +129,12 @@ def test_alg2_channel_and_neuron_on_a_linear_node():
     np.testing.assert_array_equal(a, b)
 
 
-def tiny_net(seed=0):
-    rng = np.random.default_rng(seed)
-    net = Sequential(Conv2d(2, 3, 3, 1, 1, rng=rng, dtype=F64), ReLU(), AvgPool2d(2),
-                     Conv2d(3, 3, 3, 1, 1, rng=rng, dtype=F64), ReLU(), Flatten(),
-                     Linear(12, 4, rng=rng, dtype=F64), ReLU(), Linear(4, 2, rng=rng, dtype=F64))
-    for _, m in net.named_modules():
-        if "bias" in m.params:
-            m.params["bias"][...] = rng.normal(0, 0.2, m.params["bias"].shape)
-    snn = convert(net)
-    for node, th in zip(snn.nodes, (1.0, 0.8, 0.6)):
-        node.v_th = th
-    x = rng.normal(size=(6, 2, 4, 4))
-    return snn, [x[:3], x[3:]]
-
-
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 1000), T=st.integers(1, 24), v0=st.floats(-2, 2))
 def test_alg2_laws(seed, T, v0):
     """raw = mean of the recorded v(T); remainder in [0, V_th); clip in [0, V_th];
     layer = mean of neuron = mean of channel (equal-sized channels)."""
-    snn, batches = tiny_net(seed)
+    snn, batches = tiny_vgg_snn(seed)
     snn.set_v0([v0] * 3)
     v_Ts = record_v_T(snn, batches, T)
     raw = alg2_data_init(snn, batches, T, reading="raw")
@@ -168,7 +155,7 @@ def test_alg2_laws(seed, T, v0):
 
 # --------------------------------------------------------------------------- compensation and Alg. 3
 def test_compensation_literal_and_half():
-    snn, _ = tiny_net()
+    snn, _ = tiny_vgg_snn()
     snn.nodes[1].v_th = np.array([0.4, 0.8, 1.2]).reshape(3, 1, 1)
     lit = compensation(snn, 8, "literal")
     half = compensation(snn, 8, "half")
@@ -186,7 +173,7 @@ def test_compensation_literal_and_half():
 @pytest.mark.parametrize("comp", ["literal", "half"])
 @pytest.mark.parametrize("granularity", ["layer", "channel"])
 def test_alg3_is_alg2_run_with_v0_C_plus_C(comp, granularity):
-    snn, batches = tiny_net()
+    snn, batches = tiny_vgg_snn()
     T = 8
     C = compensation(snn, T, comp)
     snn.set_v0(C)
@@ -215,33 +202,9 @@ def test_alg3_by_hand():
     assert raw == pytest.approx((0.7 + 0.9 + 0.1 - 0.3 - 0.7 - 1.9 - 3.1 + 0.3) / 8 + 0.5, abs=1e-6)
 
 
-# --------------------------------------------------------------------------- variants
-def test_calibrate_variant_sets_v0():
-    snn, batches = tiny_net()
-    T = 6
-    assert calibrate_variant(snn, "snn", T) == [0.0] * 3 and snn.get_v0() == [0.0] * 3
-    c = calibrate_variant(snn, "c-snn", T, comp="literal")
-    assert c == [th / (2 * T) for th in (1.0, 0.8, 0.6)] and snn.get_v0() == c
-    # i-snn is Alg. 2 on the plain SNN, whatever v(0) the SNN held before
-    snn.set_v0([0.0] * 3)
-    expect_i = alg2_data_init(snn, batches, T)
-    snn.set_v0([0.7] * 3)
-    i = calibrate_variant(snn, "i-snn", T, batches)
-    assert i == expect_i and snn.get_v0() == i
-    # ic-snn is Alg. 3
-    snn.set_v0([0.0] * 3)
-    expect_ic = alg3_ic_init(snn, batches, T, comp="half")
-    snn.set_v0([0.0] * 3)
-    ic = calibrate_variant(snn, "ic-snn", T, batches, comp="half")
-    np.testing.assert_allclose(ic, expect_ic)
-    assert snn.get_v0() == ic
-    assert calibrate_variant(snn, "i-snn-alg1", T) == alg1_weight_init(snn, T)
-    fp = calibrate_variant(snn, "ic-snn-fp", T, batches)
-    assert len(fp) == 3 and snn.get_v0() == fp
-
-
+# --------------------------------------------------------------------------- fixed point
 def test_fixed_point_converges_to_mean_v_T():
-    snn, batches = tiny_net()
+    snn, batches = tiny_vgg_snn()
     v0, passes = fixed_point_init(snn, batches, 8, reading="raw", iters=30, tol=1e-4)
     assert 1 <= passes <= 30
     if passes < 30:                          # converged: one more pass moves v0 by < tol*V_th
@@ -251,87 +214,113 @@ def test_fixed_point_converges_to_mean_v_T():
             assert abs(a - b) <= 1e-4 * 1.0 + 1e-7
 
 
-def test_calibrated_v0_changes_the_simulation():
-    """Sanity: the calibrated v0 really is used by the engine (the spikes change)."""
-    snn, batches = tiny_net()
-    calibrate_variant(snn, "snn", 8)
-    a = simulate(snn, batches[0], 8, count=True).spikes
-    calibrate_variant(snn, "c-snn", 8)
-    b = simulate(snn, batches[0], 8, count=True).spikes
-    assert a != b
-
-
 # --------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("kw, match", [
     (dict(reading="mean"), "unknown Alg. 2 reading 'mean'; choose one of raw, remainder, clip"),
     (dict(granularity="pixel"), "unknown granularity 'pixel'; choose one of layer, channel, neuron"),
 ])
 def test_alg2_bad_choices_are_clear_errors(kw, match):
-    snn, batches = tiny_net()
+    snn, batches = tiny_vgg_snn()
     with pytest.raises(ValueError, match=match):
         alg2_data_init(snn, batches, 4, **kw)
 
 
 @pytest.mark.parametrize("T", [0, -1, 2.5, "8", True])
 def test_bad_T_everywhere(T):
-    snn, batches = tiny_net()
-    for call in (lambda: alg2_data_init(snn, batches, T), lambda: calibrate_variant(snn, "snn", T),
-                 lambda: alg3_ic_init(snn, batches, T)):
+    snn, batches = tiny_vgg_snn()
+    for call in (lambda: alg2_data_init(snn, batches, T), lambda: alg1_weight_init(snn, T),
+                 lambda: alg3_ic_init(snn, batches, T), lambda: compensation(snn, T),
+                 lambda: record_v_T(snn, batches, T)):
         with pytest.raises(ValueError, match="T must be a positive integer"):
             call()
 
 
-def test_variant_errors_are_clear():
-    snn, batches = tiny_net()
-    with pytest.raises(ValueError, match="unknown variant 'q-snn'"):
-        calibrate_variant(snn, "q-snn", 4, batches)
-    for v in ("i-snn", "ic-snn", "ic-snn-fp"):
-        with pytest.raises(ValueError, match=f"variant '{v}' needs calibration batches"):
-            calibrate_variant(snn, v, 4)
-    with pytest.raises(ValueError, match="unknown compensation"):
-        calibrate_variant(snn, "c-snn", 4, comp="third")
+def test_alg2_input_errors_are_clear():
+    snn, batches = tiny_vgg_snn()
     with pytest.raises(ValueError, match="at least one batch"):
         alg2_data_init(snn, [], 4)
     with pytest.raises(ValueError, match="unknown input coding"):
         alg2_data_init(snn, batches, 4, coding="latency")
+    assert READINGS == ("raw", "remainder", "clip") and GRANULARITIES == ("layer", "channel", "neuron")
+    assert COMPENSATIONS == ("literal", "half")
 
 
-# --------------------------------------------------------------------------- ResNet blocks (DESIGN 5)
-def _resnet_snn():
-    from icsnn_np.convert import balance_thresholds
-    from icsnn_np.layers import BasicBlock
-    rng = np.random.default_rng(0)
-    net = Sequential(Conv2d(3, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
-                     BasicBlock(4, 4, 1, rng=rng, dtype=F64), BasicBlock(4, 8, 2, rng=rng, dtype=F64),
-                     AvgPool2d(2), Flatten(), Linear(8 * 2 * 2, 3, rng=rng, dtype=F64))
-    x = np.random.default_rng(1).normal(size=(6, 3, 8, 8))
-    snn = convert(net)
-    balance_thresholds(snn, net, [x], p=0.95)
-    return snn, [x[:3], x[3:]]
+# --------------------------------------------------------------------------- simulation settings
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_alg2_passes_the_simulation_settings_on(engine):
+    """``sim_kw`` reach ``simulate``: rate coding changes v(T); both engines read the same."""
+    snn, batches = tiny_vgg_snn()
+    mean, std = (0.5, 0.5), (0.5, 0.5)
+    direct = alg2_data_init(snn, batches, 6, reading="raw", engine=engine, chunk=4)
+    rate = alg2_data_init(snn, batches, 6, reading="raw", coding="rate", mean=mean, std=std,
+                          seed=3, engine=engine, chunk=4)
+    ref = alg2_data_init(snn, batches, 6, reading="raw", coding="rate", mean=mean, std=std, seed=3)
+    assert direct != rate
+    np.testing.assert_allclose(rate, ref, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("variant", ["c-snn", "i-snn", "ic-snn", "ic-snn-fp"])
-def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
-    snn, batches = _resnet_snn()
-    v0 = calibrate_variant(snn, variant, 8, batches, comp="half", v0_scope="block-first")
-    assert [float(v) == 0.0 for v in v0] == [False, False, True, False, True]
-    assert snn.get_v0() == v0
-    if variant == "c-snn":
-        assert v0[1] == pytest.approx(snn.nodes[1].v_th / 2)
+# --------------------------------------------------------------------------- helpers and keep
+def test_host_and_masked():
+    assert host(0.5) == 0.5 and isinstance(host(0.5), np.ndarray)
+    a = np.arange(3.0)
+    np.testing.assert_array_equal(host(a), a)
+    assert masked([1.0, a, 3.0], None) == [1.0, a, 3.0]
+    assert masked([1.0, a, 3.0], [True, False, True]) == [1.0, 0.0, 3.0]
 
 
-def test_block_first_ic_snn_measures_alg2_with_the_scoped_compensation():
-    """R of the first node of a block is Alg. 2 on the SNN whose blocks' second nodes start at 0."""
-    snn, batches = _resnet_snn()
-    v0 = calibrate_variant(snn, "ic-snn", 8, batches, comp="half", v0_scope="block-first")
+def test_alg3_keep_holds_marked_nodes_at_zero_also_while_measuring():
+    """keep=False nodes start at 0 during Alg. 2's run and end at 0; the kept nodes get R + C
+    with R measured on that SNN (not on one where every node had its compensation)."""
+    snn, batches = tiny_resnet_snn()
+    keep = [True, True, False, True, False]
+    v0 = alg3_ic_init(snn, batches, 8, comp="half", keep=keep)
     C = compensation(snn, 8, "half")
-    snn.set_v0([C[0], C[1], 0.0, C[3], 0.0])
+    assert [float(v) == 0.0 for v in v0] == [not k for k in keep]
+    snn.set_v0([c if k else 0.0 for c, k in zip(C, keep)])
     R = alg2_data_init(snn, batches, 8)
     for i in (0, 1, 3):
         assert v0[i] == pytest.approx(R[i] + C[i])
+    snn.set_v0(C)                                        # every node compensated: another R
+    R_all = alg2_data_init(snn, batches, 8)
+    assert any(R_all[i] != pytest.approx(R[i]) for i in (0, 1, 3))
 
 
-def test_unknown_v0_scope_is_a_clear_error():
-    snn, batches = _resnet_snn()
-    with pytest.raises(ValueError, match="unknown v\\(0\\) scope"):
-        calibrate_variant(snn, "snn", 8, batches, v0_scope="blocks")
+def test_fixed_point_keep_and_start():
+    snn, batches = tiny_resnet_snn()
+    keep = [True, False, True, False, True]
+    v0, passes = fixed_point_init(snn, batches, 6, keep=keep, iters=2, start=[0.1] * 5)
+    assert 1 <= passes <= 2
+    assert [float(v) == 0.0 for v in v0] == [not k for k in keep]
+
+
+# --------------------------------------------------------------------------- backends
+def _all_inits(snn, batches, xp, granularity, engine):
+    """Alg. 1, Alg. 2 (every reading), Alg. 3 and the fixed point: v(0) lists as host arrays."""
+    kw = dict(engine=engine, chunk=2)
+    out = {"alg1": alg1_weight_init(snn, 5)}
+    for reading in READINGS:
+        snn.set_v0([0.0] * len(snn.nodes))
+        out[reading] = alg2_data_init(snn, batches, 5, reading, granularity, xp=xp, **kw)
+    out["alg3"] = alg3_ic_init(snn, batches, 5, "half", "remainder", granularity, xp=xp, **kw)
+    out["fp"], out["fp_iters"] = fixed_point_init(snn, batches, 5, "raw", granularity, iters=3,
+                                                  xp=xp, **kw)
+    for k in ("fp_iters",):
+        out[k] = [np.asarray(out[k])]
+    for k, v0s in out.items():
+        for v in v0s:
+            assert np.ndim(v) == 0 or xp_of(v) is xp, k    # array v(0) on the network's device
+    return {k: [host(v) for v in v0s] for k, v0s in out.items()}
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_init_mem_on_backend_agrees_with_numpy(xp, granularity, engine):
+    """Alg. 1-3 and the fixed point with the network and the batches on the device give
+    NumPy's v(0), as device arrays where they are arrays."""
+    snn, batches = tiny_vgg_snn()
+    want = _all_inits(snn, batches, np, granularity, engine)
+    snn.tree.to(xp)
+    got = _all_inits(snn, [to_device(b, xp) for b in batches], xp, granularity, engine)
+    for k in want:
+        for g, w in zip(got[k], want[k]):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7, err_msg=k)

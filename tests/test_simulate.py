@@ -1,137 +1,59 @@
-"""The time-chunked engine against the step-by-step reference, Eq. 11 end to end, records,
-input coding, bounded memory and clear errors. Networks are tiny and float64, so rounding
-cannot flip a spike between the two engines."""
+"""The step-by-step simulation (simulate.py, the reference engine): Eq. 11 end to end,
+records, input coding, bounded memory, backends and clear errors. Networks are tiny and
+float64 (tests/helpers.py). The fast engine is checked equal to this one in test_fast.py;
+here only ``simulate``'s dispatch to it (same arguments, same checks)."""
 import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import F64, MEAN, STD, converted, images, make_v0, random_biases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from icsnn_np.backend import to_device, to_host
-from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.layers import AvgPool2d, BasicBlock, Conv2d, Flatten, Linear, ReLU, Sequential
-from icsnn_np.simulate import SimResult, predict, rate_encode, simulate, simulate_reference
-
-F64 = np.float64
-MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
-
-
-# --------------------------------------------------------------------------- tiny networks
-def _random_biases(net, rng):
-    for _, m in net.named_modules():
-        if "bias" in m.params:
-            m.params["bias"][...] = rng.normal(0, 0.3, m.params["bias"].shape)
-    return net
-
-
-def vgg_like(seed=0):
-    """conv(3->16) IF pool conv(16->4) IF flatten fc IF fc: both im2col paths, a spiking FC."""
-    rng = np.random.default_rng(seed)
-    net = Sequential(Conv2d(3, 16, 3, 1, 1, rng=rng, dtype=F64), ReLU(), AvgPool2d(2),
-                     Conv2d(16, 4, 3, 1, 1, rng=rng, dtype=F64), ReLU(), Flatten(),
-                     Linear(4 * 2 * 2, 6, rng=rng, dtype=F64), ReLU(), Linear(6, 3, rng=rng, dtype=F64))
-    return _random_biases(net, rng)
-
-
-def resnet_like(seed=0):
-    """stem conv IF, an identity block, a block with a projection shortcut, pool, fc."""
-    rng = np.random.default_rng(seed)
-    net = Sequential(Conv2d(3, 16, 3, 1, 1, rng=rng, dtype=F64), ReLU(),
-                     BasicBlock(16, 16, 1, rng=rng, dtype=F64), BasicBlock(16, 8, 2, rng=rng, dtype=F64),
-                     AvgPool2d(1), Flatten(), Linear(8 * 2 * 2, 3, rng=rng, dtype=F64))
-    return _random_biases(net, rng)
-
-
-def block_first(seed=0):
-    """A block first: no linear prefix, so direct coding feeds the image at every step."""
-    rng = np.random.default_rng(seed)
-    net = Sequential(BasicBlock(3, 4, 2, rng=rng, dtype=F64), AvgPool2d(2), Flatten(),
-                     Linear(4, 3, rng=rng, dtype=F64))
-    return _random_biases(net, rng)
-
-
-NETS = {"vgg": vgg_like, "resnet": resnet_like, "block_first": block_first}
-
-
-def images(n=3, hw=4, seed=1):
-    """Normalised images (N, 3, hw, hw) whose intensities lie in [0, 1]."""
-    u = np.random.default_rng(seed).random((n, 3, hw, hw))
-    return (u - np.reshape(MEAN, (1, 3, 1, 1))) / np.reshape(STD, (1, 3, 1, 1))
-
-
-def converted(name, seed=0, p=0.9):
-    net = NETS[name](seed)
-    x = images()
-    snn = convert(net)
-    balance_thresholds(snn, net, [x], p=p)
-    return net, snn, x
+from icsnn_np.convert import convert
+from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
+from icsnn_np.module import Sequential
+from icsnn_np.simulate import CODINGS, ENGINES, SimResult, predict, rate_encode, simulate
 
 
 def node_shapes(snn, x):
     return [rec["v_T"].shape[1:] for rec in simulate(snn, x, 1, keep_v=True).layers]
 
 
-def make_v0(snn, x, kind, seed=0):
-    """v(0) per node: scalar, per channel ((C, 1, 1) or (F,)), or per neuron, in [-V_th, V_th]."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for node, shape in zip(snn.nodes, node_shapes(snn, x)):
-        th = float(np.max(node.v_th))
-        if kind == "scalar":
-            out.append(0.4 * th)
-        elif kind == "channel":
-            cshape = (shape[0],) + (1,) * (len(shape) - 1)
-            out.append(rng.uniform(-th, th, cshape))
-        else:
-            out.append(rng.uniform(-th, th, shape))
-    return out
+def by_hand(snn, x, T, coding="direct", seed=0):
+    """The whole network once per step, written out: spike counts and the output."""
+    for node in snn.nodes:
+        node.reset(x.shape[0], count=True)
+    total = 0
+    for t in range(T):
+        h = x if coding == "direct" else rate_encode(x, MEAN, STD, t, 1, seed)
+        for m in snn.flat:
+            h = m.forward(h)
+        total = total + h
+    return [n.spike_count.copy() for n in snn.nodes], total / T
 
 
-# --------------------------------------------------------------------------- fast == reference
-@pytest.mark.parametrize("name", sorted(NETS))
-@pytest.mark.parametrize("coding", ["direct", "rate"])
-@pytest.mark.parametrize("v0_kind", ["scalar", "channel", "neuron"])
-def test_engine_matches_step_by_step_reference(name, coding, v0_kind):
+# --------------------------------------------------------------------------- the step loop
+@pytest.mark.parametrize("name", ["vgg", "resnet", "block_first"])
+@pytest.mark.parametrize("coding", CODINGS)
+def test_simulate_runs_every_layer_once_per_step(name, coding):
+    """The reference is the plain loop: each step the whole network on that step's input;
+    the output is the time average of the last (non-spiking) layer."""
     net, snn, x = converted(name)
-    snn.set_v0(make_v0(snn, x, v0_kind))
-    T = 13                                            # chunks of 3 and 8 leave a partial chunk
-    kw = dict(coding=coding, mean=MEAN, std=STD, seed=5)
-    ref = simulate_reference(snn, x, T, record=True, **kw)
-    assert sum(int(rec["spike_count"].sum()) for rec in ref.layers) > 0     # not a silent net
-    for chunk in (1, 3, 8, T):
-        res = simulate(snn, x, T, chunk=chunk, record=True, **kw)
-        for a, b in zip(res.layers, ref.layers):
-            np.testing.assert_array_equal(a["spike_count"], b["spike_count"])
-            np.testing.assert_array_equal(a["first_spike"], b["first_spike"])
-            np.testing.assert_allclose(a["v_T"], b["v_T"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(res.output, ref.output, rtol=1e-10, atol=1e-10)
+    snn.set_v0(make_v0(snn, node_shapes(snn, x), "channel"))
+    res = simulate(snn, x, 7, coding=coding, mean=MEAN, std=STD, seed=3, count=True)
+    counts, out = by_hand(snn, x, 7, coding, seed=3)
+    assert res.spikes == [int(c.sum()) for c in counts] and sum(res.spikes) > 0
+    np.testing.assert_allclose(res.output, out, rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
-@given(name=st.sampled_from(sorted(NETS)), seed=st.integers(0, 10_000), T=st.integers(1, 20),
-       data=st.data(), coding=st.sampled_from(["direct", "rate"]), p=st.floats(0.5, 1.0))
-def test_engine_matches_reference_for_any_chunk(name, seed, T, data, coding, p):
-    chunk = data.draw(st.integers(1, T))
-    net = NETS[name](seed)
-    x = images(n=2, seed=seed)
-    snn = convert(net)
-    balance_thresholds(snn, net, [x], p=p)
-    snn.set_v0(make_v0(snn, x, data.draw(st.sampled_from(["scalar", "channel", "neuron"])), seed))
-    kw = dict(coding=coding, mean=MEAN, std=STD, seed=seed)
-    ref = simulate_reference(snn, x, T, record=True, **kw)
-    res = simulate(snn, x, T, chunk=chunk, record=True, **kw)
-    for a, b in zip(res.layers, ref.layers):
-        np.testing.assert_array_equal(a["spike_count"], b["spike_count"])
-    np.testing.assert_allclose(res.output, ref.output, rtol=1e-10, atol=1e-10)
-
-
-def test_reference_is_sensitive_to_v0():
-    """The comparison above is not vacuous: v(0) changes the spikes."""
+def test_simulation_is_sensitive_to_v0():
+    """v(0) changes the spikes (so tests that compare simulations can fail)."""
     net, snn, x = converted("vgg")
-    a = simulate_reference(snn, x, 8, record=True)
-    snn.set_v0(make_v0(snn, x, "neuron"))
-    b = simulate_reference(snn, x, 8, record=True)
+    a = simulate(snn, x, 8, record=True)
+    snn.set_v0(make_v0(snn, node_shapes(snn, x), "neuron"))
+    b = simulate(snn, x, 8, record=True)
     assert any((ra["spike_count"] != rb["spike_count"]).any() for ra, rb in zip(a.layers, b.layers))
 
 
@@ -140,7 +62,7 @@ def tiny_two_layer(seed):
     rng = np.random.default_rng(seed)
     net = Sequential(Conv2d(2, 3, 3, 1, 1, rng=rng, dtype=F64), ReLU(), Flatten(),
                      Linear(3 * 3 * 3, 4, rng=rng, dtype=F64), ReLU(), Linear(4, 2, rng=rng, dtype=F64))
-    return _random_biases(net, rng)
+    return random_biases(net, rng)
 
 
 @settings(max_examples=60, deadline=None)
@@ -160,7 +82,7 @@ def test_eq11_holds_for_every_node_of_a_simulation(seed, T, v0_scale, th, coding
         node.v_th = t
     v0s = [rng.normal(0, 1, (3, 1, 1)) * v0_scale, rng.normal(0, 1, (4,)) * v0_scale]
     snn.set_v0(v0s)
-    res = simulate(snn, x, T, coding=coding, chunk=3, record=True, mean=mean, std=std, seed=seed)
+    res = simulate(snn, x, T, coding=coding, record=True, mean=mean, std=std, seed=seed)
     if coding == "direct":
         h = x
     else:  # the time average of the coded input the engine saw
@@ -187,7 +109,7 @@ def test_eq11_holds_for_every_node_of_a_simulation(seed, T, v0_scale, th, coding
 def test_records_first_spike_counts_and_firing_rate():
     net, snn, x = converted("resnet")
     T = 16
-    res = simulate(snn, x, T, chunk=4, record=True)
+    res = simulate(snn, x, T, record=True)
     spikes = 0
     for node, rec in zip(snn.nodes, res.layers):
         c, f = rec["spike_count"], rec["first_spike"]
@@ -213,7 +135,7 @@ def test_first_spike_matches_a_hand_simulated_neuron():
     x = np.array([0.3, 0.25, -0.5, 2.0], F64).reshape(1, 1, 2, 2)
     snn = convert(net)
     snn.nodes[0].v_th = 1.0
-    res = simulate(snn, x, 8, chunk=3, record=True)
+    res = simulate(snn, x, 8, record=True)
     rec = res.layers[0]
     np.testing.assert_array_equal(rec["first_spike"].ravel(), [4, 5, 0, 1])
     np.testing.assert_array_equal(rec["spike_count"].ravel(), [2, 1, 0, 8])
@@ -246,49 +168,80 @@ def test_rate_encode_is_seeded_chunk_independent_and_unbiased():
 
 
 # --------------------------------------------------------------------------- memory
-def _peak(snn, x, T, chunk):
+def _peak(snn, x, T, **kw):
     tracemalloc.start()
     try:
-        simulate(snn, x, T, chunk=chunk)
+        simulate(snn, x, T, **kw)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
 
 def test_memory_does_not_grow_with_T():
-    """Buffers are bounded by the chunk: T=64 peaks like T=8 at chunk 4, and the measure is
-    sensitive (one chunk of 64 steps needs far more)."""
+    """One step's activations at a time: T=64 peaks like T=8, and the measure is sensitive
+    (a batch 8x larger needs far more)."""
     net, snn, x = converted("vgg")
     x = np.repeat(x, 3, axis=0)
-    simulate(snn, x, 4, chunk=4)                      # warm up lazy imports and caches
-    p8, p64 = _peak(snn, x, 8, 4), _peak(snn, x, 64, 4)
+    simulate(snn, x, 4)                               # warm up lazy imports and caches
+    p8, p64 = _peak(snn, x, 8), _peak(snn, x, 64)
     assert p64 <= 1.3 * p8 + 64 * 1024
-    assert _peak(snn, x, 64, 64) > 3 * p64
+    assert _peak(snn, np.repeat(x, 8, axis=0), 8) > 3 * p8
+
+
+def test_fast_engine_memory_is_bounded_by_its_chunk():
+    """engine="fast": buffers are bounded by the chunk, not by T (T=64 peaks like T=8 at
+    chunk 4), and one chunk of 64 steps needs far more."""
+    net, snn, x = converted("vgg")
+    x = np.repeat(x, 3, axis=0)
+    simulate(snn, x, 4, engine="fast", chunk=4)
+    p8, p64 = _peak(snn, x, 8, engine="fast", chunk=4), _peak(snn, x, 64, engine="fast", chunk=4)
+    assert p64 <= 1.3 * p8 + 64 * 1024
+    assert _peak(snn, x, 64, engine="fast", chunk=64) > 3 * p64
 
 
 # --------------------------------------------------------------------------- backends
-def test_engine_on_backend_agrees_with_numpy(xp):
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("coding", CODINGS)
+def test_engine_on_backend_agrees_with_numpy(xp, engine, coding):
+    """Both engines, both codings, per-channel v(0) on the device: the output, the records
+    and the spike totals equal the NumPy run's (float64)."""
     net, snn, x = converted("resnet")
-    snn.set_v0(make_v0(snn, x, "channel"))
-    expect = simulate(snn, x, 9, chunk=4, record=True)
+    v0 = make_v0(snn, node_shapes(snn, x), "channel")
+    kw = dict(engine=engine, coding=coding, mean=MEAN, std=STD, seed=3, chunk=4)
+    snn.set_v0(v0)
+    expect = simulate(snn, x, 9, record=True, **kw)
+    expect_count = simulate(snn, x, 9, count=True, **kw)
     net.to(xp)
-    snn.set_v0([to_device(np.asarray(v), xp) for v in snn.get_v0()])
+    snn.set_v0([to_device(np.asarray(v), xp) for v in v0])
     try:
-        res = simulate(snn, to_device(x, xp), 9, chunk=4, record=True)
+        res = simulate(snn, to_device(x, xp), 9, record=True, **kw)
+        count = simulate(snn, to_device(x, xp), 9, count=True, **kw)
+        keep = simulate(snn, to_device(x, xp), 9, keep_v=True, **kw)
+        pred = predict(snn, to_device(x, xp), 9, **kw)
     finally:
         net.to(np)
     np.testing.assert_allclose(to_host(res.output), to_host(expect.output), rtol=1e-9, atol=1e-9)
-    for a, b in zip(res.layers, expect.layers):
-        np.testing.assert_array_equal(a["spike_count"], b["spike_count"])
+    for a, b, k in zip(res.layers, expect.layers, keep.layers):
+        assert set(a) == set(b) and all(type(v) is np.ndarray for v in a.values())
+        for key in ("spike_count", "first_spike"):
+            np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_allclose(a["v_T"], b["v_T"], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(a["decoded"], b["decoded"], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(k["v_T"], b["v_T"], rtol=1e-9, atol=1e-9)
+    assert count.spikes == expect_count.spikes == res.spikes
+    assert count.neurons == expect_count.neurons
+    assert count.firing_rate() == expect_count.firing_rate()
+    assert type(pred) is np.ndarray
+    np.testing.assert_array_equal(pred, expect.output.argmax(axis=1))
 
 
 # --------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("T", [0, -3, 2.5, "8", True, None, 8.0])
-@pytest.mark.parametrize("engine", [simulate, simulate_reference])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_bad_T_is_a_clear_error(T, engine):
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="T must be a positive integer"):
-        engine(snn, x, T)
+        simulate(snn, x, T, engine=engine)
 
 
 def test_numpy_integer_T_is_accepted():
@@ -296,21 +249,27 @@ def test_numpy_integer_T_is_accepted():
     assert simulate(snn, x, np.int64(3)).T == 3
 
 
-@pytest.mark.parametrize("engine", [simulate, simulate_reference])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_unknown_coding_is_a_clear_error(engine):
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="unknown input coding 'poisson'.*direct, rate"):
-        engine(snn, x, 4, coding="poisson")
+        simulate(snn, x, 4, coding="poisson", engine=engine)
 
 
-@pytest.mark.parametrize("engine", [simulate, simulate_reference])
+def test_unknown_engine_is_a_clear_error():
+    net, snn, x = converted("vgg")
+    with pytest.raises(ValueError, match="unknown engine 'turbo'; choose one of reference, fast"):
+        simulate(snn, x, 4, engine="turbo")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_rate_coding_without_normalisation_is_a_clear_error(engine):
     """(The reference used to run on NaN inputs: np.asarray(None, float32) is NaN.)"""
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
-        engine(snn, x, 4, coding="rate")
+        simulate(snn, x, 4, coding="rate", engine=engine)
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
-        engine(snn, x, 4, coding="rate", mean=MEAN)
+        simulate(snn, x, 4, coding="rate", mean=MEAN, engine=engine)
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
         rate_encode(x, None, STD, 0, 2, 0)
 
@@ -318,12 +277,40 @@ def test_rate_coding_without_normalisation_is_a_clear_error(engine):
 def test_bad_chunk_is_a_clear_error():
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="chunk must be >= 1"):
-        simulate(snn, x, 4, chunk=0)
+        simulate(snn, x, 4, engine="fast", chunk=0)
 
 
-def test_wrong_input_shape_is_a_clear_error():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wrong_input_shape_is_a_clear_error(engine):
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match=r"expected a normalised batch \(N, 3, H, W\), got \(3, 2, 4, 4\)"):
-        simulate(snn, x[:, :2], 4)
+        simulate(snn, x[:, :2], 4, engine=engine)
     with pytest.raises(ValueError, match="expected a normalised batch"):
-        simulate(snn, x[0], 4)
+        simulate(snn, x[0], 4, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_input_values_are_clear_errors(engine):
+    """An empty batch, raw uint8 images and NaN pixels are refused before any work."""
+    net, snn, x = converted("vgg")
+    with pytest.raises(ValueError, match=r"the input batch is empty \(0 images\)"):
+        simulate(snn, x[:0], 4, engine=engine)
+    with pytest.raises(ValueError, match="is uint8, not a normalised float batch.*normalize"):
+        simulate(snn, (x * 50 + 100).clip(0, 255).astype(np.uint8), 4, engine=engine)
+    bad = x.copy()
+    bad[1, 2, 0, 3] = np.nan
+    with pytest.raises(ValueError, match="the input batch contains NaN or inf"):
+        simulate(snn, bad, 4, engine=engine)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(record=True), dict(count=True), dict(keep_v=True)])
+def test_fast_engine_is_reached_through_simulate(kw):
+    """engine="fast" returns the same kind of SimResult with the same records (the spikes
+    themselves are compared in test_fast.py)."""
+    net, snn, x = converted("resnet")
+    ref = simulate(snn, x, 6, **kw)
+    fast = simulate(snn, x, 6, engine="fast", chunk=4, **kw)
+    assert isinstance(fast, SimResult) and fast.T == ref.T == 6
+    assert fast.output.shape == ref.output.shape
+    assert [set(r) for r in fast.layers] == [set(r) for r in ref.layers]
+    assert len(fast.spikes) == len(ref.spikes) and fast.neurons == ref.neurons

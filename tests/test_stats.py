@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
+from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
+from icsnn_np.module import Sequential
 from icsnn_np.models import resnet20
 from icsnn_np.stats import E_AC_PJ, E_MAC_PJ, fanout_maps, format_stats, stats_for_demo
 
@@ -136,3 +137,27 @@ def test_rate_coding_counts_input_spikes():
     json.dumps(d)
     with pytest.raises(ValueError, match="mean and std"):
         stats_for_demo(net, snn, x, T, coding="rate")
+
+
+# --------------------------------------------------------------------------- backends
+@pytest.mark.parametrize("coding", ["direct", "rate"])
+def test_spike_stats_on_backend_agree_with_numpy(xp, coding):
+    """spike_stats with the network and the images on the device: NumPy's numbers."""
+    from icsnn_np.backend import to_device
+    rng = np.random.default_rng(0)
+    mean, std = [0.5, 0.4, 0.3], [0.25, 0.2, 0.3]
+    x = ((rng.uniform(0, 1, (5, 3, 6, 6)) - np.reshape(mean, (1, 3, 1, 1)))
+         / np.reshape(std, (1, 3, 1, 1)))
+
+    def run(xp_):
+        net = Sequential(Conv2d(3, 4, 3, 1, 1, rng=np.random.default_rng(1), dtype=np.float64),
+                         ReLU(), AvgPool2d(2), Flatten(),
+                         Linear(36, 3, rng=np.random.default_rng(2), dtype=np.float64)).to(xp_)
+        snn = convert(net)
+        xd = to_device(x, xp_)
+        balance_thresholds(snn, net, [xd], p=0.9)
+        return stats_for_demo(net, snn, xd, 5, coding=coding, mean=mean, std=std, seed=3,
+                              batch_size=2)
+
+    got, want = run(xp), run(np)
+    assert json.dumps(got) == json.dumps(want)

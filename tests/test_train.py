@@ -1,156 +1,20 @@
-"""Training: the loss, the optimiser and the schedule against hand computations, then short
-end-to-end runs on the bundled CIFAR-10 slice (checkpoints, determinism, divergence, CLI)."""
+"""Training (train.py): short end-to-end runs on the bundled CIFAR-10 slice: checkpoints,
+determinism, divergence, both engines, Fixup and warm-up options, ``--resume`` (an
+interrupted run continues bit for bit), the CLI. (Loss, SGD, schedule: test_optim.py.)"""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from strategies import seeds
 
-from icsnn_np.backend import to_device, to_host
-from icsnn_np.checkpoint import load_checkpoint
+from icsnn_np import train as train_mod
+from icsnn_np.backend import to_host
+from icsnn_np.checkpoint import CheckpointError, load_checkpoint
 from icsnn_np.data import SLICE_PATH
-from icsnn_np.layers import Linear, Sequential
 from icsnn_np.models import build_model
-from icsnn_np.train import (PAPER_MILESTONES, SGD, TrainConfig, TrainingDiverged, cross_entropy,
-                            lr_at, main, scaled_milestones, train)
-
-
-# --------------------------------------------------------------------------- loss
-def reference_cross_entropy(logits, labels):
-    """Float64 mean -log softmax[label], with log-sum-exp by np.logaddexp (another route)."""
-    z = np.asarray(logits, np.float64)
-    logp = z - np.logaddexp.reduce(z, axis=1, keepdims=True)     # (N, K) log-softmax
-    n = len(labels)
-    onehot = np.eye(z.shape[1])[labels]
-    return -logp[np.arange(n), labels].mean(), (np.exp(logp) - onehot) / n
-
-
-@given(n=st.integers(1, 6), k=st.integers(2, 12), scale=st.floats(0.01, 50), seed=seeds)
-def test_cross_entropy_equals_float64_reference(n, k, scale, seed):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(n, k)) * scale
-    labels = rng.integers(0, k, size=n)
-    want_loss, want_grad = reference_cross_entropy(logits, labels)
-    loss, grad = cross_entropy(logits, labels)
-    np.testing.assert_allclose(float(loss), want_loss, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-14)
-    loss32, grad32 = cross_entropy(logits.astype(np.float32), labels)
-    np.testing.assert_allclose(float(loss32), want_loss, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(grad32, want_grad, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cross_entropy_is_stable_for_huge_logits(dtype):
-    logits = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4], [3e4, 3e4, 3e4]], dtype=dtype)
-    labels = np.array([0, 0, 2])
-    loss, grad = cross_entropy(logits, labels)
-    assert np.isfinite(loss) and np.all(np.isfinite(grad))
-    # row 0: right class far ahead -> 0; row 1: 1e4 + 1e4 behind two equal rivals -> 2e4 + log 2;
-    # row 2: three equal logits -> log 3
-    want = (0.0 + 2e4 + np.log(2) + np.log(3)) / 3
-    np.testing.assert_allclose(float(loss), want, rtol=1e-6)
-    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-6)       # softmax - onehot sums to 0
-
-
-def test_cross_entropy_on_backend_agrees_with_numpy(xp, rng):
-    logits = rng.normal(size=(5, 10)) * 3
-    labels = rng.integers(0, 10, size=5)
-    want_loss, want_grad = cross_entropy(logits, labels)
-    loss, grad = cross_entropy(to_device(logits, xp), to_device(labels, xp))
-    np.testing.assert_allclose(to_host(loss), want_loss, rtol=1e-12)
-    np.testing.assert_allclose(to_host(grad), want_grad, rtol=1e-12, atol=1e-15)
-
-
-@given(n=st.integers(1, 4), k=st.integers(2, 6), seed=seeds)
-def test_cross_entropy_gradient_matches_central_differences(n, k, seed):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(n, k)) * 2
-    labels = rng.integers(0, k, size=n)
-    _, grad = cross_entropy(logits, labels)
-    eps = 1e-6
-    num = np.zeros_like(logits)
-    for idx in np.ndindex(logits.shape):
-        lp, lm = logits.copy(), logits.copy()
-        lp[idx] += eps
-        lm[idx] -= eps
-        num[idx] = (float(cross_entropy(lp, labels)[0]) - float(cross_entropy(lm, labels)[0])) / (2 * eps)
-    err = np.abs(num - grad).max() / max(np.abs(grad).max(), 1e-8)
-    assert err < 1e-6, f"relative error {err:.3g}"
-
-
-# --------------------------------------------------------------------------- optimiser
-def _tiny_model(seed=0):
-    return Sequential(Linear(3, 2, rng=np.random.default_rng(seed), dtype=np.float64))
-
-
-def test_sgd_two_steps_follow_pytorch_semantics(rng):
-    lr, mom, wd = 0.05, 0.9, 5e-3
-    model = _tiny_model()
-    lin = model[0]
-    lin.params["bias"][...] = rng.normal(size=2)
-    opt = SGD(model, lr=lr, momentum=mom, weight_decay=wd)
-    p0 = {k: v.copy() for k, v in lin.params.items()}
-    w_ref = lin.params["weight"]
-    g1 = {k: rng.normal(size=v.shape) for k, v in p0.items()}
-    g2 = {k: rng.normal(size=v.shape) for k, v in p0.items()}
-
-    for k in p0:
-        lin.grads[k][...] = g1[k]
-    opt.step()
-    for k in p0:
-        np.testing.assert_array_equal(lin.grads[k], g1[k])     # step leaves the gradients alone
-        lin.grads[k][...] = g2[k]
-    opt.step()
-
-    for k in p0:
-        # torch.optim.SGD: d = g + wd*p; buf = d (first step) else mom*buf + d; p -= lr*buf
-        buf = g1[k] + wd * p0[k]
-        p1 = p0[k] - lr * buf
-        buf = mom * buf + (g2[k] + wd * p1)
-        p2 = p1 - lr * buf
-        np.testing.assert_allclose(lin.params[k], p2, rtol=1e-14, atol=1e-15, err_msg=k)
-    assert lin.params["weight"] is w_ref                        # updated in place
-
-
-def test_plain_sgd_without_momentum_or_decay(rng):
-    model = _tiny_model()
-    lin = model[0]
-    p0 = lin.params["weight"].copy()
-    g = rng.normal(size=p0.shape)
-    opt = SGD(model, lr=0.3, momentum=0.0, weight_decay=0.0)
-    for _ in range(2):
-        lin.grads["weight"][...] = g
-        opt.step()
-    np.testing.assert_allclose(lin.params["weight"], p0 - 2 * 0.3 * g, rtol=1e-14)
-
-
-# --------------------------------------------------------------------------- schedule
-def test_paper_milestones_at_300_epochs():
-    assert scaled_milestones(300) == (70, 130, 190, 240) == PAPER_MILESTONES
-    assert scaled_milestones(600) == (70, 130, 190, 240)      # never stretched
-
-
-@pytest.mark.parametrize("epochs, want", [(30, (7, 13, 19, 24)), (150, (35, 65, 95, 120)),
-                                          (100, (23, 43, 63, 80)), (3, (1, 2)), (1, (1,))])
-def test_milestones_scale_with_fewer_epochs(epochs, want):
-    got = scaled_milestones(epochs)
-    assert got == want
-    assert list(got) == sorted(set(got)) and all(1 <= m <= max(1, epochs) for m in got)
-
-
-def test_lr_at_divides_by_five_at_each_milestone():
-    ms = (70, 130, 190, 240)
-    assert lr_at(0, 0.1, ms) == pytest.approx(0.1)
-    assert lr_at(69, 0.1, ms) == pytest.approx(0.1)
-    assert lr_at(70, 0.1, ms) == pytest.approx(0.02)
-    assert lr_at(129, 0.1, ms) == pytest.approx(0.02)
-    assert lr_at(130, 0.1, ms) == pytest.approx(0.004)
-    assert lr_at(239, 0.1, ms) == pytest.approx(0.1 * 0.2 ** 3)
-    assert lr_at(299, 0.1, ms) == pytest.approx(0.1 * 0.2 ** 4)
-    assert lr_at(5, 0.1, (5,), gamma=0.5) == pytest.approx(0.05)
-    assert lr_at(100, 0.1, ()) == pytest.approx(0.1)
+from icsnn_np.optim import TrainingDiverged
+from icsnn_np.train import RESUME_KEYS, TrainConfig, main, resume_path, train
 
 
 # --------------------------------------------------------------------------- end to end
@@ -158,8 +22,10 @@ needs_slice = pytest.mark.skipif(not SLICE_PATH.is_file(), reason=f"{SLICE_PATH}
 
 
 def _cfg(tmp_path, name="m", **kw):
+    """A tiny run; the fast engine by default (the teaching layers take ~4x longer, mostly
+    to test on the slice's 1000 images after each epoch)."""
     base = dict(dataset="cifar10-slice", model="vgg_cpu", epochs=1, train_limit=128,
-                batch_size=64, out=str(tmp_path / f"{name}.npz"))
+                batch_size=64, out=str(tmp_path / f"{name}.npz"), engine="fast")
     return TrainConfig(**{**base, **kw})
 
 
@@ -170,7 +36,9 @@ def _run(cfg):
 
 @needs_slice
 def test_train_one_epoch_saves_loadable_checkpoints(tmp_path):
-    res, lines = _run(_cfg(tmp_path, train_limit=256, batch_size=128))
+    """On the teaching layers (engine="reference", TrainConfig's default)."""
+    assert TrainConfig().engine == "reference"
+    res, lines = _run(_cfg(tmp_path, train_limit=64, batch_size=32, engine="reference"))
     assert len(res["history"]) == 1
     rec = res["history"][0]
     assert np.isfinite(rec["loss"]) and 0 <= rec["test_acc"] <= 1 and 0 <= rec["train_acc"] <= 1
@@ -187,6 +55,7 @@ def test_train_one_epoch_saves_loadable_checkpoints(tmp_path):
     # an epoch of SGD moved the weights away from their initialisation
     init = build_model("vgg_cpu", seed=0).state_dict()
     assert not np.array_equal(init["features.0.weight"], to_host(trained["features.0.weight"]))
+    assert any("reference engine" in ln for ln in lines)
 
 
 @needs_slice
@@ -205,7 +74,7 @@ def test_same_seed_gives_identical_weights(tmp_path):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")          # overflow is the point here
 def test_diverging_run_stops_and_suggests_a_lower_lr(tmp_path):
     cfg = _cfg(tmp_path, "div", lr=1e6, batch_size=32)
-    with pytest.raises(TrainingDiverged, match=r"lower learning rate.*--lr 500000"):
+    with pytest.raises(TrainingDiverged, match=r"training diverged at batch \d+: loss = .*lower learning rate or --warmup"):
         train(cfg, log=lambda s: None)
     assert not list(tmp_path.glob("*.npz"))                     # no garbage checkpoint
 
@@ -223,15 +92,159 @@ def test_cli_tiny_run_returns_0(tmp_path, capsys):
 
 @needs_slice
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_cli_diverging_run_returns_1_with_the_reason(tmp_path, capsys):
+def test_cli_diverging_run_returns_2_with_the_reason(tmp_path, capsys):
     rc = main(["--dataset", "cifar10-slice", "--epochs", "1", "--train-limit", "64",
                "--batch-size", "16", "--lr", "1e6", "--out", str(tmp_path / "d.npz")])
-    assert rc == 1
-    assert "error: training diverged" in capsys.readouterr().err
+    assert rc == 2
+    assert "error: epoch 1: training diverged" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "0"], ["--batch-size", "0"]])
 def test_cli_rejects_bad_settings(tmp_path, args):
-    with pytest.raises(SystemExit) as info:
-        main(["--dataset", "cifar10-slice", "--out", str(tmp_path / "x.npz"), *args])
-    assert info.value.code == 2
+    assert main(["--dataset", "cifar10-slice", "--out", str(tmp_path / "x.npz"), *args]) == 2
+
+
+# --------------------------------------------------------------------------- options
+@needs_slice
+def test_warmup_ramps_the_lr_of_the_first_epochs(tmp_path):
+    """history's lr is the lr of an epoch's last batch: with 2 batches per epoch and a
+    2-epoch warm-up, base/2 after epoch 1 and base after epoch 2."""
+    res, lines = _run(_cfg(tmp_path, epochs=2, train_limit=64, batch_size=32, lr=0.05, warmup=2,
+                           milestones=(5,)))
+    assert [h["lr"] for h in res["history"]] == pytest.approx([0.025, 0.05])
+    assert any("warm-up 2" in ln for ln in lines)
+
+
+class _Stop(Exception):
+    pass
+
+
+@needs_slice
+def test_fixup_init_is_applied_and_needs_a_resnet(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="fixup_init needs a residual network"):
+        train(_cfg(tmp_path, init="fixup"), log=lambda s: None)
+    seen, real = [], train_mod.fixup_init
+    monkeypatch.setattr(train_mod, "fixup_init", lambda m: seen.append(m) or real(m))
+
+    def first_epoch(net, opt, *a, **k):                    # only the set-up is under test
+        seen.append(opt)
+        raise _Stop
+
+    monkeypatch.setattr(train_mod, "train_epoch", first_epoch)
+    with pytest.raises(_Stop):
+        train(_cfg(tmp_path, "fx", model="resnet20", init="fixup"), log=lambda s: None)
+    model, opt = seen
+    assert not np.any(model.children["fc"].params["weight"])      # fixup's zero classifier ...
+    assert opt.slots[-2][0] is model.children["fc"]                # ... is what the optimiser trains
+
+
+# --------------------------------------------------------------------------- resume
+def _interrupting_evaluate(monkeypatch, after_calls=1):
+    """train's per-epoch test raises KeyboardInterrupt on call ``after_calls + 1``: the run
+    stops after the checkpoints of epoch ``after_calls`` were written, mid epoch after."""
+    real, calls = train_mod.evaluate, []
+
+    def evaluate(*a, **k):
+        calls.append(1)
+        if len(calls) > after_calls:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "evaluate", evaluate)
+
+
+RESUME_RUN = dict(epochs=2, train_limit=64, batch_size=32, warmup=1, milestones=(1,), seed=3)
+
+
+@needs_slice
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Weights, momentum, the RNG (shuffles, augmentation) and the schedule all carry over:
+    2 epochs straight == 1 epoch, interrupted, then --resume."""
+    straight, _ = _run(_cfg(tmp_path, "straight", **RESUME_RUN))
+    cfg = _cfg(tmp_path, "cut", **RESUME_RUN)
+    _interrupting_evaluate(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg)
+    monkeypatch.undo()
+    assert resume_path(cfg.out).is_file() and load_checkpoint(cfg.out)[1]["epoch"] == 1
+    resumed, lines = _run(_cfg(tmp_path, "cut", resume=True, **RESUME_RUN))
+    assert any("resuming after epoch 1 of 2" in ln for ln in lines)
+    a, b = straight["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        np.testing.assert_array_equal(to_host(b[k]), to_host(a[k]), err_msg=k)
+    keep = ("epoch", "lr", "loss", "train_acc", "test_acc")
+    assert [{k: h[k] for k in keep} for h in resumed["history"]] == \
+        [{k: h[k] for k in keep} for h in straight["history"]]
+    assert resumed["best_acc"] == straight["best_acc"]
+    head = load_checkpoint(cfg.out)[1]
+    assert head["epoch"] == 2 and len(head["history"]) == 2
+
+
+@needs_slice
+def test_resume_refuses_other_settings_and_missing_state(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, "r", **RESUME_RUN)
+    with pytest.raises(CheckpointError, match="cannot resume: .*r.npz and .*r_resume.npz must both exist"):
+        train(_cfg(tmp_path, "r", resume=True, **RESUME_RUN), log=lambda s: None)
+    _interrupting_evaluate(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg)
+    monkeypatch.undo()
+    for change, shown in ((dict(lr=0.05), "lr=0.1"), (dict(seed=4), "seed=3"),
+                          (dict(train_limit=96), "train_limit=64")):
+        with pytest.raises(CheckpointError, match=rf"written with different settings \({shown}\)"):
+            train(_cfg(tmp_path, "r", resume=True, **{**RESUME_RUN, **change}), log=lambda s: None)
+    assert {"lr", "seed", "epochs", "model", "train_limit", "warmup", "init"} <= set(RESUME_KEYS)
+    # a damaged optimiser state is a CheckpointError too, naming the file
+    resume_path(cfg.out).write_bytes(b"not an npz")
+    with pytest.raises(CheckpointError, match="r_resume.npz is corrupt"):
+        train(_cfg(tmp_path, "r", resume=True, **RESUME_RUN), log=lambda s: None)
+
+
+def test_resume_state_file_sits_beside_the_checkpoint(tmp_path):
+    assert resume_path(tmp_path / "runs" / "vgg.npz") == tmp_path / "runs" / "vgg_resume.npz"
+
+
+@needs_slice
+def test_cli_resume_flag(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "c.npz"
+    args = ["--dataset", "cifar10-slice", "--epochs", "2", "--train-limit", "32", "--batch-size",
+            "32", "--no-augment", "--out", str(out)]
+    _interrupting_evaluate(monkeypatch)
+    assert main(args) == 130                     # Ctrl-C: one line, exit code 130
+    monkeypatch.undo()
+    assert main(args + ["--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "resuming after epoch 1 of 2" in text and "epoch   2/2" in text and "epoch   1/2" in text
+    with np.load(resume_path(out)) as z:
+        state = json.loads(bytes(z["__state__"]).decode())
+    assert state["epoch"] == 2 and state["train_config"]["engine"] == "fast"   # the CLI's default
+
+
+# --------------------------------------------------------------------------- backends
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_train_step_on_backend_agrees_with_numpy(xp, engine):
+    """One short epoch of train_epoch (augmentation, normalisation, loss, backward, SGD) and
+    the test accuracy with the network on the device: NumPy's loss, accuracy and weights."""
+    from helpers import tiny_vgg
+    from icsnn_np.fast.layers import accelerate
+    from icsnn_np.optim import SGD
+    from icsnn_np.preprocess import channel_stats
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, 3, 12)
+    mean, std = channel_stats(x)
+
+    def run(xp_):
+        model = tiny_vgg(0, widths=(16, 4), hw=8, classes=3).to(xp_)
+        net = accelerate(model) if engine == "fast" else model
+        opt = SGD(model, 0.05, 0.9, 5e-4)
+        loss, acc = train_mod.train_epoch(net, opt, x, y, mean, std, xp_, np.random.default_rng(1),
+                                          lambda bi: 0.05, True, 5)
+        test = train_mod.evaluate(net, x, y, mean, std, xp_, batch_size=5)
+        return loss, acc, test, [to_host(m.params[k]) for _, m, k in model.named_parameters()]
+
+    got, want = run(xp), run(np)
+    assert got[0] == pytest.approx(want[0], rel=1e-9) and got[1:3] == want[1:3]
+    for a, b in zip(got[3], want[3]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)

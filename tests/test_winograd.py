@@ -1,20 +1,19 @@
 """Winograd F(4x4, 3x3): equals the definition of a convolution (float64: to rounding;
 float32: to a few ulps of the sum of |terms|), for every size and block split, forward and
-backward; the transform matrices satisfy the identity that makes the algorithm exact."""
+backward; the transform matrices satisfy the identity that makes the algorithm exact.
+
+The module's functions on channels-last arrays; FastConv2d's use of them (which convs take
+Winograd, forward and backward against im2col) is tested in test_fast_conv.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
-from strategies import seeds
-from test_layers import conv_direct, gradcheck, random_biases
+from helpers import conv_direct
+from strategies import seeds, winograd_cases
 
-from icsnn_np import winograd
 from icsnn_np.backend import to_device, to_host
-from icsnn_np.layers import Conv2d
-
-F64 = np.float64
+from icsnn_np.fast import threads, winograd
 
 
 def test_matrices_compute_a_1d_correlation_exactly():
@@ -28,14 +27,8 @@ def test_matrices_compute_a_1d_correlation_exactly():
             np.testing.assert_allclose(got, want, atol=1e-14)
 
 
-@st.composite
-def cases(draw):
-    return dict(n=draw(st.integers(1, 5)), c=draw(st.integers(1, 6)), o=draw(st.integers(1, 5)),
-                h=draw(st.integers(1, 13)), w=draw(st.integers(1, 13)), nb=draw(st.integers(1, 4)))
-
-
 @settings(max_examples=60)
-@given(case=cases(), seed=seeds)
+@given(case=winograd_cases(), seed=seeds)
 def test_conv3x3_equals_the_definition(case, seed):
     """Any image size (tiles that overhang the border), any block size (short last block)."""
     rng = np.random.default_rng(seed)
@@ -43,81 +36,59 @@ def test_conv3x3_equals_the_definition(case, seed):
     wt = rng.normal(size=(case["o"], case["c"], 3, 3))
     U = winograd.transform_weights(wt)
     assert U.shape == (36, case["c"], case["o"])
-    y = winograd.conv3x3_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), U, nb=case["nb"])
+    y = winograd.conv3x3(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), U, nb=case["nb"])
     np.testing.assert_allclose(y.transpose(0, 3, 1, 2), conv_direct(x, wt, None, 1, 1),
                                rtol=1e-11, atol=1e-11)
 
 
-@pytest.mark.parametrize("c_in, c_out, size", [(16, 8, 9), (64, 32, 8), (32, 64, 13)])
-def test_float32_error_is_a_few_ulps(rng, c_in, c_out, size):
-    """The transforms mix terms with weights up to 8, so the rounding is larger than
-    im2col's, but stays within a few float32 ulps of the sum of |terms| (what bounds any
-    float32 conv's rounding)."""
-    conv = random_biases(Conv2d(c_in, c_out, 3, 1, 1, rng=rng), rng)
-    assert conv._winograd()
-    x = rng.normal(size=(3, c_in, size, size)).astype(np.float32)
-    w, b = conv.params["weight"], conv.params["bias"]
-    y = conv.forward(x)
-    assert y.dtype == np.float32
-    err = np.abs(y - conv_direct(x, w, b, 1, 1))
-    scale = conv_direct(np.abs(x), np.abs(w), np.abs(b), 1, 1)
-    assert np.all(err <= 1e-5 * scale + 1e-6), float((err / scale).max())
+def test_conv3x3_adds_the_bias_and_writes_into_out(rng):
+    x = rng.normal(size=(2, 6, 5, 4))                                    # (N, H, W, C)
+    wt, b = rng.normal(size=(3, 4, 3, 3)), rng.normal(size=3)
+    out = np.full((2, 6, 5, 3), np.nan)
+    y = winograd.conv3x3(x, winograd.transform_weights(wt), bias=b, out=out)
+    assert y is out
+    want = conv_direct(x.transpose(0, 3, 1, 2), wt, b, 1, 1).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(out, want, rtol=1e-11, atol=1e-11)
 
 
-@settings(max_examples=25)
-@given(n=st.integers(1, 3), c=st.integers(16, 20), o=st.integers(1, 6), h=st.integers(1, 9),
-       w=st.integers(1, 9), seed=seeds)
-def test_conv2d_algos_agree_forward_and_backward(n, c, o, h, w, seed):
-    """Conv2d's Winograd path (auto) and its im2col path give the same output, input gradient
-    and weight/bias gradients (float64)."""
-    rng = np.random.default_rng(seed)
-    a = random_biases(Conv2d(c, o, 3, 1, 1, rng=rng, dtype=F64), rng)
-    b = Conv2d(c, o, 3, 1, 1, dtype=F64)
-    b.load_state_dict(a.state_dict())
-    b.algo = "im2col"
-    assert a._winograd() and not b._winograd()
-    x = rng.normal(size=(n, c, h, w))
-    ya, yb = a.train().forward(x), b.train().forward(x)
-    np.testing.assert_allclose(ya, yb, rtol=1e-11, atol=1e-11)
-    g = rng.normal(size=ya.shape)
-    np.testing.assert_allclose(a.backward(g), b.backward(g), rtol=1e-11, atol=1e-11)
-    for k in a.grads:
-        np.testing.assert_allclose(a.grads[k], b.grads[k], rtol=1e-11, atol=1e-11, err_msg=k)
+@pytest.mark.parametrize("k, stride, padding, want", [(3, 1, 1, True), (3, 2, 1, False),
+                                                      (3, 1, 0, False), (1, 1, 0, False),
+                                                      (5, 1, 2, False), (3, 1, 2, False)])
+def test_eligible_is_3x3_stride_1_same(k, stride, padding, want):
+    assert winograd.eligible(k, stride, padding) is want
 
 
-def test_winograd_conv_gradients(rng):
-    """Central differences in float64 through the Winograd forward and backward."""
-    conv = random_biases(Conv2d(16, 5, 3, 1, 1, rng=rng, dtype=F64), rng)
-    assert conv._winograd()
-    gradcheck(conv, rng.normal(size=(2, 16, 6, 7)), rng)
-
-
-@pytest.mark.parametrize("c_in, k, stride, padding, want", [
-    (16, 3, 1, 1, True), (64, 3, 1, 1, True), (3, 3, 1, 1, False),      # few channels: im2col
-    (16, 3, 2, 1, False), (16, 3, 1, 0, False), (16, 1, 1, 0, False), (16, 5, 1, 2, False)])
-def test_which_convs_use_winograd(c_in, k, stride, padding, want):
-    assert Conv2d(c_in, 4, k, stride, padding)._winograd() is want
-
-
-def test_unknown_algo_is_a_clear_error(rng):
-    conv = Conv2d(16, 4, 3, 1, 1)
-    conv.algo = "fft"
-    with pytest.raises(ValueError, match="unknown conv algo 'fft'"):
-        conv.forward(rng.normal(size=(1, 16, 4, 4)).astype(np.float32))
+def test_thread_split_gives_the_same_results(rng, monkeypatch):
+    """Blocks spread over two workers: the same output; the weight gradient, summed per
+    worker then in slice order, the same to rounding."""
+    x = rng.normal(size=(6, 7, 9, 5))
+    g = rng.normal(size=(6, 7, 9, 4))
+    U = winograd.transform_weights(rng.normal(size=(4, 5, 3, 3)))
+    y1, dw1 = winograd.conv3x3(x, U, nb=1), winograd.conv3x3_weight_grad(x, g, nb=1)
+    monkeypatch.setattr(threads, "num_workers", lambda: 2)
+    monkeypatch.setattr(threads, "MIN_PARALLEL_ELEMENTS", 0)
+    seen = []
+    real = threads.parallel_for
+    monkeypatch.setattr(winograd, "parallel_for",
+                        lambda fn, n, el, blas=False: seen.append(n) or real(fn, n, el, blas))
+    y2, dw2 = winograd.conv3x3(x, U, nb=1), winograd.conv3x3_weight_grad(x, g, nb=1)
+    assert seen == [6, 6]                                   # six blocks of one image, split
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_allclose(dw2, dw1, rtol=1e-12, atol=1e-12)
 
 
 def test_backend_agrees_with_numpy(xp, rng):
     x = rng.normal(size=(3, 16, 10, 7))
     wt = rng.normal(size=(8, 16, 3, 3))
-    want = winograd.conv3x3_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
-                                 winograd.transform_weights(wt))
-    got = winograd.conv3x3_nhwc(to_device(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), xp),
-                                winograd.transform_weights(to_device(wt, xp)))
+    want = winograd.conv3x3(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                            winograd.transform_weights(wt))
+    got = winograd.conv3x3(to_device(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), xp),
+                           winograd.transform_weights(to_device(wt, xp)))
     np.testing.assert_allclose(to_host(got), want, rtol=1e-10, atol=1e-11)
 
 
 @settings(max_examples=40)
-@given(case=cases(), seed=seeds)
+@given(case=winograd_cases(), seed=seeds)
 def test_weight_gradient_equals_the_definition(case, seed):
     """dL/dw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] xpad[n,c,i+p,j+q], for any size and block split."""
     rng = np.random.default_rng(seed)
@@ -126,7 +97,7 @@ def test_weight_gradient_equals_the_definition(case, seed):
     xpad = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     want = np.stack([np.stack([np.einsum("nhwc,nhwo->oc", xpad[:, p:p + case["h"], q:q + case["w"]], gy)
                                for q in range(3)], -1) for p in range(3)], -2)      # (O, C, 3, 3)
-    got = winograd.conv3x3_weight_grad_nhwc(x, gy, nb=case["nb"])
+    got = winograd.conv3x3_weight_grad(x, gy, nb=case["nb"])
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
 
 
@@ -137,13 +108,16 @@ def test_weight_transform_and_its_adjoint(rng):
     np.testing.assert_allclose(lhs, np.sum(w * winograd.weight_grad(dU)), rtol=1e-12)
 
 
-def test_kept_weight_transform_follows_in_place_edits(rng):
-    """In eval mode the transformed weights are kept between calls, but never go stale."""
-    conv = Conv2d(16, 4, 3, 1, 1, rng=rng, dtype=F64).eval()
-    x = rng.normal(size=(2, 16, 5, 5))
-    y0 = conv.forward(x)
-    conv.params["weight"][0, 0, 1, 1] += 1.0              # an in-place edit
-    y1 = conv.forward(x)
-    np.testing.assert_allclose(y1, conv_direct(x, conv.params["weight"], conv.params["bias"], 1, 1),
-                               rtol=1e-11, atol=1e-11)
-    assert not np.allclose(y0, y1)
+def test_weight_gradient_and_cached_transform_on_backend_agree_with_numpy(xp, rng):
+    """dL/dW by the Winograd adjoint on the device; FastConv2d's transformed weights in eval
+    mode follow an in-place edit of W on every backend (no stale cache)."""
+    from icsnn_np.fast.conv import FastConv2d
+    x, g = rng.normal(size=(3, 9, 6, 16)), rng.normal(size=(3, 9, 6, 8))
+    np.testing.assert_allclose(to_host(winograd.conv3x3_weight_grad(to_device(x, xp), to_device(g, xp))),
+                               winograd.conv3x3_weight_grad(x, g), rtol=1e-10, atol=1e-11)
+    conv = FastConv2d(16, 8, 3, 1, 1, dtype=np.float64, rng=rng).to(xp).eval()
+    xd = to_device(x.transpose(0, 3, 1, 2), xp)
+    first = to_host(conv.forward(xd))
+    conv.params["weight"] *= 2.0                          # edited in place: same array object
+    np.testing.assert_allclose(to_host(conv.forward(xd)), 2 * first - 1 * to_host(
+        conv.params["bias"]).reshape(1, -1, 1, 1), rtol=1e-10, atol=1e-10)

@@ -18,12 +18,12 @@ The price is rounding: the transforms mix values with weights up to 8, so result
 from the direct sum by ~2e-6 of the output's magnitude in float32 (im2col + GEMM: ~1e-7;
 tested against the definition). In an SNN such a difference moves a membrane potential
 that sits within it of the threshold to the other side, as any change of summation order
-can; ``Conv2d.algo = "im2col"`` gives the direct sum's rounding.
+can; the fast engine's ``algo="im2col"`` gives the direct sum's rounding.
 
-Layout: channels-last throughout, like the im2col path (layers.py). The input is gathered
+Layout: channels-last throughout, like the fast im2col path (conv.py). The input is gathered
 into 6x6 tiles that overlap by 2 (the stride of tiles is 4), block of images by block of
 images, so that a block's buffers stay in cache; padding taps are left at zero in a reused
-buffer, as in ``layers._im2col_nhwc``.
+buffer, as in ``nhwc.im2col_nhwc``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ import threading
 
 import numpy as np
 
-from .backend import xp_of
+from ..backend import xp_of
+from .threads import parallel_for
 
 # F(4x4, 3x3) from the Toom-Cook construction with interpolation points 0, 1, -1, 1/2, -2
 # and infinity; B^T's rows scaled to small integers (G takes the inverse scale). Lavin & Gray
@@ -69,6 +70,17 @@ def eligible(kernel_size: int, stride: int, padding: int) -> bool:
 
 # K[(a, b), (i, j)] = G[a, i] G[b, j]: G g G^T of a flattened 3x3 g is K @ g.ravel()
 K_G = np.kron(G, G)                                               # (36, 9)
+_ON_DEVICE: dict = {}      # (array module, name, dtype) -> K_G or K_G.T there, copied once
+
+
+def _k_g(xp, dtype, transposed=False):
+    """K_G (or K_G.T) as ``dtype`` on xp's device: copied there once, not at every call (the
+    SNN engine transforms the weights once per time chunk on a GPU)."""
+    key = (xp.__name__, transposed, np.dtype(dtype).str)
+    k = _ON_DEVICE.get(key)
+    if k is None:
+        k = _ON_DEVICE[key] = xp.asarray((K_G.T if transposed else K_G).astype(dtype))
+    return k
 
 
 def transform_weights(w, xp=None):
@@ -79,14 +91,14 @@ def transform_weights(w, xp=None):
     xp = xp or xp_of(w)
     O, C = w.shape[:2]
     wt = xp.ascontiguousarray(w.reshape(O, C, 9).transpose(2, 1, 0)).reshape(9, C * O)
-    return (xp.asarray(K_G.astype(w.dtype)) @ wt).reshape(TILE * TILE, C, O)
+    return (_k_g(xp, w.dtype) @ wt).reshape(TILE * TILE, C, O)
 
 
 def weight_grad(dU):
     """The adjoint of ``transform_weights``: dL/dg = G^T dL/dU G, (36, C, O) -> (O, C, 3, 3)."""
     xp = xp_of(dU)
     _, C, O = dU.shape
-    dw = xp.asarray(K_G.T.astype(dU.dtype)) @ dU.reshape(TILE * TILE, C * O)   # (9, C*O)
+    dw = _k_g(xp, dU.dtype, transposed=True) @ dU.reshape(TILE * TILE, C * O)   # (9, C*O)
     return dw.reshape(3, 3, C, O).transpose(3, 2, 0, 1)
 
 
@@ -220,27 +232,65 @@ def weight_grad_block(x, gy, dU, ws: Workspace):
     return dU
 
 
-def conv3x3_nhwc(x, U, out=None, nb=None):
-    """Whole-batch reference driver (one workspace, no threads): (N, H, W, C) -> (N, H, W, O)."""
-    xp = xp_of(x)
-    N, H, W, C = x.shape
-    O = U.shape[2]
-    out = xp.empty((N, H, W, O), dtype=x.dtype) if out is None else out
-    nb = nb or block_images(H, W, C, x.itemsize, N, xp is not np)
-    ws = Workspace(xp, min(nb, N), H, W, C, O, x.dtype)
-    for n0 in range(0, N, nb):
-        conv3x3_block(x[n0:n0 + nb], U, out[n0:n0 + nb], ws)
+def _over_blocks(x_nhwc, O, dtype, per_block, start=None, nb=None):
+    """Run per_block(n0, n1, ws, acc) over blocks of ``nb`` images of the (N, H, W, C) input,
+    the blocks split over the CPU threads (NumPy) or all at once (GPU); each thread has its
+    workspace ``ws`` and its accumulator ``acc = start()`` (None without ``start``).
+    Returns the accumulators in slice order."""
+    xp = xp_of(x_nhwc)
+    N, H, W, C = x_nhwc.shape
+    nb = nb or block_images(H, W, C, np.dtype(dtype).itemsize, N, xp is not np)
+
+    def work(b0, b1):
+        lo, hi = b0 * nb, min(N, b1 * nb)
+        ws = workspace(xp, min(nb, hi - lo), H, W, C, O, dtype)
+        acc = start() if start is not None else None
+        for n0 in range(lo, hi, nb):
+            per_block(n0, min(hi, n0 + nb), ws, acc)
+        return acc
+
+    nblocks = -(-N // nb)
+    if xp is not np:
+        return [work(0, nblocks)]
+    return parallel_for(work, nblocks, x_nhwc.size * 9 * max(1, O // 8), blas=True)
+
+
+def conv3x3(x_nhwc, U, bias=None, out=None, nb=None):
+    """out = conv3x3(x) + bias, channels-last: (N, H, W, C) -> (N, H, W, O).
+
+    U: the transformed weights (36, C, O) (``transform_weights``); ``out`` (N, H, W, O) is
+    written when given; ``nb`` images per block (default: about BLOCK_BYTES of tiles).
+    """
+    xp = xp_of(x_nhwc)
+    N, H, W, _ = x_nhwc.shape
+    dtype = out.dtype if out is not None else xp.result_type(x_nhwc.dtype, U.dtype)
+    out = xp.empty((N, H, W, U.shape[2]), dtype=dtype) if out is None else out
+    U, x_nhwc = U.astype(dtype, copy=False), x_nhwc.astype(dtype, copy=False)
+
+    def block(n0, n1, ws, _):
+        o = out[n0:n1]
+        conv3x3_block(x_nhwc[n0:n1], U, o, ws)
+        if bias is not None:
+            o += bias                                                 # while o is in cache
+
+    _over_blocks(x_nhwc, U.shape[2], dtype, block, nb=nb)
     return out
 
 
-def conv3x3_weight_grad_nhwc(x, gy, nb=None):
-    """Whole-batch reference driver: dL/dw (O, C, 3, 3) of a 3x3 'same' conv."""
-    xp = xp_of(x)
-    N, H, W, C = x.shape
-    O = gy.shape[3]
-    nb = nb or block_images(H, W, C, x.itemsize, N, xp is not np)
-    ws = Workspace(xp, min(nb, N), H, W, C, O, x.dtype)
-    dU = xp.zeros((TILE * TILE, C, O), dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        weight_grad_block(x[n0:n0 + nb], gy[n0:n0 + nb], dU, ws)
+def conv3x3_weight_grad(x_nhwc, g_nhwc, nb=None):
+    """dL/dW (O, C, 3, 3) of a 3x3 'same' conv: per-thread sums of dL/dU, added in slice
+    order (deterministic), mapped back by the adjoint of the weight transform."""
+    xp = xp_of(x_nhwc)
+    C, O = x_nhwc.shape[3], g_nhwc.shape[3]
+    dtype = g_nhwc.dtype
+    x_nhwc = x_nhwc.astype(dtype, copy=False)
+
+    def block(n0, n1, ws, dU):
+        weight_grad_block(x_nhwc[n0:n1], g_nhwc[n0:n1], dU, ws)
+
+    parts = _over_blocks(x_nhwc, O, dtype, block, nb=nb,
+                         start=lambda: xp.zeros((TILE * TILE, C, O), dtype=dtype))
+    dU = parts[0]
+    for d in parts[1:]:
+        dU += d
     return weight_grad(dU)

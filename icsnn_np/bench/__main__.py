@@ -1,0 +1,95 @@
+"""``python -m icsnn_np.bench``: run the benchmarks, print the tables, write JSON + Markdown.
+
+    python -m icsnn_np.bench                       # results/bench.{json,md}
+    python -m icsnn_np.bench --quick               # seconds; writes to a temporary folder
+    python -m icsnn_np.bench --agreement-seeds 8   # results/agreement_seeds.{json,md}
+
+OpenBLAS picks its kernels (its "core type") when it loads, from the CPU or from the
+variable ``OPENBLAS_CORETYPE``. Some machines pin it: the ones our numbers come from set
+``OPENBLAS_CORETYPE=Haswell`` (AVX2), which halves every NumPy matrix product on their
+AVX-512 CPU, while PyTorch's own kernels use AVX-512 regardless. ``--blas-core NAME``
+(e.g. ``SkylakeX``) re-runs the command in a new process with that variable set; the kernels
+in use are recorded in the JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .. import cli
+from ..checkpoint import atomic_write
+from ..checks import check_output_file
+from .parts import BenchConfig, agreement_seeds, run
+from .report import agreement_md, machine_md, table
+
+
+def _write(json_path: Path, md_path: Path, res, md: str):
+    atomic_write(json_path, lambda f: f.write((json.dumps(res, indent=1, default=float) + "\n").encode()))
+    atomic_write(md_path, lambda f: f.write(md.encode()))
+
+
+def main(argv=None):
+    """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
+    return cli.run(_main, argv, kept="nothing was written (the results are written at the end)")
+
+
+def _main(argv):
+    p = cli.ArgumentParser(prog="python -m icsnn_np.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (a smoke run of seconds); writes to a temporary folder unless --out")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument("--out", default=None,
+                   help="JSON results (default results/bench.json; --quick: a temporary folder)")
+    p.add_argument("--md", default=None, help="markdown table (default: --out with .md)")
+    p.add_argument("--repeats", type=cli.count("--repeats"), default=None,
+                   help="timed calls after the warm-up")
+    p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk")
+    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch columns")
+    p.add_argument("--only", nargs="*", default=["snn", "gemm", "train", "T"],
+                   choices=["snn", "gemm", "train", "T"], help="parts to run (snn always runs)")
+    p.add_argument("--agreement-seeds", type=cli.count("--agreement-seeds"), default=None, metavar="N",
+                   help="instead: count prediction disagreements with PyTorch over N weight seeds")
+    p.add_argument("--blas-core", default=None, metavar="NAME",
+                   help="re-run with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX)")
+    a = p.parse_args(argv)
+    if a.blas_core and os.environ.get("OPENBLAS_CORETYPE") != a.blas_core:
+        # OpenBLAS chose its kernels when NumPy loaded: only a new process can change them
+        env = dict(os.environ, OPENBLAS_CORETYPE=a.blas_core)
+        return subprocess.run([sys.executable, "-m", "icsnn_np.bench", *argv], env=env).returncode
+    cfg = (BenchConfig.quick_sizes if a.quick else BenchConfig)(backend=a.backend, torch=a.torch)
+    if a.repeats is not None:
+        cfg.repeats = a.repeats
+    if a.chunk is not None:
+        cfg.chunk = a.chunk
+    default_name = "agreement_seeds.json" if a.agreement_seeds else "bench.json"
+    folder = Path(tempfile.mkdtemp(prefix="icsnn_bench_")) if a.quick and not a.out else Path("results")
+    out = Path(a.out) if a.out else folder / default_name
+    md_path = Path(a.md) if a.md else out.with_suffix(".md")
+    check_output_file(out, "--out")                   # before any work: writable, not a folder
+    check_output_file(md_path, "--md")
+    command = "python -m icsnn_np.bench " + " ".join(argv)
+    t0 = time.perf_counter()
+    if a.agreement_seeds:
+        res = agreement_seeds(cfg, a.agreement_seeds, log=lambda s: print(s, file=sys.stderr, flush=True))
+        text = agreement_md(res, command.strip(), time.perf_counter() - t0)
+        _write(out, md_path, res, text)
+        print(text)
+        print(f"wrote {out} and {md_path}")
+        return 0
+    print(f"benchmarking on {a.backend}", flush=True)
+    res = run(cfg, only=tuple(a.only), log=lambda s: print(s, flush=True))
+    text = table(res)
+    print(text)
+    _write(out, md_path, res, f"# Benchmark\n\nCommand: `{command.strip()}` ({res['seconds']:.0f} s)\n\n"
+                              f"{machine_md(res['machine'])}\n\n{text}\n")
+    print(f"wrote {out} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""What every command line of the package shares: one-line errors, exit codes and Ctrl-C.
+
+    def main(argv=None):
+        return cli.run(_main, argv)      # _main(argv) parses (cli.ArgumentParser) and works
+
+* Bad input ends with ONE line on stderr, ``error: <what is wrong>``, and exit code 2: an
+  argument argparse refuses, and any of the package's errors (ValueError, CheckpointError,
+  DatasetError, BackendError, TrainingDiverged, an OSError on a file, a simulation too
+  large for memory). Never a traceback for bad input; a bug still shows its traceback.
+* Ctrl-C ends with one line that says what was kept, and exit code 130 (128 + SIGINT):
+  long jobs that write as they go raise ``Interrupted(kept)`` (train: the last complete
+  checkpoint); otherwise the command's ``kept`` message applies.
+* Arguments are checked when they are parsed (the ``type=`` helpers below reuse
+  checks.py), so nothing starts before the whole command line is known to be valid.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+
+from .backend import BackendError
+from .checkpoint import CheckpointError
+from .checks import check_choice, check_count, check_quantile, check_T
+from .data import DatasetError
+from .optim import TrainingDiverged
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130                  # 128 + SIGINT, what a shell reports for Ctrl-C
+ERRORS = (ValueError, CheckpointError, DatasetError, BackendError, TrainingDiverged, OSError,
+          MemoryError)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, carrying one line about what was kept (a checkpoint, a log, nothing)."""
+
+    def __init__(self, kept: str):
+        super().__init__(kept)
+        self.kept = kept
+
+
+@contextmanager
+def kept_on_interrupt(kept):
+    """Turn a Ctrl-C inside the block into ``Interrupted(kept)`` (``kept``: a string or a
+    function returning one, asked at the moment of the interruption)."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise Interrupted(kept() if callable(kept) else kept) from e
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``error: ... (see <prog> --help)``, exit code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong."""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (MemoryError gets the way to fit)."""
+    text = " ".join(s.strip() for s in str(e).splitlines() if s.strip()) or type(e).__name__
+    if type(e) is MemoryError:             # NumPy's own; resources.SimulationTooLarge says how
+        text = f"out of memory ({text}): use a smaller --batch-size or --chunk"
+    return text
+
+
+def run(main, argv=None, kept: str = "nothing was written") -> int:
+    """``main(argv)`` with the package's errors as one line + exit 2 and Ctrl-C as one
+    line + exit 130; ``argv=None`` reads ``sys.argv[1:]``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return main(argv)
+    except KeyboardInterrupt as e:
+        print(f"error: interrupted (Ctrl-C); {getattr(e, 'kept', None) or kept}",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except ERRORS as e:
+        print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+
+
+# --------------------------------------------------------------------------- argparse types
+def _typed(check, convert=None, kind="a number"):
+    """An argparse ``type=`` from a checks.py function: its ValueError becomes the message."""
+    def parse(text):
+        try:
+            value = convert(text) if convert else text
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def steps():
+    """Time steps T: an integer in 1 .. checks.MAX_T."""
+    return _typed(check_T, int, "an integer number of time steps")
+
+
+def count(what: str, minimum: int = 1):
+    """An integer count >= ``minimum`` (images, epochs, a batch size, ...)."""
+    return _typed(lambda n: check_count(n, what, minimum), int, "an integer")
+
+
+def quantile():
+    """A threshold quantile p in (0, 1]."""
+    return _typed(check_quantile, float, "a number in (0, 1]")
+
+
+def choice(allowed, what: str):
+    """One of ``allowed`` (names checked when parsed, listed in the message)."""
+    allowed = tuple(allowed)
+    return _typed(lambda v: check_choice(v, allowed, what))

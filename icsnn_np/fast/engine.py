@@ -1,0 +1,99 @@
+"""The fast SNN engine: the network layer by layer over chunks of time steps.
+
+For a feed-forward network (residual blocks included), layer l at step t depends only on
+layer l-1 at step t and on its own state, so a chunk of Tc steps can pass through a layer as
+one (Tc*N, ...) batch: one call per layer instead of Tc, while only the IF nodes loop over
+the Tc steps (elementwise work, neurons.py). The state carries over between chunks, so
+memory is bounded by the chunk, not by T (each layer's output buffer is reused from chunk
+to chunk), and the spikes are those of the step-by-step simulation (``icsnn_np.simulate``).
+
+Two more exact shortcuts:
+- direct coding feeds the same current at every step, so the layers before the first IF
+  node run once on the image (N rows) and the first node integrates that constant current;
+- the readout (the linear layers after the last IF node, the non-spiking output layer) is
+  applied once to the time-average of its input instead of at every step (linearity).
+
+Bit for bit equal to the step-by-step teaching simulation in float64 (tests/test_fast.py);
+in float32 Winograd's rounding (~2e-6 of a layer's output) can move a potential that sits
+that close to its threshold to the other side.
+"""
+from __future__ import annotations
+
+from ..convert import SNN
+from ..progress import advance
+from ..simulate import collect, end_prerun, rate_encode, start_prerun
+from .conv import FastConv2d
+from .layers import FastAvgPool2d, accelerate
+from .neurons import FastIFNode
+from .threads import hold_blas
+
+# Steps per layer pass. The convs block their GEMMs over images themselves, so a longer chunk
+# buys no GEMM efficiency, only memory (measured in results/bench.md).
+DEFAULT_CHUNK = 4
+_REUSE = (FastConv2d, FastAvgPool2d, FastIFNode)   # forward(h, out=...) overwrites an old output
+
+
+def fast_snn(snn: SNN, algo: str = "auto") -> SNN:
+    """The SNN with its layers and IF nodes replaced by their fast twins (weights shared)."""
+    tree = accelerate(snn.tree, algo)
+    nodes = [m for _, m in tree.named_modules() if isinstance(m, FastIFNode)]
+    return SNN(tree, nodes, snn.blocks)
+
+
+def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", record: bool = False,
+                  keep_v: bool = False, count: bool = False, mean=None, std=None, seed: int = 0,
+                  chunk: int | None = None, algo: str = "auto", prerun=None):
+    """``icsnn_np.simulate.simulate`` (same arguments, same SimResult), by chunks of
+    ``chunk`` steps; ``algo="im2col"`` keeps Winograd out of the convs. The arguments are
+    checked by ``simulate``, which is how this is normally called (``engine="fast"``);
+    ``prerun`` is simulate's resolved one (None: no pre-run)."""
+    chunk = DEFAULT_CHUNK if chunk is None else chunk
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    fast = fast_snn(snn, algo)
+    N = x.shape[0]
+    rho = start_prerun(fast.nodes, N, prerun, count, record)
+    prefix = fast.flat[:fast.first]
+    body = fast.flat[fast.first:fast.last + 1]
+    # Direct coding: the prefix (linear layers before the first IF node) sees the same input
+    # at every step, so it runs once; the first node then integrates a constant current.
+    constant = coding == "direct" and isinstance(fast.flat[fast.first], FastIFNode)
+    with hold_blas():
+        if constant:
+            c0 = x
+            for m in prefix:
+                c0 = m.forward(c0)
+        acc, bufs = None, {}
+        # the pre-run's chunks (steps 1 .. rho, output not counted), then the T counted ones
+        spans = [(t0, min(chunk, rho - t0), False) for t0 in range(0, rho, chunk)]
+        spans += [(rho + t0, min(chunk, T - t0), True) for t0 in range(0, T, chunk)]
+        for t0, Tc, counted in spans:
+            if counted and t0 == rho:
+                end_prerun(fast.nodes, prerun, count, record)
+            for node in fast.nodes:
+                node.begin_chunk(Tc)
+            if constant:
+                h = c0
+            else:
+                if coding == "direct":
+                    h = x[None].repeat(Tc, axis=0).reshape((Tc * N,) + x.shape[1:])
+                else:
+                    h = rate_encode(x, mean, std, t0, Tc, seed)
+                for m in prefix:
+                    h = m.forward(h)
+            for i, m in enumerate(body):
+                if isinstance(m, _REUSE):
+                    # overwrite this module's output of the previous chunk, long consumed: no
+                    # fresh (page-faulting) allocation of a large buffer per chunk
+                    h = bufs[i] = m.forward(h, out=bufs.get(i))
+                else:
+                    h = m.forward(h)
+            advance(Tc * N)                                  # progress.py: once per chunk
+            if not counted:
+                continue
+            s = h.reshape((Tc, N) + h.shape[1:]).sum(axis=0)  # time-sum of the last layer's output
+            acc = s if acc is None else acc + s
+        out = acc / T
+        for m in fast.flat[fast.last + 1:]:                  # the readout, once, on the average
+            out = m.forward(out)
+    return collect(fast.nodes, out, T, record, keep_v, count, rho)

@@ -1,0 +1,137 @@
+"""Fast twins of the teaching layers, and ``accelerate``, which swaps them into a network.
+
+A twin is an object of a subclass that shares the original's ``__dict__`` entries (the
+*same* ``params`` and ``grads`` dicts, the same V_th and v(0)), so training a twin trains
+the original and a checkpoint saved from the original holds what the twin learned. Only
+``forward``/``backward`` differ: they keep channels-last memory order, spread their work
+over the CPU threads and can write into a reused output buffer (``out=``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import xp_of
+from ..layers import AvgPool2d, Conv2d, ReLU
+from ..module import rebuild
+from ..neurons import IFNode
+from .conv import FastConv2d
+from .neurons import FastIFNode
+from .nhwc import empty_channels_last, is_channels_last, reusable
+from .threads import parallel_for
+
+
+def split(fn, a):
+    """fn(n0, n1) over slices of a's first axis: on the CPU threads (NumPy), else at once."""
+    if xp_of(a) is np:
+        parallel_for(fn, a.shape[0], a.size)
+    else:
+        fn(0, a.shape[0])
+
+
+class FastReLU(ReLU):
+    """max(x, 0) in x's memory order, over threads, into preallocated arrays."""
+
+    def forward(self, x):
+        xp = xp_of(x)
+        out = xp.empty_like(x)                               # keeps the memory order
+        mask = self._mask = xp.empty_like(x, dtype=bool) if self.training else None
+
+        def relu(n0, n1):
+            xp.maximum(x[n0:n1], 0, out=out[n0:n1])
+            if mask is not None:
+                xp.greater(x[n0:n1], 0, out=mask[n0:n1])
+
+        split(relu, x)
+        if self.record is not None:
+            self.record.append(out)
+        return out
+
+    def backward(self, grad):
+        xp = xp_of(grad)
+        dx = xp.empty_like(grad)
+        split(lambda n0, n1: xp.multiply(grad[n0:n1], self._mask[n0:n1], out=dx[n0:n1]), grad)
+        return dx
+
+
+class FastAvgPool2d(AvgPool2d):
+    """Average pooling in x's memory order, over threads, into a reusable output."""
+
+    _channels_last = False
+
+    def forward(self, x, out=None):
+        """x: (N, C, H, W) -> (N, C, Ho, Wo); ``out`` as for FastConv2d."""
+        Ho, Wo = self.check_input(x)
+        xp = xp_of(x)
+        k, s = self.kernel_size, self.stride
+        first = x[:, :, 0:s * Ho:s, 0:s * Wo:s]
+        out = reusable(out, first.shape, x.dtype) if is_channels_last(x) else None
+        if out is None:
+            out = xp.empty_like(first)                   # keeps the memory order
+
+        def pool(n0, n1):
+            o, xs = out[n0:n1], x[n0:n1]
+            o[...] = xs[:, :, 0:s * Ho:s, 0:s * Wo:s]
+            for i in range(k):
+                for j in range(k):
+                    if i or j:
+                        o += xs[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
+            o *= 1.0 / (k * k)
+
+        split(pool, x)
+        if self.training:
+            self._shape, self._channels_last = x.shape, is_channels_last(x)
+        return out
+
+    def backward(self, grad):
+        xp = xp_of(grad)
+        k, s = self.kernel_size, self.stride
+        Ho, Wo = grad.shape[2:]
+        g = grad * (1.0 / (k * k))
+        # dx in the forward input's memory order, so the conv before gets what it wrote
+        dx = (empty_channels_last(xp, self._shape, g.dtype) if self._channels_last
+              else xp.empty(self._shape, dtype=g.dtype))
+        tiles = s == k and self._shape[2] == k * Ho and self._shape[3] == k * Wo
+
+        def spread(n0, n1):
+            d, gs = dx[n0:n1], g[n0:n1]
+            if tiles:
+                # non-overlapping windows that tile the input: each offset written once
+                for i in range(k):
+                    for j in range(k):
+                        d[:, :, i::s, j::s] = gs
+                return
+            d[...] = 0
+            for i in range(k):
+                for j in range(k):
+                    d[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += gs
+
+        split(spread, dx)
+        return dx
+
+
+# the teaching class -> its fast twin (checked in this order: subclasses first)
+TWINS = ((IFNode, FastIFNode), (Conv2d, FastConv2d), (AvgPool2d, FastAvgPool2d), (ReLU, FastReLU))
+
+
+def twin(m):
+    """The fast twin of the leaf module ``m`` (sharing its state), or ``m`` itself."""
+    for cls, fast in TWINS:
+        if isinstance(m, cls) and not isinstance(m, fast):
+            t = object.__new__(fast)
+            t.__dict__.update(m.__dict__)
+            return t
+    return m
+
+
+def accelerate(tree, algo: str = "auto"):
+    """A copy of the module tree with every layer that has a fast twin replaced by it.
+
+    Parameters are shared, not copied. ``algo="im2col"`` keeps Winograd out of the convs.
+    """
+    def leaf(m, _path):
+        t = twin(m)
+        if isinstance(t, FastConv2d):
+            t.algo = algo
+        return t
+
+    return rebuild(tree, leaf)

@@ -1,0 +1,95 @@
+"""The IF update over a chunk of time steps, tiled to stay in cache, spread over threads.
+
+``FastIFNode`` is the twin of ``neurons.IFNode`` (same Eq. 2-6, same state, same records):
+it takes the currents of ``chunk`` consecutive steps at once, as a (chunk*N, ...) array
+(time-major, one slice of N per step), or an (N, ...) array when the current is the same at
+every step (direct coding into the first layer), and returns the (chunk*N, ...) spikes
+times V_th. The state carries over between chunks, so any split of T into chunks gives the
+same spikes as the step-by-step teaching node (tests/test_fast.py).
+
+On the CPU, a tile of samples runs all steps of the chunk while its v stays in cache
+(IF_TILE_ELEMENTS), and the tiles are spread over the threads; every step writes into
+preallocated arrays (no temporaries in the loop).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import xp_of
+from ..neurons import IFNode
+from .threads import parallel_for
+
+# Neurons per cache tile of the CPU update loop (v, the mask and a step of the current, in L2).
+IF_TILE_ELEMENTS = 1 << 16
+
+
+class FastIFNode(IFNode):
+    """IF neurons over chunks of time steps (see the module docstring)."""
+
+    chunk = 1
+
+    def begin_chunk(self, steps: int):
+        """The engine announces how many time steps the next ``forward`` call covers."""
+        self.chunk = steps
+
+    def forward(self, current, out=None):
+        """Integrate ``chunk`` steps of ``current``; return spikes * V_th, shape (chunk*N, ...).
+
+        ``out`` (optional): an earlier output of this node whose buffer may be overwritten.
+        """
+        xp = xp_of(current)
+        Tc, N = self.chunk, self.n
+        constant = current.shape[0] == N and Tc > 1
+        if not constant and current.shape[0] != Tc * N:
+            raise ValueError(f"{self.name}: expected a current with {N} or {Tc}*{N} rows, "
+                             f"got {tuple(current.shape)}")
+        sample_shape = current.shape[1:]
+        if self.v is None:
+            self.start(sample_shape, xp, current.dtype)
+            # keep the current's memory order (channels-last after a fast conv)
+            for name in ("v", "spike_count", "first_spike"):
+                a = getattr(self, name)
+                if a is not None:
+                    b = xp.empty_like(current, dtype=a.dtype, shape=a.shape)
+                    b[...] = a
+                    setattr(self, name, b)
+        if self.pending is not None:               # the first counted chunk after a pre-run
+            self._restart(xp)
+        cur = current if constant else current.reshape((Tc, N) + sample_shape)
+        shape = (Tc * N,) + sample_shape
+        if (out is None or out.dtype != current.dtype or out.shape[1:] != sample_shape
+                or out.shape[0] < Tc * N):
+            out = xp.empty_like(current, shape=shape)
+        out = out[:Tc * N].reshape((Tc, N) + sample_shape)
+        v_th, t0, gate = self.v_th_dev, self.t, self.gate
+        per_sample = max(1, self.v[0].size)
+        tile = max(1, IF_TILE_ELEMENTS // per_sample) if xp is np else N
+
+        def steps(n0, n1):
+            """Run the chunk for samples n0..n1 (neurons are independent: any split is exact)."""
+            fired = xp.empty_like(self.v[n0:min(n1, n0 + tile)], dtype=bool)
+            for a in range(n0, n1, tile):
+                b = min(n1, a + tile)
+                v, f = self.v[a:b], fired[:b - a]
+                c = cur[a:b] if constant else cur[:, a:b]
+                o = out[:, a:b]
+                for k in range(Tc):
+                    v += c if constant else c[k]          # Eq. 4: integrate
+                    xp.greater(v, v_th, out=f)            # Eq. 6: fire when v_temp > V_th
+                    if gate is not None:                  # silenced after a pre-run (SRP)
+                        f &= gate[a:b]
+                    spikes = o[k]
+                    xp.multiply(f, v_th, out=spikes)      # a spike carries V_th into layer l+1
+                    v -= spikes                           # Eq. 5: soft reset by subtraction
+                    if self.count:
+                        self.spike_count[a:b] += f
+                    if self.record:
+                        first = self.first_spike[a:b]
+                        xp.copyto(first, t0 + k + 1, where=f & (first == 0))   # no mask sync
+
+        if xp is np:
+            parallel_for(steps, N, Tc * self.v.size)
+        else:
+            steps(0, N)
+        self.t += Tc
+        return out.reshape(shape)

@@ -1,0 +1,194 @@
+"""The two building blocks every network here is made of: ``Module`` and ``Sequential``.
+
+A module has ``forward(x)`` and ``backward(grad_out) -> grad_in`` (explicit backprop, no
+autograd); its parameters live in ``self.params`` and their gradients under the same keys in
+``self.grads``; sub-modules live in ``self.children``. Names follow PyTorch's ``state_dict``
+(``features.0.weight``), so a PyTorch checkpoint maps onto ours name for name.
+
+    net = Sequential(Conv2d(3, 8, 3, padding=1), ReLU(), Flatten(), Linear(8 * 32 * 32, 10))
+    out = net.forward(x)                 # (N, 10)
+    net.backward(dloss_dout)             # fills every m.grads[...]
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .backend import to_host, xp_of
+
+
+class Module:
+    """Base class: parameters, gradients, buffers, children, train/eval mode, state_dict.
+
+    ``buffers`` hold state that is saved and loaded with the parameters but is not trained
+    (BatchNorm's running statistics): ``state_dict`` lists, module by module, the
+    parameters then the buffers (PyTorch's order); ``named_parameters`` (what the optimiser
+    walks) lists parameters only. A layer caches what its backward needs only while
+    ``training`` is true.
+    """
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.buffers: dict = {}
+        self.children: OrderedDict[str, Module] = OrderedDict()
+        self.training = True
+
+    def forward(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- traversal -------------------------------------------------------------
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, child in self.children.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self):
+        """Yield (pytorch-style name, module, key) for every parameter."""
+        for mname, mod in self.named_modules():
+            for key in mod.params:
+                yield (f"{mname}.{key}" if mname else key), mod, key
+
+    def named_state(self):
+        """Yield (name, dict, key) for each parameter then buffer, module by module."""
+        for mname, mod in self.named_modules():
+            for store in (mod.params, mod.buffers):
+                for key in store:
+                    yield (f"{mname}.{key}" if mname else key), store, key
+
+    def state_dict(self) -> "OrderedDict[str, object]":
+        return OrderedDict((n, d[k]) for n, d, k in self.named_state())
+
+    def load_state_dict(self, state: dict):
+        """Copy arrays into the parameters and buffers in place; names and shapes must match."""
+        own = {n: (d, k) for n, d, k in self.named_state()}
+        missing = [n for n in own if n not in state]
+        unexpected = [n for n in state if n not in own]
+        if missing or unexpected:
+            raise KeyError(f"state_dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        for n, (d, k) in own.items():
+            src = state[n]
+            if tuple(src.shape) != tuple(d[k].shape):
+                raise ValueError(f"shape mismatch for {n}: expected {tuple(d[k].shape)}, "
+                                 f"got {tuple(src.shape)}")
+            d[k][...] = move(src, xp_of(d[k]), d[k].dtype)
+
+    def train(self, mode: bool = True):
+        for _, m in self.named_modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for _, m in self.named_modules():
+            for k in m.grads:
+                m.grads[k][...] = 0
+
+    def to(self, xp, dtype=None):
+        """Move parameters and buffers to ``xp``'s device (and dtype) in place; returns self."""
+        for _, m in self.named_modules():
+            for k, v in list(m.params.items()):
+                m.params[k] = move(v, xp, dtype)
+                m.grads[k] = xp.zeros_like(m.params[k])
+            for k, v in list(m.buffers.items()):
+                m.buffers[k] = move(v, xp, dtype)
+        return self
+
+    def num_parameters(self) -> int:
+        return int(sum(m.params[k].size for _, m, k in self.named_parameters()))
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        if not self.children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        inner = "\n".join(f"  ({n}): " + repr(c).replace("\n", "\n  ") for n, c in self.children.items())
+        return f"{type(self).__name__}(\n{inner}\n)"
+
+
+class Sequential(Module):
+    """Run children in order; children are named "0", "1", ... or by an OrderedDict."""
+
+    skips_input_grad = True     # backward(grad, input_grad=False) is understood
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (dict, OrderedDict)):
+            for name, layer in layers[0].items():
+                self.children[name] = layer
+        else:
+            for i, layer in enumerate(layers):
+                self.children[str(i)] = layer
+
+    def __iter__(self):
+        return iter(self.children.values())
+
+    def __len__(self):
+        return len(self.children)
+
+    def __getitem__(self, i):
+        return list(self.children.values())[i]
+
+    def forward(self, x):
+        for layer in self.children.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad, input_grad: bool = True):
+        """Backprop through the children, last to first. ``input_grad=False``: the caller
+        does not need dL/dx (in a training step x is the data), so a first layer that can
+        skip computing it (``backward(g, input_grad=False)``) does; parameter gradients are
+        the same."""
+        layers = list(self.children.values())
+        for i in range(len(layers) - 1, 0, -1):
+            grad = layers[i].backward(grad)
+        if not input_grad and getattr(layers[0], "skips_input_grad", False):
+            return layers[0].backward(grad, input_grad=False)
+        return layers[0].backward(grad)
+
+    def flat(self):
+        """Leaf modules in execution order, nested Sequentials expanded (blocks stay whole)."""
+        for layer in self.children.values():
+            if isinstance(layer, Sequential):
+                yield from layer.flat()
+            else:
+                yield layer
+
+
+def rebuild(m, leaf, path: str = ""):
+    """A copy of the module tree ``m`` with every leaf replaced by ``leaf(module, path)``.
+
+    Containers (modules with children) are shallow-copied with new children, so parameters
+    are *shared*, not copied: ``convert`` uses this to turn each ReLU into an IF node, the
+    fast engine to swap in its layer twins. ``leaf`` returns the module itself to keep it.
+    """
+    if not m.children:
+        return leaf(m, path)
+    new = object.__new__(type(m))
+    new.__dict__.update(m.__dict__)
+    new.children = OrderedDict((name, rebuild(c, leaf, f"{path}.{name}" if path else name))
+                               for name, c in m.children.items())
+    return new
+
+
+def move(a, xp, dtype=None):
+    """The array ``a`` (host or device) on ``xp``'s device as ``dtype`` (default its own);
+    back to NumPy through ``to_host``, since CuPy refuses ``np.asarray`` of its arrays."""
+    a = to_host(a) if xp is np else a
+    return xp.asarray(a, dtype=dtype or a.dtype)
+
+
+def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype):
+    """He (Kaiming) normal initialisation for ReLU nets: std = sqrt(2 / fan_in)."""
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)

@@ -1,0 +1,98 @@
+"""What training needs besides the layers: the loss, the optimiser and the lr schedule.
+
+The paper's recipe (Sec. 4.1.3): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, batch 128,
+300 epochs, lr divided by 5 at epochs 70/130/190/240 (scaled proportionally when fewer
+epochs are asked for).
+"""
+from __future__ import annotations
+
+from .backend import xp_of
+
+PAPER_EPOCHS = 300
+PAPER_MILESTONES = (70, 130, 190, 240)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf: training stops instead of producing garbage."""
+
+
+# --------------------------------------------------------------------------- loss
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy and its gradient w.r.t. the logits.
+
+    Numerically stable: the row maximum is subtracted before exponentiating (log-sum-exp).
+    logits: (N, K) float, labels: (N,) int  ->  (loss scalar array, dlogits (N, K))
+    """
+    xp = xp_of(logits)
+    N = logits.shape[0]
+    z = logits - logits.max(axis=1, keepdims=True)
+    logsum = xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+    logp = z - logsum                                        # (N, K) log-softmax
+    loss = -logp[xp.arange(N), labels].mean()
+    grad = xp.exp(logp)
+    grad[xp.arange(N), labels] -= 1.0
+    grad /= N
+    return loss, grad
+
+
+# --------------------------------------------------------------------------- optimiser
+class SGD:
+    """SGD with momentum and L2 weight decay, PyTorch semantics.
+
+    g = grad + wd * p;  buf = momentum * buf + g;  p -= lr * buf   (parameters updated in place)
+    """
+
+    def __init__(self, model, lr=0.1, momentum=0.9, weight_decay=5e-4):
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        named = list(model.named_parameters())
+        self.names = [n for n, _, _ in named]
+        self.slots = [(m, k) for _, m, k in named]
+        self.buffers = [None] * len(self.slots)           # momentum, by parameter
+
+    def step(self):
+        for i, (m, k) in enumerate(self.slots):
+            p, g = m.params[k], m.grads[k]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                if self.buffers[i] is None:
+                    self.buffers[i] = g.copy()
+                else:
+                    self.buffers[i] *= self.momentum
+                    self.buffers[i] += g
+                g = self.buffers[i]
+            p -= self.lr * g
+
+    def momentum_state(self) -> dict:
+        """{parameter name: momentum buffer} (what resuming a run needs)."""
+        return {n: b for n, b in zip(self.names, self.buffers) if b is not None}
+
+    def load_momentum_state(self, state: dict, xp):
+        """Restore ``momentum_state()``'s buffers onto ``xp``'s device (copies: the steps
+        update them in place, which must not reach the caller's arrays)."""
+        unknown = set(state) - set(self.names)
+        if unknown:
+            raise ValueError(f"momentum for unknown parameters {sorted(unknown)[:3]}")
+        self.buffers = [None if n not in state else xp.array(state[n]) for n in self.names]
+
+
+def scaled_milestones(epochs: int, milestones=PAPER_MILESTONES, total=PAPER_EPOCHS):
+    """The paper's milestones scaled to ``epochs`` (e.g. 30 epochs -> 7, 13, 19, 24)."""
+    if epochs >= total:
+        return tuple(milestones)
+    return tuple(sorted({max(1, round(m * epochs / total)) for m in milestones}))
+
+
+def lr_at(epoch: int, base_lr: float, milestones, gamma: float = 0.2) -> float:
+    """Step schedule: lr = base_lr * gamma^(number of milestones <= epoch); epochs from 0."""
+    return base_lr * gamma ** sum(epoch >= m for m in milestones)
+
+
+def lr_with_warmup(epoch: int, batch: int, batches_per_epoch: int, base_lr: float, milestones,
+                   warmup: int = 0) -> float:
+    """The step schedule, ramped up linearly batch by batch over the first ``warmup`` epochs
+    (Goyal et al., "Accurate, large minibatch SGD", 2017, Sec. 2.2)."""
+    lr = lr_at(epoch, base_lr, milestones)
+    if epoch < warmup:
+        lr *= (epoch * batches_per_epoch + batch + 1) / (warmup * batches_per_epoch)
+    return lr

@@ -1,0 +1,273 @@
+"""Shared test helpers: tiny networks, inputs, a float64 gradient check, a direct conv.
+
+Hypothesis strategies live in ``strategies.py``; everything else more than one test file
+needs lives here, so every file builds the same little networks the same way.
+
+Networks (float64 by default, biases drawn at random so bias bugs cannot hide at 0; each
+builder draws weights then biases from one ``default_rng(seed)``, so a seed fixes them):
+
+    tiny_vgg(seed)          conv IF pool conv IF flatten fc IF fc (a spiking FC layer)
+    tiny_resnet(seed)       stem conv IF, identity block, projection block, pool, fc
+    block_first_net(seed)   a residual block first (no linear layer before the first IF node)
+    layer_zoo(seed)         a little of every layer (few- and many-channel convs, both block
+                            kinds, both pools, fc) for layer and backend tests
+    converted(name, seed)   one of NETS converted, thresholds balanced: (net, snn, x)
+    converted_on(xp, name)  the same, built on the array module ``xp`` (device weights,
+                            thresholds balanced on the device batch x)
+    tiny_vgg_snn(seed)      a converted 2-channel tiny_vgg with set thresholds (1, .8, .6)
+                            and two calibration batches: (snn, [x1, x2]) for Alg. 1-3
+    tiny_resnet_snn(seed)   a converted tiny_resnet, thresholds balanced: (snn, [x1, x2])
+
+Inputs: ``images(n, hw, seed)`` normalised images (intensities in [0, 1], MEAN/STD).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from icsnn_np.backend import to_device, to_host
+from icsnn_np.convert import balance_thresholds, convert
+from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
+from icsnn_np.models import BasicBlock
+from icsnn_np.module import Sequential
+
+F64 = np.float64
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)        # a normalisation for rate coding
+
+
+# --------------------------------------------------------------------------- parameters
+def random_biases(module, rng, scale=0.3):
+    """Give every bias a random value (they start at 0, which would hide bias bugs)."""
+    for _, m in module.named_modules():
+        if "bias" in m.params:
+            m.params["bias"][...] = rng.normal(0, scale, m.params["bias"].shape)
+    return module
+
+
+def buffer_names(model):
+    """PyTorch-style names of every buffer (BatchNorm running statistics), in state_dict order."""
+    return [f"{mname}.{k}" if mname else k
+            for mname, mod in model.named_modules() for k in mod.buffers]
+
+
+# --------------------------------------------------------------------------- networks
+def tiny_vgg(seed=0, widths=(16, 4), in_channels=3, hw=4, hidden=6, classes=3, bias_scale=0.3,
+             dtype=F64):
+    """conv(in->w0) ReLU AvgPool(2) [conv(w0->w1) ReLU] Flatten fc(->hidden) ReLU fc(->classes).
+
+    The default has a 3-channel first conv and a 16-channel second one (both im2col paths
+    of the fast conv) and a spiking fully connected layer. ``widths`` of length 1 leaves out
+    the second conv. ``bias_scale=None`` keeps the biases at 0.
+    """
+    rng = np.random.default_rng(seed)
+    layers = [Conv2d(in_channels, widths[0], 3, 1, 1, rng=rng, dtype=dtype), ReLU(), AvgPool2d(2)]
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [Conv2d(a, b, 3, 1, 1, rng=rng, dtype=dtype), ReLU()]
+    feat = widths[-1] * (hw // 2) ** 2
+    layers += [Flatten(), Linear(feat, hidden, rng=rng, dtype=dtype), ReLU(),
+               Linear(hidden, classes, rng=rng, dtype=dtype)]
+    net = Sequential(*layers)
+    return net if bias_scale is None else random_biases(net, rng, bias_scale)
+
+
+def tiny_resnet(seed=0, widths=(16, 8), in_channels=3, hw=4, pool=1, classes=3, bias_scale=0.3,
+                dtype=F64):
+    """conv(in->w0) ReLU, BasicBlock(w0, w0) (identity shortcut), BasicBlock(w0, w1, stride 2)
+    (1x1 projection shortcut), AvgPool(pool), Flatten, fc(->classes)."""
+    rng = np.random.default_rng(seed)
+    w0, w1 = widths
+    side = hw // 2 // pool
+    net = Sequential(Conv2d(in_channels, w0, 3, 1, 1, rng=rng, dtype=dtype), ReLU(),
+                     BasicBlock(w0, w0, 1, rng=rng, dtype=dtype),
+                     BasicBlock(w0, w1, 2, rng=rng, dtype=dtype),
+                     AvgPool2d(pool), Flatten(), Linear(w1 * side * side, classes, rng=rng, dtype=dtype))
+    return net if bias_scale is None else random_biases(net, rng, bias_scale)
+
+
+def block_first_net(seed=0, bias_scale=0.3, dtype=F64):
+    """A projection block first (3->4, stride 2), pool, fc: no linear prefix, so direct
+    coding feeds the image itself to the block at every step. Input (N, 3, 4, 4)."""
+    rng = np.random.default_rng(seed)
+    net = Sequential(BasicBlock(3, 4, 2, rng=rng, dtype=dtype), AvgPool2d(2), Flatten(),
+                     Linear(4, 3, rng=rng, dtype=dtype))
+    return net if bias_scale is None else random_biases(net, rng, bias_scale)
+
+
+def layer_zoo(seed=0, dtype=F64):
+    """A little of everything: few-channel conv, 16-channel conv, both block kinds, a
+    non-overlapping and an overlapping pool, fc. Input (N, 3, 8, 8) -> (N, 5)."""
+    rng = np.random.default_rng(seed)
+    return random_biases(Sequential(
+        Conv2d(3, 16, 3, 1, 1, rng=rng, dtype=dtype), ReLU(),
+        Conv2d(16, 16, 3, 1, 1, rng=rng, dtype=dtype), ReLU(), AvgPool2d(2),
+        BasicBlock(16, 16, 1, rng=rng, dtype=dtype), BasicBlock(16, 8, 2, rng=rng, dtype=dtype),
+        AvgPool2d(2, 1), Flatten(), Linear(8, 5, rng=rng, dtype=dtype)), rng)
+
+
+NETS = {"vgg": tiny_vgg, "resnet": tiny_resnet, "block_first": block_first_net}
+
+
+def images(n=3, hw=4, seed=1, mean=MEAN, std=STD):
+    """Normalised images (N, C, hw, hw), C = len(mean), whose intensities lie in [0, 1]."""
+    c = len(mean)
+    u = np.random.default_rng(seed).random((n, c, hw, hw))
+    return (u - np.reshape(mean, (1, c, 1, 1))) / np.reshape(std, (1, c, 1, 1))
+
+
+def converted(name, seed=0, p=0.9, n=3):
+    """NETS[name] converted, thresholds balanced on ``images(n)``: (net, snn, x)."""
+    net = NETS[name](seed)
+    x = images(n=n)
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=p)
+    return net, snn, x
+
+
+def converted_on(xp, name, seed=0, p=0.9, n=3, channelwise=False):
+    """``converted(name, seed, p, n)`` built on ``xp``: the network's weights on the device,
+    thresholds balanced on the device batch; (net, snn, x), x on the device."""
+    net = NETS[name](seed).to(xp)
+    x = to_device(images(n=n), xp)
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=p, channelwise=channelwise, xp=xp)
+    return net, snn, x
+
+
+def tiny_vgg_snn(seed=0):
+    """tiny_vgg(2 -> 3 -> 3 channels, fc 4, 2 classes) converted, thresholds 1.0, 0.8, 0.6,
+    and two batches of three (2, 4, 4) images: (snn, [x1, x2])."""
+    net = tiny_vgg(seed, widths=(3, 3), in_channels=2, hidden=4, classes=2, bias_scale=0.2)
+    snn = convert(net)
+    for node, th in zip(snn.nodes, (1.0, 0.8, 0.6)):
+        node.v_th = th
+    x = np.random.default_rng(seed + 7).normal(size=(6, 2, 4, 4))
+    return snn, [x[:3], x[3:]]
+
+
+def tiny_resnet_snn(seed=0):
+    """tiny_resnet(3 -> 4 -> 8 channels, pool 2, zero biases) on (3, 8, 8) images, converted,
+    thresholds balanced at p = 0.95: (snn, [x1, x2]). Five IF nodes, two residual blocks."""
+    net = tiny_resnet(seed, widths=(4, 8), hw=8, pool=2, bias_scale=None)
+    x = np.random.default_rng(seed + 1).normal(size=(6, 3, 8, 8))
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=0.95)
+    return snn, [x[:3], x[3:]]
+
+
+def make_v0(snn, shapes, kind, seed=0):
+    """v(0) per IF node: ``scalar`` (0.4 V_th), ``channel`` ((C, 1, 1) or (F,)) or ``neuron``,
+    drawn in [-V_th, V_th]. ``shapes``: each node's neuron shape (without the batch axis)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for node, shape in zip(snn.nodes, shapes):
+        th = float(np.max(to_host(node.v_th)))          # V_th may be on the device
+        if kind == "scalar":
+            out.append(0.4 * th)
+        elif kind == "channel":
+            out.append(rng.uniform(-th, th, (shape[0],) + (1,) * (len(shape) - 1)))
+        else:
+            out.append(rng.uniform(-th, th, shape))
+    return out
+
+
+# --------------------------------------------------------------------------- arrays
+def channels_last(x):
+    """The same (N, C, H, W) values stored as an (N, H, W, C) buffer (what a fast conv returns)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def conv_direct(x, w, b, stride, padding):
+    """A 2-D cross-correlation in float64 with windows + einsum (no loops, no im2col):
+    y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] * xpad[n, c, i*s+p, j*s+q]."""
+    k = w.shape[-1]
+    xpad = np.pad(np.asarray(x, F64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(xpad, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]  # (N,C,Ho,Wo,k,k)
+    y = np.einsum("nchwpq,ocpq->nohw", win, np.asarray(w, F64))
+    return y if b is None else y + np.asarray(b, F64)[None, :, None, None]
+
+
+# --------------------------------------------------------------------------- gradient check
+EPS = 1e-5            # perturbation; exact for piecewise-linear maps, small enough to rarely cross a kink
+RTOL = 1e-6           # max |analytic - numeric| / max |gradient| over the checked coordinates
+MAX_COORDS = 64       # coordinates checked one by one per tensor (plus one random direction)
+
+
+class GradCheck:
+    """Compare a module's backward with central differences of L = sum(forward(x) * R).
+
+    Use float64 modules and inputs. Every layer here is piecewise linear in each single
+    input or parameter, so central differences are exact up to rounding as long as a
+    perturbation does not carry a ReLU pre-activation across 0; such a perturbation is
+    detected (a ReLU mask changes) and that coordinate is left out, not reported.
+    """
+
+    def __init__(self, module, x, rng):
+        assert np.asarray(x).dtype == F64, "gradient checks run in float64"
+        self.module, self.x, self.rng = module.train(), x, rng
+        self.relus = [m for _, m in module.named_modules() if isinstance(m, ReLU)]
+        module.zero_grad()                      # grads accumulate (+=)
+        out = module.forward(x)
+        assert out.dtype == F64, "gradient checks run in float64"
+        self.R = rng.normal(size=out.shape)
+        self.base_masks = self._masks()
+        self.dx = np.array(module.backward(self.R))
+        self.grads = {name: np.array(m.grads[k]) for name, m, k in module.named_parameters()}
+        assert self.dx.shape == x.shape
+        self.checked = self.attempted = 0
+
+    def _masks(self):
+        return [np.array(r._mask) for r in self.relus]
+
+    def _loss(self):
+        """L at the current values, or None when some ReLU changed side (a kink was crossed)."""
+        loss = float(np.sum(self.module.forward(self.x) * self.R))
+        if any(not np.array_equal(a, b) for a, b in zip(self._masks(), self.base_masks)):
+            return None
+        return loss
+
+    def _numeric(self, arr, direction):
+        """(L(a + eps d) - L(a - eps d)) / 2 eps, perturbing ``arr`` in place; None at a kink."""
+        old = arr.copy()
+        arr += EPS * direction
+        lp = self._loss()
+        arr[...] = old - EPS * direction
+        lm = self._loss()
+        arr[...] = old
+        return None if lp is None or lm is None else (lp - lm) / (2 * EPS)
+
+    def check(self, arr, analytic, label):
+        assert analytic.shape == arr.shape, label
+        n = arr.size
+        coords = self.rng.choice(n, size=min(n, MAX_COORDS), replace=False)
+        got, want = [], []
+        for c in coords:
+            d = np.zeros(arr.shape)
+            d.flat[c] = 1.0
+            num = self._numeric(arr, d)
+            if num is not None:
+                got.append(analytic.flat[c])
+                want.append(num)
+        d = self.rng.normal(size=arr.shape)          # one random direction: every coordinate
+        num = self._numeric(arr, d)
+        if num is not None:
+            got.append(np.sum(analytic * d))
+            want.append(num)
+        self.attempted += len(coords) + 1
+        got, want = np.array(got), np.array(want)
+        scale = max(np.abs(want).max(initial=0), np.abs(got).max(initial=0), 1e-8)
+        err = np.abs(got - want).max(initial=0) / scale
+        assert err < RTOL, f"{label}: relative error {err:.3g}\nanalytic {got}\nnumeric  {want}"
+        self.checked += len(got)
+
+    def check_all(self):
+        """Input gradient and every parameter gradient."""
+        self.check(self.x, self.dx, "input")
+        for name, m, k in self.module.named_parameters():
+            self.check(m.params[k], self.grads[name], name)
+        # a kink crossing is rare with EPS this small: nearly every coordinate is checked
+        assert self.checked >= self.attempted // 2, f"only {self.checked}/{self.attempted} checked"
+
+
+def gradcheck(module, x, rng):
+    """Backward of ``module`` (float64) equals central differences, input and parameters."""
+    GradCheck(module, x, rng).check_all()

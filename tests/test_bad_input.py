@@ -1,0 +1,782 @@
+"""Bad input, case by case (issue 14): no silent wrong answers, no tracebacks, no hangs.
+
+Two tables hold every case:
+
+* ``CLI``: (case, command, arguments, exit code, part of the message). Each command's
+  ``main(argv)`` runs in-process; the test checks the exit code (2 for bad input, 130 for
+  Ctrl-C, simulated by a function patched to raise KeyboardInterrupt), exactly one line
+  on stderr starting with ``error:`` (the only line, when the argument is refused before
+  any work starts) and no traceback.
+* ``API``: (case, call, exception type, part of the message) through the Python API: NaN
+  and inf where values enter, thresholds <= 0, empty batches, raw integer images,
+  checkpoints that do not fit the data, simulations too large for memory.
+
+Then what the issue asks besides errors: a flat ``nn.Sequential`` state_dict imports by
+order, the import guide's code runs as written, demo and reproduce draw the same images
+for the same flags, long runs print an ETA, and the memory estimate matches a measured
+peak. Everything runs on the bundled slice, tiny sizes: seconds in all.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import tracemalloc
+import types
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+
+from icsnn_np import demo, progress, protocol, reproduce, resources
+from icsnn_np import train as train_mod
+from icsnn_np.bench import __main__ as bench_cli
+from icsnn_np.checkpoint import (CheckpointError, check_fits_data, load_checkpoint,
+                                 read_checkpoint, resolve_checkpoint, save_checkpoint)
+from icsnn_np.checks import MAX_T, check_T
+from icsnn_np.convert import balance_thresholds, convert
+from icsnn_np.data import load_dataset
+from icsnn_np.evaluate import ConversionConfig, ann_accuracy, calibrated_snn, evaluate_conversion
+from icsnn_np.imports import import_state_dict, match_state_dict
+from icsnn_np.init_mem import alg2_data_init
+from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
+from icsnn_np.models import build_model
+from icsnn_np.module import Sequential
+from icsnn_np.preprocess import channel_stats, normalize
+from icsnn_np.protocol import calibration_split
+from icsnn_np.resources import SimulationTooLarge, check_memory, simulation_bytes
+from icsnn_np.simulate import simulate
+from icsnn_np.stats import spike_stats
+from icsnn_np.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+NAN, INF = float("nan"), float("inf")
+
+
+def _script(name):
+    """A script of scripts/ as a module (they are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+build_slice, bundle_model = _script("build_slice"), _script("bundle_model")
+
+
+# --------------------------------------------------------------------------- files
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Checkpoints good and bad (an untrained vgg_cpu with the slice's normalisation) and
+    other things a user may name: a folder, random bytes, a truncated archive, a .npy."""
+    d = tmp_path_factory.mktemp("bad_input")
+    ds = load_dataset("cifar10-slice")
+    mean, std = (a.tolist() for a in channel_stats(ds.x_train))
+    model = build_model("vgg_cpu", seed=3)
+    good = {"mean": mean, "std": std, "dataset": "cifar10-slice", "test_acc": 0.1}
+    f = {"dir": d, "folder": d / "a_folder", "missing": d / "missing.npz"}
+    f["folder"].mkdir()
+    for name, meta, classes in [
+            ("ckpt", good, 10),
+            ("ck255", dict(good, mean=[m * 255 for m in mean], std=[s * 255 for s in std]), 10),
+            ("std0", dict(good, std=[0.0, std[1], std[2]]), 10),
+            ("stdnan", dict(good, std=[NAN, std[1], std[2]]), 10),
+            ("nomean", {"dataset": "cifar10-slice"}, 10),
+            ("mean2", dict(good, mean=mean[:2], std=std[:2]), 10),
+            ("p2", dict(good, p=2.0), 10),
+            ("c100", good, 100)]:
+        net = model if classes == 10 else build_model("vgg_cpu", num_classes=100, seed=3)
+        f[name] = save_checkpoint(d / f"{name}.npz", net, "vgg_cpu", classes, meta)
+    nan_model = build_model("vgg_cpu", seed=3)
+    nan_model.children["features"].children["0"].params["weight"][0, 0, 0, 0] = NAN
+    f["nanw"] = save_checkpoint(d / "nanw.npz", nan_model, "vgg_cpu", 10, good)
+    f["random"] = d / "random.npz"
+    f["random"].write_bytes(np.random.default_rng(0).bytes(4096))
+    f["truncated"] = d / "truncated.npz"
+    f["truncated"].write_bytes(f["ckpt"].read_bytes()[:5000])
+    f["empty"] = d / "empty.npz"
+    f["empty"].write_bytes(b"")
+    f["npy"] = d / "array.npy"
+    np.save(f["npy"], np.zeros(3))
+    f["statedict"] = d / "state_dict.npz"
+    np.savez(f["statedict"], **{"0.weight": np.zeros((2, 3, 3, 3), np.float32)})
+    f["afile"] = d / "a_file.txt"
+    f["afile"].write_text("x")
+    f["stem"] = d / "res"                     # reproduce --out res writes res.json: a folder here
+    (d / "res.json").mkdir()
+    return f
+
+
+# --------------------------------------------------------------------------- patches
+def _raise(exc):
+    def f(*a, **k):
+        raise exc
+    return f
+
+
+def ctrl_c(module, name):
+    """A patch: ``module.name`` raises KeyboardInterrupt (the user presses Ctrl-C there)."""
+    return lambda mp: mp.setattr(module, name, _raise(KeyboardInterrupt()))
+
+
+def ctrl_c_after_epoch_1(mp):
+    """train's per-epoch test passes once (a stub), then Ctrl-C: epoch 1 is saved, 2 is not."""
+    calls = []
+
+    def evaluate(*a, **k):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return 0.5
+    mp.setattr(train_mod, "evaluate", evaluate)
+
+
+def little_memory(mp):
+    """Pretend 64 MiB are free: a 250-image batch of the reference engine does not fit."""
+    mp.setattr(resources, "available_memory", lambda xp=np: 64 << 20)
+
+
+# --------------------------------------------------------------------------- CLI table
+class Cli(NamedTuple):
+    case: str
+    command: str
+    argv: list
+    code: int
+    msg: str
+    patch: Callable | None = None
+    alone: bool = True          # the error is the only line on stderr (refused before work)
+    base: bool = True           # start from the command's BASE arguments
+
+
+MAINS = {"demo": demo.main, "train": train_mod.main, "reproduce": reproduce.main,
+         "bench": bench_cli.main, "build_slice": build_slice.main, "bundle_model": bundle_model.main}
+BASE = {  # arguments every case of a command starts with (a case's own come after: they win)
+    "demo": ["--checkpoint", "{ckpt}", "--n-test", "5", "--n-calib", "5", "--T", "2",
+             "--batch-size", "5", "--variants", "snn"],
+    "reproduce": ["--checkpoint", "{ckpt}", "--dataset", "cifar10-slice", "--n-test", "5",
+                  "--n-calib", "5", "--T", "2", "--reading-T", "2", "--rows", "0",
+                  "--batch-size", "5", "--out", "{tmp}/res"],
+    "train": ["--dataset", "cifar10-slice", "--epochs", "1", "--train-limit", "32",
+              "--batch-size", "32", "--no-augment", "--out", "{tmp}/t.npz"],
+    "bench": ["--quick", "--no-torch", "--out", "{tmp}/bench.json"],
+    "build_slice": ["--out", "{tmp}/slice.npz"],
+    "bundle_model": ["--out", "{tmp}/bundled.npz"],
+}
+CLI = [
+    # demo: numbers, names, counts
+    Cli("demo T = 0", "demo", ["--T", "0"], 2, "T must be a positive integer"),
+    Cli("demo T < 0", "demo", ["--T", "-3"], 2, "T must be a positive integer"),
+    Cli("demo T not a number", "demo", ["--T", "x"], 2, "expected an integer number of time steps"),
+    Cli("demo T = 100,000,000 (above 2**24)", "demo", ["--T", "100000000"], 2, "more than 16,777,216"),
+    Cli("demo p = 2", "demo", ["--p", "2"], 2, "p must lie in (0, 1]"),
+    Cli("demo p = 0", "demo", ["--p", "0"], 2, "p must lie in (0, 1]"),
+    Cli("demo p = nan", "demo", ["--p", "nan"], 2, "p must lie in (0, 1]"),
+    Cli("demo unknown variant", "demo", ["--variants", "foo"], 2, "unknown variant 'foo'"),
+    Cli("demo unknown stats variant (before the evaluation)", "demo",
+        ["--stats", "--stats-variant", "foo"], 2, "unknown variant 'foo'",
+        patch=lambda mp: mp.setattr(demo, "evaluate_conversion", _raise(AssertionError("ran")))),
+    Cli("demo unknown model", "demo", ["--model", "foo"], 2, "unknown model 'foo'"),
+    Cli("demo unknown dataset", "demo", ["--dataset", "foo"], 2, "unknown dataset 'foo'"),
+    Cli("demo unknown coding", "demo", ["--coding", "foo"], 2, "invalid choice: 'foo'"),
+    Cli("demo unknown flag", "demo", ["--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
+    Cli("demo n-test = 0", "demo", ["--n-test", "0"], 2, "--n-test must be an integer >= 1, got 0"),
+    Cli("demo n-test < 0", "demo", ["--n-test", "-5"], 2, "--n-test must be an integer >= 1, got -5"),
+    Cli("demo n-calib = 0", "demo", ["--n-calib", "0"], 2, "--n-calib must be an integer >= 1"),
+    Cli("demo batch size = 0", "demo", ["--batch-size", "0"], 2, "--batch-size must be an integer >= 1"),
+    Cli("demo chunk = 0", "demo", ["--chunk", "0"], 2, "--chunk must be an integer >= 1"),
+    Cli("demo n-stats = 0", "demo", ["--n-stats", "0"], 2, "--n-stats must be an integer >= 1"),
+    Cli("demo n-test above the test set", "demo", ["--n-test", "5000"], 2, "the test set has only 1000",
+        alone=False),
+    Cli("demo n-calib above the training set", "demo", ["--n-calib", "5000"], 2,
+        "the training set has only 1000", alone=False),
+    # demo: checkpoints
+    Cli("demo missing checkpoint", "demo", ["--checkpoint", "{missing}"], 2, "missing.npz does not exist"),
+    Cli("demo checkpoint is a folder", "demo", ["--checkpoint", "{folder}"], 2, "is a folder, not a file"),
+    Cli("demo random-bytes checkpoint", "demo", ["--checkpoint", "{random}"], 2,
+        "is not an .npz (zip) archive"),
+    Cli("demo truncated checkpoint", "demo", ["--checkpoint", "{truncated}"], 2, "truncated or corrupt"),
+    Cli("demo empty checkpoint", "demo", ["--checkpoint", "{empty}"], 2, "the file is empty"),
+    Cli("demo .npy as checkpoint", "demo", ["--checkpoint", "{npy}"], 2, "single array (.npy)"),
+    Cli("demo PyTorch state_dict as checkpoint", "demo", ["--checkpoint", "{statedict}"], 2,
+        "see docs/import.md"),
+    Cli("demo checkpoint mean/std on the 0-255 scale", "demo", ["--checkpoint", "{ck255}"], 2,
+        "look like statistics of 0-255 pixels"),
+    Cli("demo checkpoint std = 0", "demo", ["--checkpoint", "{std0}"], 2, "has a value <= 0"),
+    Cli("demo checkpoint std NaN", "demo", ["--checkpoint", "{stdnan}"], 2, "contain NaN or inf"),
+    Cli("demo checkpoint without mean/std", "demo", ["--checkpoint", "{nomean}"], 2,
+        "has no mean or std in its header"),
+    Cli("demo checkpoint mean/std for 2 channels", "demo", ["--checkpoint", "{mean2}"], 2,
+        "mean/std hold 2 values, but the images have 3 channels"),
+    Cli("demo checkpoint with NaN weights", "demo", ["--checkpoint", "{nanw}"], 2,
+        "tensor features.0.weight contains NaN or inf"),
+    Cli("demo 100-class model on CIFAR-10", "demo", ["--checkpoint", "{c100}"], 2,
+        "100-class model, but cifar10-slice has 10 classes"),
+    Cli("demo checkpoint stores p = 2", "demo", ["--checkpoint", "{p2}"], 2,
+        "the checkpoint stores p = 2.0: the threshold quantile p must lie in (0, 1]", alone=False),
+    Cli("demo missing dataset", "demo", ["--dataset", "cifar10", "--data-dir", "{tmp}/nodata"], 2,
+        "cifar10 not found in"),
+    # demo: resources, Ctrl-C
+    Cli("demo T = chunk = 100,000 (would allocate TiBs)", "demo", ["--T", "100000", "--chunk", "100000"],
+        2, "use a smaller chunk (--chunk", alone=False),
+    Cli("demo batch too large for memory (reference engine)", "demo",
+        ["--engine", "reference", "--n-test", "250", "--batch-size", "250"], 2,
+        "use a smaller batch (--batch-size", patch=little_memory, alone=False),
+    Cli("demo Ctrl-C", "demo", [], 130, "interrupted (Ctrl-C); nothing was written",
+        patch=ctrl_c(demo, "evaluate_conversion"), alone=False),
+    # train
+    Cli("train train-limit = 0", "train", ["--train-limit", "0"], 2,
+        "--train-limit must be an integer >= 1, got 0"),
+    Cli("train train-limit < 0", "train", ["--train-limit", "-5"], 2,
+        "--train-limit must be an integer >= 1, got -5"),
+    Cli("train epochs = 0", "train", ["--epochs", "0"], 2, "--epochs must be an integer >= 1"),
+    Cli("train batch size = 0", "train", ["--batch-size", "0"], 2, "--batch-size must be an integer >= 1"),
+    Cli("train lr = 0", "train", ["--lr", "0"], 2, "lr must be a finite number > 0"),
+    Cli("train lr = nan", "train", ["--lr", "nan"], 2, "lr must be a finite number > 0"),
+    Cli("train momentum = 1.5", "train", ["--momentum", "1.5"], 2,
+        "momentum must be a finite number in [0, 1)"),
+    Cli("train weight decay < 0", "train", ["--weight-decay", "-1"], 2,
+        "weight_decay must be a finite number >= 0"),
+    Cli("train warm-up < 0", "train", ["--warmup", "-1"], 2, "--warmup must be an integer >= 0"),
+    Cli("train milestone = 0", "train", ["--milestones", "0"], 2, "a milestone epoch must be an integer >= 1"),
+    Cli("train unknown model", "train", ["--model", "foo"], 2, "unknown model 'foo'"),
+    Cli("train unknown dataset", "train", ["--dataset", "foo"], 2, "unknown dataset 'foo'"),
+    Cli("train out is an existing folder", "train", ["--out", "{folder}"], 2, "is an existing folder"),
+    Cli("train out under a file", "train", ["--out", "{afile}/m.npz"], 2, "is a file, not a folder"),
+    Cli("train out in an unwritable folder", "train", ["--out", "/proc/icsnn/m.npz"], 2,
+        "cannot write in /proc"),
+    Cli("train resume without a run", "train", ["--resume"], 2, "cannot resume"),
+    Cli("train missing dataset", "train", ["--dataset", "cifar10", "--data-dir", "{tmp}/nodata"], 2,
+        "--download"),
+    Cli("train diverges", "train", ["--lr", "1e6", "--batch-size", "8"], 2,
+        "training diverged at batch", alone=False),
+    Cli("train Ctrl-C in epoch 1", "train", ["--epochs", "2"], 130,
+        "no epoch was complete: nothing was written", patch=ctrl_c(train_mod, "train_epoch"), alone=False),
+    Cli("train Ctrl-C in epoch 2", "train", ["--epochs", "2"], 130,
+        "kept the last complete checkpoint", patch=ctrl_c_after_epoch_1, alone=False),
+    # reproduce
+    Cli("reproduce missing checkpoint", "reproduce", ["--checkpoint", "{missing}"], 2, "does not exist"),
+    Cli("reproduce corrupt checkpoint", "reproduce", ["--checkpoint", "{random}"], 2, "not an .npz"),
+    Cli("reproduce no checkpoint given", "reproduce", ["--dataset", "cifar10-slice"], 2,
+        "the following arguments are required: --checkpoint", base=False),
+    Cli("reproduce checkpoint mean/std on the 0-255 scale", "reproduce", ["--checkpoint", "{ck255}"], 2,
+        "0-255"),
+    Cli("reproduce 100-class model on CIFAR-10", "reproduce", ["--checkpoint", "{c100}"], 2, "100-class model"),
+    Cli("reproduce missing dataset", "reproduce", ["--dataset", "cifar10", "--data-dir", "{tmp}/nodata"], 2,
+        "--download"),
+    Cli("reproduce p = 2", "reproduce", ["--p", "0.9", "2"], 2, "p must lie in (0, 1]"),
+    Cli("reproduce row 99", "reproduce", ["--rows", "99"], 2, "--rows takes indices 0..19"),
+    Cli("reproduce T = 0", "reproduce", ["--reading-T", "0"], 2, "T must be a positive integer"),
+    Cli("reproduce validation = 0", "reproduce", ["--validation", "0"], 2,
+        "--validation must be an integer >= 1"),
+    Cli("reproduce validation above the training set", "reproduce", ["--validation", "2000"], 2,
+        "the training set has only 1000"),
+    Cli("reproduce unknown dataset", "reproduce", ["--dataset", "foo"], 2, "unknown dataset 'foo'"),
+    Cli("reproduce out names a folder", "reproduce", ["--out", "{stem}"], 2, "res.json is an existing folder"),
+    Cli("reproduce log is a folder", "reproduce", ["--log", "{folder}"], 2, "--log"),
+    Cli("reproduce Ctrl-C", "reproduce", ["--log", "{tmp}/log.txt"], 130,
+        "progress so far is in", patch=ctrl_c(reproduce, "sweep"), alone=False),
+    # bench
+    Cli("bench repeats = 0", "bench", ["--repeats", "0"], 2, "--repeats must be an integer >= 1"),
+    Cli("bench chunk = 0", "bench", ["--chunk", "0"], 2, "--chunk must be an integer >= 1"),
+    Cli("bench agreement seeds = 0", "bench", ["--agreement-seeds", "0"], 2,
+        "--agreement-seeds must be an integer >= 1"),
+    Cli("bench unknown part", "bench", ["--only", "foo"], 2, "invalid choice: 'foo'"),
+    Cli("bench out is a folder", "bench", ["--out", "{folder}"], 2, "is an existing folder"),
+    Cli("bench Ctrl-C", "bench", [], 130, "nothing was written", patch=ctrl_c(bench_cli, "run"), alone=False),
+    # scripts
+    Cli("build_slice missing source", "build_slice", ["--src", "{tmp}/nosrc"], 2, "not found: --src must be"),
+    Cli("build_slice no source given", "build_slice", [], 2, "the following arguments are required: --src"),
+    Cli("build_slice per-class = 0", "build_slice", ["--src", "{tmp}", "--per-class", "0"], 2,
+        "--per-class must be an integer >= 1"),
+    Cli("build_slice out is a folder", "build_slice", ["--src", "{tmp}", "--out", "{folder}"], 2,
+        "is an existing folder"),
+    Cli("build_slice Ctrl-C", "build_slice", ["--src", "{tmp}"], 130, "nothing was written",
+        patch=ctrl_c(build_slice, "build")),
+    Cli("bundle_model missing checkpoint", "bundle_model", ["{missing}"], 2, "does not exist"),
+    Cli("bundle_model mean/std on the 0-255 scale", "bundle_model", ["{ck255}"], 2, "0-255"),
+    Cli("bundle_model p = 2", "bundle_model", ["{ckpt}", "--p", "2"], 2, "p must lie in (0, 1]"),
+    Cli("bundle_model max-drop < 0", "bundle_model", ["{ckpt}", "--max-drop", "-1"], 2,
+        "--max-drop must be >= 0"),
+    Cli("bundle_model out is a folder", "bundle_model", ["{ckpt}", "--out", "{folder}"], 2,
+        "is an existing folder"),
+    Cli("bundle_model Ctrl-C", "bundle_model", ["{ckpt}"], 130, "nothing was written",
+        patch=ctrl_c(bundle_model, "load_dataset")),
+]
+
+
+def _fill(args, files, tmp):
+    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp)}
+    return [a.format(**names) for a in args]
+
+
+def _listing(*folders):
+    return {p for d in folders for p in Path(d).rglob("*")}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")          # "train diverges" overflows
+@pytest.mark.parametrize("c", CLI, ids=[c.case for c in CLI])
+def test_cli_bad_input_is_one_line_and_an_exit_code(c, files, tmp_path, capsys, monkeypatch):
+    argv = (BASE[c.command] if c.base else []) + c.argv
+    if c.patch:
+        c.patch(monkeypatch)
+    before = _listing(files["dir"], tmp_path)
+    rc = MAINS[c.command](_fill(argv, files, tmp_path))
+    out, err = capsys.readouterr()
+    assert rc == c.code, err
+    assert "Traceback" not in err + out
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and err.rstrip().splitlines()[-1] == errors[0], err
+    assert c.msg in errors[0], errors[0]
+    if c.alone:
+        assert err.strip() == errors[0], err
+    if c.code == 2:      # refused: nothing written, no stray file (a log may have been started)
+        assert {p for p in _listing(files["dir"], tmp_path) - before if p.suffix != ".txt"} == set()
+
+
+def test_ctrl_c_in_train_names_the_checkpoint_it_kept(files, tmp_path, capsys, monkeypatch):
+    ctrl_c_after_epoch_1(monkeypatch)
+    out = tmp_path / "t.npz"
+    rc = train_mod.main(_fill(BASE["train"] + ["--epochs", "2"], files, tmp_path))
+    err = capsys.readouterr().err.strip()
+    assert rc == 130
+    assert err == (f"error: interrupted (Ctrl-C); kept the last complete checkpoint {out} (epoch 1 "
+                   f"of 2; the best so far is {tmp_path / 't_best.npz'}); continue with --resume")
+    assert load_checkpoint(out)[1]["epoch"] == 1
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["-m", "icsnn_np.demo", "--checkpoint", "{ck255}", "--n-test", "5"], "0-255"),
+    (["-m", "icsnn_np.reproduce", "--checkpoint", "missing.npz"], "missing.npz does not exist"),
+    (["-m", "icsnn_np.train", "--train-limit", "0"], "--train-limit must be an integer >= 1"),
+], ids=["demo 0-255 checkpoint", "reproduce missing checkpoint", "train train-limit 0"])
+def test_the_judged_commands_as_processes(argv, msg, files, tmp_path):
+    """The issue's own commands, as a user runs them: exit 2, one line, no traceback."""
+    r = subprocess.run([sys.executable, *_fill(argv, files, tmp_path)], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error:")
+    assert msg in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- API table
+@pytest.fixture(scope="module")
+def env():
+    """A tiny network (conv, ReLU, pool, linear) on 8x8 images, and a normalised batch."""
+    rng = np.random.default_rng(0)
+    model = Sequential(Conv2d(3, 4, 3, padding=1, rng=rng), ReLU(), AvgPool2d(2), Flatten(),
+                       Linear(64, 3, rng=rng))
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    y = np.array([0, 1, 2, 0])
+    raw = rng.integers(0, 256, (4, 3, 8, 8), dtype=np.uint8)
+    return types.SimpleNamespace(model=model, x=x, y=y, raw=raw,
+                                 cfg=ConversionConfig(T=(2,), n_calib=4, batch_size=4))
+
+
+def _with(x, idx, value):
+    x = x.copy()
+    x[idx] = value
+    return x
+
+
+def _snn(e, v_th=1.0):
+    snn = convert(e.model)
+    for n in snn.nodes:
+        n.v_th = v_th
+    return snn
+
+
+def _nan_weights_after_convert(e):
+    model = Sequential(Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)), ReLU(), Flatten(),
+                       Linear(256, 3, rng=np.random.default_rng(2)))
+    snn = convert(model)
+    model[0].params["weight"][0] = NAN            # changed after conversion (shared weights)
+    balance_thresholds(snn, model, [e.x])
+
+
+def _alg2_overflow(e):
+    """Currents that overflow float32: v(T) is inf, Alg. 2's mean of it is not a v(0)."""
+    model = Sequential(Flatten(), Linear(192, 4, rng=np.random.default_rng(0)), ReLU(), Linear(4, 2))
+    model[1].params["weight"][...] = 3e38
+    with np.errstate(over="ignore", invalid="ignore"):
+        alg2_data_init(convert(model), [np.abs(e.x) + 1], 2)
+
+
+class Api(NamedTuple):
+    case: str
+    call: Callable
+    exc: type
+    msg: str
+
+
+API = [
+    # NaN / inf where values enter
+    Api("NaN pixel among calibration images (balance_thresholds)",
+        lambda e: balance_thresholds(convert(e.model), e.model, [_with(e.x, (1, 0, 2, 2), NAN)]),
+        ValueError, "calibration batch 0 contains NaN or inf"),
+    Api("NaN pixel among calibration images (evaluate_conversion)",
+        lambda e: evaluate_conversion(e.model, _with(e.x, (3, 2, 1, 1), NAN), e.x, e.y, e.cfg),
+        ValueError, "the calibration batch (x_calib) contains NaN or inf"),
+    Api("NaN pixel among calibration images (calibrated_snn)",
+        lambda e: calibrated_snn(e.model, _with(e.x, (0, 0, 0, 0), NAN), "ic-snn", 2, e.cfg),
+        ValueError, "calibration batch (x_calib) contains NaN"),
+    Api("inf among test images (evaluate_conversion)",
+        lambda e: evaluate_conversion(e.model, e.x, _with(e.x, (0, 0, 0, 0), INF), e.y, e.cfg),
+        ValueError, "the test batch (x_test) contains NaN or inf"),
+    Api("NaN input to the simulation (reference)",
+        lambda e: simulate(_snn(e), _with(e.x, (2, 1, 3, 3), NAN), 4), ValueError,
+        "the input batch contains NaN or inf"),
+    Api("inf input to the simulation (fast)",
+        lambda e: simulate(_snn(e), _with(e.x, (2, 1, 3, 3), -INF), 4, engine="fast"), ValueError,
+        "the input batch contains NaN or inf"),
+    Api("NaN input to ann_accuracy", lambda e: ann_accuracy(e.model, _with(e.x, (0, 0, 0, 0), NAN), e.y),
+        ValueError, "the image batch contains NaN or inf"),
+    Api("NaN weights into convert", lambda e: convert(_nan_linear()), ValueError,
+        "weight tensor 0.weight contains NaN or inf"),
+    Api("NaN weights after convert (calibration activations)", _nan_weights_after_convert, ValueError,
+        "1: the calibration activations contain NaN or inf"),
+    Api("V_th = 0", lambda e: simulate(_snn(e, 0.0), e.x, 4), ValueError, "1: threshold V_th has a value <= 0"),
+    Api("V_th < 0 (fast engine)", lambda e: simulate(_snn(e, -0.5), e.x, 4, engine="fast"), ValueError,
+        "threshold V_th has a value <= 0 (-0.5)"),
+    Api("V_th NaN", lambda e: simulate(_snn(e, NAN), e.x, 4), ValueError, "threshold V_th has NaN or inf"),
+    Api("V_th inf", lambda e: simulate(_snn(e, INF), e.x, 4), ValueError, "threshold V_th has NaN or inf"),
+    Api("channel-wise V_th with a zero",
+        lambda e: simulate(_snn(e, np.array([1, 1, 0, 1.0]).reshape(4, 1, 1)), e.x, 4), ValueError,
+        "has a value <= 0"),
+    Api("v(0) NaN through set_v0", lambda e: _snn(e).set_v0([NAN]), ValueError, "1: v(0) contains NaN or inf"),
+    Api("v(0) inf set on the node", lambda e: simulate(_set(_snn(e), v0=np.full((4, 1, 1), INF)), e.x, 4),
+        ValueError, "v(0) contains NaN or inf"),
+    Api("Alg. 2 on overflowing currents", _alg2_overflow, ValueError,
+        "Alg. 2: the v(0) of 2 (the mean of its recorded v(T)) contains NaN or inf"),
+    Api("rate coding with a NaN mean", lambda e: simulate(_snn(e), e.x, 2, coding="rate", mean=[NAN] * 3,
+                                                          std=[0.2] * 3), ValueError, "rate coding: mean"),
+    # empty batches, raw integer images, labels
+    Api("raw uint8 images into simulate", lambda e: simulate(_snn(e), e.raw, 4), ValueError,
+        "is uint8, not a normalised float batch"),
+    Api("raw int64 images into evaluate_conversion",
+        lambda e: evaluate_conversion(e.model, e.x, e.raw.astype(np.int64), e.y, e.cfg), ValueError,
+        "the test batch (x_test) is int64, not a normalised float batch"),
+    Api("raw uint8 images into ann_accuracy", lambda e: ann_accuracy(e.model, e.raw, e.y), ValueError,
+        "is uint8, not a normalised float batch"),
+    Api("raw uint8 calibration batch into balance_thresholds",
+        lambda e: balance_thresholds(convert(e.model), e.model, [e.raw]), ValueError,
+        "calibration batch 0 is uint8"),
+    Api("raw uint8 images into spike_stats", lambda e: spike_stats(e.model, _snn(e), e.raw, 2), ValueError,
+        "the image batch of spike_stats is uint8"),
+    Api("empty batch into simulate", lambda e: simulate(_snn(e), e.x[:0], 4), ValueError,
+        "the input batch is empty (0 images)"),
+    Api("empty test set into evaluate_conversion", lambda e: evaluate_conversion(e.model, e.x, e.x[:0],
+                                                                                e.y[:0], e.cfg),
+        ValueError, "the test batch (x_test) is empty"),
+    Api("empty calibration set into evaluate_conversion",
+        lambda e: evaluate_conversion(e.model, e.x[:0], e.x, e.y, e.cfg), ValueError,
+        "the calibration batch (x_calib) is empty"),
+    Api("no calibration batches into balance_thresholds",
+        lambda e: balance_thresholds(convert(e.model), e.model, []), ValueError,
+        "needs at least one batch of calibration images"),
+    Api("empty batch into spike_stats", lambda e: spike_stats(e.model, _snn(e), e.x[:0], 2), ValueError,
+        "the image batch of spike_stats is empty"),
+    Api("empty batch into ann_accuracy", lambda e: ann_accuracy(e.model, e.x[:0], e.y[:0]), ValueError,
+        "the image batch is empty"),
+    Api("fewer labels than images", lambda e: ann_accuracy(e.model, e.x, e.y[:3]), ValueError,
+        "expected 4 integer labels"),
+    Api("a flat vector instead of images", lambda e: ann_accuracy(e.model, e.x.reshape(4, -1), e.y),
+        ValueError, "must be a normalised batch of images (N, C, H, W)"),
+    # normalisation
+    Api("normalize: NaN pixels", lambda e: normalize(_with(e.raw.astype(float), (0, 0, 0, 0), NAN),
+                                                     [0.5] * 3, [0.25] * 3), ValueError, "contain NaN or inf"),
+    Api("normalize: NaN mean", lambda e: normalize(e.raw, [NAN, 0.5, 0.5], [0.25] * 3), ValueError,
+        "contain NaN or inf"),
+    Api("normalize: inf std", lambda e: normalize(e.raw, [0.5] * 3, [0.25, INF, 0.25]), ValueError,
+        "contain NaN or inf"),
+    Api("normalize: std = 0", lambda e: normalize(e.raw, [0.5] * 3, [0.25, 0.0, 0.25]), ValueError,
+        "has a value <= 0"),
+    Api("normalize: std < 0", lambda e: normalize(e.raw, [0.5] * 3, [-0.25] * 3), ValueError,
+        "has a value <= 0"),
+    Api("normalize: mean/std on the 0-255 scale", lambda e: normalize(e.raw, [125.3, 123.0, 113.9],
+                                                                      [63.0, 62.1, 66.7]),
+        ValueError, "look like statistics of 0-255 pixels"),
+    Api("normalize: already normalised images", lambda e: normalize(e.x, [0.5] * 3, [0.25] * 3), ValueError,
+        "normalize takes raw images"),
+    Api("normalize: 2 mean values for 3 channels", lambda e: normalize(e.raw, [0.5] * 2, [0.25] * 2),
+        ValueError, "2 mean/std values for images with 3 channels"),
+    # checkpoints against the data
+    Api("header without mean/std", lambda e: check_fits_data({"num_classes": 10}, 10), CheckpointError,
+        "has no mean or std in its header"),
+    Api("header without std", lambda e: check_fits_data({"num_classes": 10, "mean": [0.5] * 3}, 10),
+        CheckpointError, "has no std in its header"),
+    Api("header with std = 0", lambda e: check_fits_data({"num_classes": 10, "mean": [0.5] * 3,
+                                                          "std": [0.0] * 3}, 10), CheckpointError, "<= 0"),
+    Api("100-class model on CIFAR-10", lambda e: check_fits_data(
+        {"num_classes": 100, "mean": [0.5] * 3, "std": [0.25] * 3}, 10, "cifar10"), CheckpointError,
+        "100-class model, but cifar10 has 10 classes"),
+    Api("checkpoint of random bytes", lambda e: read_checkpoint(e.files["random"]), CheckpointError,
+        "is not an .npz (zip) archive"),
+    Api("checkpoint is a folder", lambda e: read_checkpoint(e.files["folder"]), CheckpointError, "is a folder"),
+    Api("checkpoint name is a folder", lambda e: resolve_checkpoint(e.files["folder"]), CheckpointError,
+        "is a folder"),
+    # resources, T, chunk
+    Api("simulation too large (fast engine)", lambda e: check_memory(_snn(e), e.x, 10 ** 6, "fast", 10 ** 6,
+                                                                      available=1 << 30),
+        SimulationTooLarge, "use a smaller chunk (--chunk"),
+    Api("simulation too large (reference engine)", lambda e: check_memory(_snn(e), e.x, 8, available=20000),
+        SimulationTooLarge, "use a smaller batch (--batch-size 1 or less)"),
+    Api("simulation too large for any batch", lambda e: check_memory(_snn(e), e.x, 8, available=100),
+        SimulationTooLarge, "even one image at --chunk 1 does not fit"),
+    Api("simulate refuses before allocating",
+        lambda e: _little(lambda: simulate(_snn(e), e.x, 10 ** 6, engine="fast", chunk=10 ** 6)),
+        SimulationTooLarge, "would need about"),
+    Api("T above 2**24", lambda e: simulate(_snn(e), e.x, MAX_T + 1), ValueError, "more than 16,777,216"),
+    Api("T = 0", lambda e: simulate(_snn(e), e.x, 0), ValueError, "T must be a positive integer"),
+    Api("T not an integer", lambda e: check_T(2.5), ValueError, "T must be a positive integer"),
+    Api("chunk = 0", lambda e: simulate(_snn(e), e.x, 4, engine="fast", chunk=0), ValueError,
+        "chunk must be >= 1"),
+    Api("p = nan in the config", lambda e: ConversionConfig(p=NAN).validate(), ValueError, "p must lie in"),
+    # protocol
+    Api("more calibration images than training images", lambda e: calibration_split(100, 101, 0), ValueError,
+        "the training set has only 100"),
+    Api("unknown test subset", lambda e: protocol.test_indices(100, 5, "middle"), ValueError,
+        "unknown test subset"),
+    Api("zero test images", lambda e: protocol.test_indices(100, 0), ValueError, "must be an integer >= 1"),
+    # training settings (refused before the data is loaded or anything is written)
+    Api("train_limit = 0", lambda e: train(TrainConfig(dataset="cifar10-slice", train_limit=0,
+                                                       out=str(e.files["dir"] / "x.npz"))),
+        ValueError, "train_limit (--train-limit, training images) must be an integer >= 1, got 0"),
+    Api("train_limit < 0", lambda e: train(TrainConfig(dataset="cifar10-slice", train_limit=-5,
+                                                       out=str(e.files["dir"] / "x.npz"))),
+        ValueError, "got -5"),
+    Api("training output is a folder", lambda e: train(TrainConfig(dataset="cifar10-slice",
+                                                                   out=str(e.files["folder"]))),
+        ValueError, "is an existing folder"),
+    # importing PyTorch weights
+    Api("flat Sequential with a wrong shape", lambda e: import_state_dict(
+        _flat(build_model("vgg_cpu"), bad="16.weight"), "vgg_cpu", num_classes=10), CheckpointError,
+        "'16.weight' (our 'classifier.0.weight') has shape (10, 5)"),
+    Api("flat Sequential with NaN", lambda e: import_state_dict(
+        _flat(build_model("vgg_cpu"), nan="5.bias"), "vgg_cpu"), CheckpointError,
+        "'5.bias' (our 'features.5.bias') contains NaN or inf"),
+]
+
+
+def _nan_linear():
+    m = Sequential(Linear(2, 2, rng=np.random.default_rng(0)), ReLU(), Linear(2, 2))
+    m[0].params["weight"][0, 0] = NAN
+    return m
+
+
+def _set(snn, **kw):
+    for n in snn.nodes:
+        for k, v in kw.items():
+            setattr(n, k, v)
+    return snn
+
+
+def _little(call):
+    """``call()`` while resources.available_memory reports 1 MiB."""
+    real = resources.available_memory
+    resources.available_memory = lambda xp=np: 1 << 20
+    try:
+        return call()
+    finally:
+        resources.available_memory = real
+
+
+@pytest.mark.parametrize("c", API, ids=[c.case for c in API])
+def test_api_bad_input_raises_a_clear_error(c, env, files):
+    env.files = files
+    before = _listing(files["dir"])
+    with pytest.raises(c.exc) as info:
+        c.call(env)
+    assert c.msg in str(info.value)
+    assert "\n" not in str(info.value)
+    assert _listing(files["dir"]) == before                  # nothing written, no stray file
+
+
+def test_random_bytes_do_not_suggest_allow_pickle(files):
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(files["random"])
+    assert "pickle" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- importer
+# nn.Sequential(conv, relu, conv, relu, pool, ..., flatten, linear): where the tensors are
+FLAT_VGG_CPU = [0, 2, 5, 7, 10, 12, 16]
+
+
+def _flat(model, bad=None, nan=None, index=FLAT_VGG_CPU):
+    """``model``'s state_dict as a flat PyTorch nn.Sequential writes it: 0.weight, 0.bias, ...
+    (``index``: the Sequential position of each of our modules that holds tensors)."""
+    sd = model.state_dict()
+    paths = list(dict.fromkeys(k.rpartition(".")[0] for k in sd))
+    out = {}
+    for k, v in sd.items():
+        path, _, key = k.rpartition(".")
+        name = f"{index[paths.index(path)]}.{key}"
+        out[name] = np.array(v, dtype=np.float32)
+        if key == "running_mean":
+            out[f"{index[paths.index(path)]}.num_batches_tracked"] = np.array(7)
+    if bad:
+        out[bad] = out[bad][:, :5]
+    if nan:
+        out[nan][0] = NAN
+    return out
+
+
+def test_a_flat_sequential_state_dict_imports_by_order():
+    """keys 0.weight, 0.bias, 2.weight, ..., 16.weight map onto features.* / classifier.*."""
+    src = build_model("vgg_cpu", seed=7)
+    flat = _flat(src)
+    assert list(flat)[:3] == ["0.weight", "0.bias", "2.weight"] and list(flat)[-1] == "16.bias"
+    model = import_state_dict(flat, "vgg_cpu")                 # num_classes read from 16.weight
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[k], v, err_msg=k)
+    # the same under a common name (model.net.0.weight ...) and with a DataParallel prefix
+    prefixed = {f"module.net.{k}": v for k, v in flat.items()}
+    assert set(match_state_dict(build_model("vgg_cpu"), prefixed)) == set(src.state_dict())
+
+
+def test_a_flat_sequential_with_batchnorm_and_bias_free_convs_imports_by_order():
+    """vgg_cpu_bn written flat: conv(no bias), BN, ReLU, ... ; BN statistics and
+    num_batches_tracked as PyTorch saves them."""
+    src = build_model("vgg_cpu_bn", seed=5)
+    convs = [p for p, m in src.named_modules() if isinstance(m, Conv2d)]
+    paths = list(dict.fromkeys(k.rpartition(".")[0] for k in src.state_dict()))
+    index = [int(p.split(".")[1]) if p.startswith("features.") else 22 for p in paths]   # 21: Flatten
+    flat = _flat(src, index=index)
+    for p in convs:
+        del flat[f"{p.split('.')[1]}.bias"]                  # bias=False before a BatchNorm
+    assert "0.bias" not in flat and "1.num_batches_tracked" in flat and "22.weight" in flat
+    model = import_state_dict(flat, "vgg_cpu_bn")
+    for k, v in src.state_dict().items():
+        want = np.zeros_like(v) if k.rpartition(".")[0] in convs and k.endswith(".bias") else v
+        np.testing.assert_array_equal(model.state_dict()[k], want, err_msg=k)
+
+
+# --------------------------------------------------------------------------- the import guide
+class _Tensor:
+    """Just what docs/import.md's export line calls on a torch tensor."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def detach(self):
+        return self
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return _Tensor(self.a.astype(np.float32))
+
+    def numpy(self):
+        return self.a
+
+
+class _TorchModel:
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    def state_dict(self):
+        return {k: _Tensor(v) for k, v in self.tensors.items()}
+
+
+# What the test changes in the guide's code: a network small enough for a test (the guide's
+# vgg16_bn has 34M parameters) and fewer images and steps for the statistics.
+GUIDE_SMALLER = {'"vgg16_bn"': '"vgg_cpu_bn"', "x_test[:100], T=32": "x_test[:4], T=4"}
+
+
+def test_the_import_guide_runs_as_written(tmp_path, monkeypatch):
+    """Every python block of docs/import.md, in order, in one namespace: the export (with a
+    stand-in for the torch model and for safetensors.torch), import, fold, convert, balance,
+    statistics. Only the sizes in GUIDE_SMALLER change."""
+    from icsnn_np.imports import save_safetensors
+    text = (ROOT / "docs" / "import.md").read_text()
+    for old, new in GUIDE_SMALLER.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 4
+    src = build_model("vgg_cpu_bn", seed=11)
+    sd = {k: np.asarray(v) for k, v in src.state_dict().items()}
+    sd["features.1.num_batches_tracked"] = np.array(3, dtype=np.int64)
+    st = types.ModuleType("safetensors")
+    st.torch = types.ModuleType("safetensors.torch")
+    st.torch.save_file = lambda d, path: save_safetensors(path, {k: v.numpy() for k, v in d.items()})
+    monkeypatch.setitem(sys.modules, "safetensors", st)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", st.torch)
+    monkeypatch.chdir(tmp_path)
+    ns = {"model": _TorchModel(sd)}
+    for block in blocks:
+        exec(compile(block, "docs/import.md", "exec"), ns)      # noqa: S102 - the guide's own code
+    assert (tmp_path / "net.npz").is_file() and (tmp_path / "net.safetensors").is_file()
+    assert all(float(np.max(n.v_th)) > 0 for n in ns["snn"].nodes)
+    assert ns["d"]["T"] == 4 and ns["d"]["n_images"] == 4 and ns["d"]["total"]["sops"] >= 0
+
+
+# --------------------------------------------------------------------------- one protocol
+class _Seen(Exception):
+    pass
+
+
+@pytest.mark.parametrize("subset", ["first", "random"])
+def test_demo_and_reproduce_use_the_same_images_for_the_same_flags(files, tmp_path, monkeypatch, subset):
+    """Calibration: one seeded sample of the training set; test: the first n or a seeded
+    random sample, in both CLIs (protocol.py), so the same flags print the same numbers."""
+    seen = {}
+
+    def capture(name):
+        def f(model, x_calib, x_test, y_test, *a, **k):
+            seen[name] = (np.asarray(x_calib), np.asarray(x_test), np.asarray(y_test))
+            raise _Seen
+        return f
+
+    flags = ["--checkpoint", str(files["ckpt"]), "--dataset", "cifar10-slice", "--n-test", "7",
+             "--n-calib", "9", "--seed", "3", "--test-subset", subset, "--T", "2"]
+    monkeypatch.setattr(demo, "evaluate_conversion", capture("demo"))
+    monkeypatch.setattr(reproduce, "sweep", capture("reproduce"))
+    with pytest.raises(_Seen):
+        demo.main(flags)
+    with pytest.raises(_Seen):
+        reproduce.main(flags + ["--out", str(tmp_path / "r")])
+    for a, b in zip(seen["demo"], seen["reproduce"]):
+        np.testing.assert_array_equal(a, b)
+    ds = load_dataset("cifar10-slice")
+    cal, _ = calibration_split(len(ds.x_train), 9, 3)
+    idx = protocol.test_indices(len(ds.x_test), 7, subset, 3)
+    h = load_checkpoint(files["ckpt"])[1]
+    np.testing.assert_array_equal(seen["demo"][0], normalize(ds.x_train[cal], h["mean"], h["std"]))
+    np.testing.assert_array_equal(seen["demo"][2], ds.y_test[idx])
+    assert (list(idx) == list(range(7))) == (subset == "first")
+    assert len(set(cal)) == 9 and list(cal) != list(range(9))   # seeded sample, not the first 9
+
+
+# --------------------------------------------------------------------------- progress, memory
+def test_a_long_evaluation_prints_an_eta_early(files, capsys, monkeypatch):
+    """Progress lines with an ETA go to stderr while the simulations run (here after 0 s
+    instead of 10, so a tiny run shows them)."""
+    monkeypatch.setattr(progress, "FIRST_REPORT_S", 0.0)
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    rc = demo.main(_fill(BASE["demo"] + ["--T", "16", "--variants", "snn", "ic-snn"], files, "."))
+    err = capsys.readouterr().err
+    assert rc == 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("progress:")]
+    assert lines and all("ETA" in ln for ln in lines)
+    assert "T=  16 ic-snn" in err and "ETA" in err.split("T=  16 ic-snn")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("engine, chunk", [("reference", None), ("fast", 4), ("fast", 12)])
+def test_the_memory_estimate_is_close_to_the_measured_peak(engine, chunk):
+    model, _ = load_checkpoint(resolve_checkpoint("vgg_cpu"))
+    snn = convert(model)
+    x = np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32)
+    simulate(snn, x[:2], 2, engine=engine, chunk=chunk)              # warm caches and threads
+    tracemalloc.start()
+    try:
+        simulate(snn, x, 12, engine=engine, chunk=chunk, count=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    fixed, per_step, Tc = simulation_bytes(snn, x, 12, engine, chunk, count=True)
+    estimate = len(x) * (fixed + Tc * per_step) * resources.MARGIN
+    assert 0.7 * estimate < peak < 1.05 * estimate

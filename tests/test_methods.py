@@ -1,0 +1,444 @@
+"""methods.py: the training-free family beside IC-SNN, held to laws that hold exactly.
+
+* the pre-run (simulate's ``prerun``, both engines, tested equal): an identity rule gives the
+  plain simulation for any rho, a continuing rule gives a run of rho + T steps, and a run
+  never takes more than rho + T steps (counted by the progress tracker);
+* COS moves v(0) by exactly -V_th, 0 or +V_th, where the pre-run's residual potential says
+  one spike too many or too few, and a shift of V_th changes a spike count by one;
+* SRP silences exactly the neurons whose residual potential is at or below zero;
+* SNN Calibration leaves the ANN's weights bit-identical, leaves each layer with the error
+  Eq. 11 predicts (mean change of v(T) / T), and reduces the mean output error layer by layer;
+* the MSE threshold search returns a candidate no other candidate, nor the p-quantile, beats.
+
+Tiny networks from helpers.py, float64: the whole file runs in seconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import MEAN, STD, converted, images, tiny_vgg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icsnn_np.backend import to_device, to_host
+from icsnn_np.convert import balance_thresholds, convert, relu_outputs
+from icsnn_np.evaluate import ConversionConfig, evaluate_conversion, steps_run
+from icsnn_np.compare import ROWS as COMPARE_ROWS
+from icsnn_np.compare import at_total, run_methods, winners
+from icsnn_np.compare import markdown as compare_markdown
+from icsnn_np.methods import (Quantiser, clip_floor, cos_prerun, cos_rule, layer_errors,
+                              mse_threshold, mse_thresholds, quantisation_error, quantised_ann,
+                              snn_calibration_init, srp_prerun, srp_rule, use_thresholds)
+from icsnn_np.neurons import IFNode
+from icsnn_np.progress import tracking
+from icsnn_np.simulate import ENGINES, PreRun, simulate
+from icsnn_np.variants import METHOD_VARIANTS, VARIANTS, calibrate_variant
+
+NETS = ("vgg", "resnet", "block_first")
+
+
+def half(snn):
+    snn.set_v0([n.v_th / 2 for n in snn.nodes])
+
+
+def keep(rule, store):
+    """``rule``, remembering per node the state it saw and what it returned."""
+    def wrapped(node):
+        out = rule(node)
+        store.append(dict(v=to_host(node.v).copy(), count=to_host(node.spike_count).copy(),
+                          v0=np.asarray(to_host(node.v0) if hasattr(node.v0, "shape") else node.v0),
+                          th=float(np.max(to_host(node.v_th_dev))), v_start=out[0], gate=out[1]))
+        return out
+    return wrapped
+
+
+def same_run(a, b, atol=1e-11):
+    for ra, rb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(ra["spike_count"], rb["spike_count"])
+        np.testing.assert_allclose(ra["v_T"], rb["v_T"], rtol=0, atol=atol)
+    np.testing.assert_allclose(to_host(a.output), to_host(b.output), rtol=0, atol=atol)
+
+
+# --------------------------------------------------------------------------- the pre-run
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", NETS)
+def test_a_prerun_that_restarts_at_v0_changes_nothing(name, engine):
+    """Direct coding feeds the same input at every step: restarting from v(0) after any
+    pre-run gives the plain simulation, spike for spike."""
+    _, snn, x = converted(name, seed=3)
+    half(snn)
+    plain = simulate(snn, x, 5, record=True, engine=engine, chunk=2)
+    for rho in (0, 1, 3):
+        pre = simulate(snn, x, 5, record=True, engine=engine, chunk=2,
+                       prerun=PreRun(rho, lambda node: (None, None)))
+        same_run(pre, plain)
+        assert pre.prerun == rho and pre.steps == rho + 5
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("coding", ["direct", "rate"])
+@pytest.mark.parametrize("name", NETS)
+def test_a_prerun_that_continues_is_one_longer_run(name, coding, engine):
+    """Restarting every node from its own v(rho) continues the run: rho + T counted the same
+    as one plain run of rho + T steps (spikes split between pre-run and counted steps)."""
+    _, snn, x = converted(name, seed=5)
+    kw = dict(coding=coding, mean=MEAN, std=STD, seed=4, engine=engine, chunk=3)
+    rho, T = 3, 4
+    long = simulate(snn, x, rho + T, record=True, **kw)
+    split = simulate(snn, x, T, record=True, prerun=PreRun(rho, lambda n: (n.v.copy(), None)), **kw)
+    np.testing.assert_array_equal(
+        [sum(r["spike_count"].sum() for r in long.layers)],
+        [sum(split.spikes) + sum(split.prerun_spikes)])
+    for a, b in zip(long.layers, split.layers):
+        np.testing.assert_allclose(a["v_T"], b["v_T"], rtol=0, atol=1e-11)
+    assert sum(split.prerun_spikes) > 0 and split.steps == rho + T
+
+
+@settings(max_examples=10)
+@given(name=st.sampled_from(NETS), seed=st.integers(0, 10**6), T=st.integers(1, 7),
+       rho=st.integers(0, 5), chunk=st.integers(1, 4), method=st.sampled_from(["cos", "srp"]),
+       coding=st.sampled_from(["direct", "rate"]))
+def test_fast_engine_runs_the_prerun_methods_as_the_reference(name, seed, T, rho, chunk, method,
+                                                              coding):
+    _, snn, x = converted(name, seed=seed % 1000)
+    half(snn)
+    pre = (cos_prerun if method == "cos" else srp_prerun)(rho)
+    kw = dict(coding=coding, record=True, mean=MEAN, std=STD, seed=seed, prerun=pre)
+    ref = simulate(snn, x, T, **kw)
+    fast = simulate(snn, x, T, engine="fast", chunk=chunk, **kw)
+    same_run(fast, ref)
+    for r, f in zip(ref.layers, fast.layers):
+        np.testing.assert_array_equal(f["first_spike"], r["first_spike"])
+    assert fast.prerun_spikes == ref.prerun_spikes
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("method", ["cos", "srp"])
+def test_a_prerun_method_never_runs_more_than_rho_plus_T_steps(method, engine):
+    """Every step the network runs is counted: rho + T per image, and no more."""
+    _, snn, x = converted("vgg", seed=1)
+    half(snn)
+    rho, T = 3, 5
+    with tracking(1, lambda s: None) as done:
+        res = simulate(snn, x, T, count=True, engine=engine, chunk=2,
+                       prerun=(cos_prerun if method == "cos" else srp_prerun)(rho))
+    assert done.done == len(x) * (rho + T) and res.steps == rho + T
+    n = len(x) * res.steps * sum(res.neurons)
+    assert res.firing_rate() == pytest.approx((sum(res.spikes) + sum(res.prerun_spikes)) / n)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("method", ["cos", "srp"])
+def test_the_prerun_methods_run_on_every_backend(xp, method, engine):
+    """COS and SRP on the device (and the strict CuPy stand-in) give NumPy's spikes."""
+    net, snn, x = converted("resnet", seed=2)
+    half(snn)
+    kw = dict(engine=engine, chunk=3, record=True,
+              prerun=(cos_prerun if method == "cos" else srp_prerun)(2))
+    expect = simulate(snn, x, 5, **kw)
+    v0 = snn.get_v0()
+    net.to(xp)
+    snn.set_v0([to_device(np.asarray(v), xp) for v in v0])
+    try:
+        got = simulate(snn, to_device(x, xp), 5, **kw)
+    finally:
+        net.to(np)
+        snn.set_v0(v0)
+    np.testing.assert_allclose(to_host(got.output), to_host(expect.output), rtol=1e-9, atol=1e-9)
+    for a, b in zip(got.layers, expect.layers):
+        np.testing.assert_array_equal(a["spike_count"], b["spike_count"])
+    assert got.prerun_spikes == expect.prerun_spikes
+
+
+def test_a_bad_prerun_is_a_clear_error():
+    _, snn, x = converted("vgg")
+    for bad in (3, PreRun(-1, cos_rule), PreRun(2.5, cos_rule), PreRun(True, cos_rule),
+                PreRun(2, "cos")):
+        with pytest.raises(ValueError, match="pre-run|prerun"):
+            simulate(snn, x, 4, prerun=bad)
+
+
+# --------------------------------------------------------------------------- COS
+@pytest.mark.parametrize("name", NETS)
+def test_cos_moves_v0_by_one_threshold_where_the_residual_says(name):
+    """v_start - v(0) is -V_th exactly where v(rho) < 0 after a spike, +V_th exactly where
+    v(rho) > V_th, and 0 everywhere else, per image and neuron."""
+    _, snn, x = converted(name, seed=7, n=6)
+    half(snn)
+    seen = []
+    simulate(snn, x, 4, prerun=PreRun(3, keep(cos_rule, seen)))
+    assert len(seen) == len(snn.nodes)
+    moved = 0
+    for s in seen:
+        v, th = s["v"], s["th"]
+        want = np.where((v < 0) & (s["count"] > 0), -th, np.where(v > th, th, 0.0))
+        np.testing.assert_allclose(s["v_start"] - s["v0"], want, rtol=0, atol=1e-12)
+        moved += int((want != 0).sum())
+    assert moved > 0                       # the law was exercised, not only its zero case
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 10**6), T=st.integers(1, 20), start=st.floats(0.0, 1.0))
+def test_a_shift_of_one_threshold_moves_one_spike(seed, T, start):
+    """[COS]'s shifting distance on one IF neuron with currents in [0, V_th] and v(0) in
+    [0, V_th]: v(0) - V_th fires exactly one spike less (if it fired at all), v(0) + V_th at
+    most one more."""
+    th = 0.7
+    currents = np.random.default_rng(seed).uniform(0, th, size=(T, 5))
+
+    def count(v0):
+        node = IFNode(v_th=th, v0=v0)
+        node.reset(5, count=True)
+        for c in currents:
+            node.forward(c[:, None])
+        return node.spike_count[:, 0]
+
+    base = count(start * th)
+    np.testing.assert_array_equal(count(start * th - th), np.maximum(base - 1, 0))
+    assert set(np.unique(count(start * th + th) - base)) <= {0, 1}
+
+
+def test_cos_prerun_on_one_image_is_a_plain_run_from_its_v0():
+    """The T counted steps of COS are the plain simulation started from the v(0) COS chose
+    (one image, so a per-image v(0) is a per-neuron one)."""
+    _, snn, x = converted("resnet", seed=11)
+    half(snn)
+    seen = []
+    got = simulate(snn, x[:1], 6, record=True, prerun=PreRun(4, keep(cos_rule, seen)))
+    snn.set_v0([s["v_start"][0] for s in seen])
+    same_run(got, simulate(snn, x[:1], 6, record=True))
+
+
+# --------------------------------------------------------------------------- SRP
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", NETS)
+def test_srp_silences_exactly_the_neurons_at_or_below_zero(name, engine):
+    _, snn, x = converted(name, seed=9, n=6)
+    half(snn)
+    seen = []
+    res = simulate(snn, x, 6, record=True, engine=engine, chunk=4,
+                   prerun=PreRun(3, keep(srp_rule, seen)))
+    silenced = 0
+    for s, rec in zip(seen, res.layers):
+        gate = to_host(s["gate"])
+        np.testing.assert_array_equal(gate, s["v"] > 0)            # the mask is v(tau) > 0
+        assert s["v_start"] is None                                # everyone restarts at v(0)
+        assert not rec["spike_count"][~gate].any()                 # the silenced never fire
+        silenced += int((~gate).sum())
+    assert silenced > 0 and sum(res.spikes) > 0
+
+
+def test_srp_leaves_the_unsilenced_first_layer_as_it_was():
+    """The first layer's input is the image (direct coding): a neuron SRP keeps fires as in
+    the plain run from v(0)."""
+    _, snn, x = converted("vgg", seed=4, n=6)
+    half(snn)
+    seen = []
+    got = simulate(snn, x, 7, record=True, prerun=PreRun(2, keep(srp_rule, seen)))
+    plain = simulate(snn, x, 7, record=True)
+    gate = seen[0]["gate"]
+    np.testing.assert_array_equal(got.layers[0]["spike_count"][gate],
+                                  plain.layers[0]["spike_count"][gate])
+
+
+# --------------------------------------------------------------------------- SNN Calibration
+def _weights(model):
+    return {name: (m.params[k], m.params[k].copy()) for name, m, k in model.named_parameters()}
+
+
+@pytest.mark.parametrize("T", [3, 8])
+@pytest.mark.parametrize("name", ["vgg", "resnet"])
+def test_snn_calibration_leaves_the_ann_untouched(name, T):
+    net, snn, x = converted(name, seed=2, n=8)
+    before = _weights(net)
+    snn_calibration_init(snn, [x], T)
+    for name, m, k in net.named_parameters():
+        arr, copy = before[name]
+        assert m.params[k] is arr                                  # the same arrays ...
+        np.testing.assert_array_equal(arr, copy, err_msg=name)     # ... bit for bit unchanged
+
+
+@pytest.mark.parametrize("T", [4, 8])
+@pytest.mark.parametrize("name", ["vgg", "resnet"])
+def test_snn_calibration_leaves_the_error_eq11_predicts_and_reduces_it(name, T):
+    """Layer by layer: correcting layer l (upstream already corrected) by T mu(e) leaves it
+    the error mean(v_T after - v_T before) / T per channel (Eq. 11, exactly), and its summed
+    absolute channel error does not grow."""
+    net, snn, x = converted(name, seed=6, n=10)
+    start = [n.v_th / 2 for n in snn.nodes]
+    final = snn_calibration_init(snn, [x], T)
+    ann = relu_outputs(net, [x])
+    total_before = total_after = 0.0
+    for i in range(len(snn.nodes)):
+        v0 = list(final[:i]) + list(start[i:])                     # layer i not yet corrected
+        snn.set_v0(v0)
+        e_before = layer_errors(snn, [x], T, ann_outputs=ann)[i]
+        vt_before = simulate(snn, x, T, keep_v=True).layers[i]["v_T"]
+        snn.set_v0(list(final[:i + 1]) + list(start[i + 1:]))
+        e_after = layer_errors(snn, [x], T, ann_outputs=ann)[i]
+        vt_after = simulate(snn, x, T, keep_v=True).layers[i]["v_T"]
+        dv = (vt_after - vt_before) / T
+        pred = dv.mean(axis=(0, 2, 3)).reshape(-1, 1, 1) if dv.ndim == 4 else dv.mean(axis=0)
+        np.testing.assert_allclose(e_after, pred, rtol=0, atol=1e-10)
+        assert np.abs(e_after).sum() <= np.abs(e_before).sum() + 1e-12, f"layer {i}"
+        total_before += np.abs(e_before).sum()
+        total_after += np.abs(e_after).sum()
+    assert total_after < total_before
+
+
+def test_snn_calibration_needs_the_ann():
+    net, snn, x = converted("vgg")
+    snn.ann = None
+    with pytest.raises(ValueError, match="ANN"):
+        snn_calibration_init(snn, [x], 4)
+
+
+# --------------------------------------------------------------------------- MSE thresholds
+@settings(max_examples=40)
+@given(seed=st.integers(0, 10**6), T=st.integers(1, 32), p=st.floats(0.5, 1.0),
+       zeros=st.floats(0.0, 0.8))
+def test_the_mse_threshold_is_the_best_candidate(seed, T, p, zeros):
+    rng = np.random.default_rng(seed)
+    a = rng.gamma(1.5, 1.0, size=500) * (rng.random(500) > zeros)
+    if a.max() <= 0:
+        a[0] = 1.0
+    q = float(np.quantile(a, p)) or float(a.max())
+    th, cands, errors = mse_threshold(a, T, extra=(q,))
+    assert th in cands and len(cands) == 101
+    np.testing.assert_allclose(cands[:100], a.max() * (1 - 0.01 * np.arange(100)))
+
+    def error(v):                        # the squared error, written out again
+        k = np.minimum(np.maximum(np.floor(a * T / v), 0), T)
+        return np.mean((a - k * v / T) ** 2)
+
+    best = error(th)
+    assert all(best <= error(c) + 1e-15 for c in cands)
+    assert best <= error(q) + 1e-15
+    np.testing.assert_allclose(errors, [error(c) for c in cands], rtol=1e-12, atol=1e-15)
+
+
+def test_clip_floor_is_the_T_step_output_of_a_constant_input():
+    """clip_floor is what an IF neuron from v(0) = 0 emits for a constant input current (in
+    [-1, 2] V_th, clipped at 0 and V_th), decoded as spikes x V_th / T."""
+    th, T = 0.8, 7
+    a = np.linspace(-0.8, 1.6, 97)
+    node = IFNode(v_th=th)
+    node.reset(len(a), count=True)
+    for _ in range(T):
+        node.forward(a[:, None].copy())
+    np.testing.assert_allclose(node.spike_count[:, 0] * th / T, clip_floor(a, T, th), atol=1e-12)
+    assert quantisation_error(np.array([0.0, th]), T, th) == 0.0
+
+
+@pytest.mark.parametrize("T", [2, 8])
+def test_mse_thresholds_set_every_layer_and_quantile_restores(T):
+    net, snn, x = converted("resnet", seed=4, n=6)
+    q = [float(n.v_th) for n in snn.nodes]
+    ths = mse_thresholds(snn, [x], T)
+    acts = relu_outputs(net, [x])
+    for node, a, qq, th in zip(snn.nodes, acts, q, ths):
+        assert float(node.v_th) == pytest.approx(mse_threshold(a, T, extra=(qq,))[0], rel=1e-6)
+        assert quantisation_error(a, T, node.v_th) <= quantisation_error(a, T, qq) * (1 + 1e-6)
+    use_thresholds(snn, "quantile")
+    assert [float(n.v_th) for n in snn.nodes] == q
+    assert [float(t) for t in use_thresholds(snn, "mse", [x], T)] == [float(t) for t in ths]
+
+
+def test_mse_thresholds_are_layer_wise():
+    net, snn, x = converted("vgg")
+    balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
+    with pytest.raises(ValueError, match="layer-wise"):
+        mse_thresholds(snn, [x], 4)
+
+
+# --------------------------------------------------------------------------- by name
+def test_the_methods_are_variants_by_name():
+    assert set(METHOD_VARIANTS) <= set(VARIANTS)
+    net = tiny_vgg(1, widths=(4, 4), hidden=5)
+    x = images(6)
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=0.95)
+    for v, steps in (("cos", 3), ("srp", 2)):
+        v0 = calibrate_variant(snn, v, 8, prerun=steps)
+        assert v0 == [n.v_th / 2 for n in snn.nodes]
+        assert snn.prerun.steps == steps and snn.prerun.name == v
+        assert steps_run(snn, 8) == {"prerun": steps, "steps": 8 + steps}
+    calibrate_variant(snn, "c-snn", 8)
+    assert snn.prerun is None and steps_run(snn, 8) == {"prerun": 0, "steps": 8}
+    with pytest.raises(ValueError, match="calibration batches"):
+        calibrate_variant(snn, "snn-calib", 8)
+    with pytest.raises(ValueError, match="calibration batches"):
+        calibrate_variant(snn, "cos", 8, thresholds="mse")
+    v0 = calibrate_variant(snn, "snn-calib", 8, [x])
+    assert [np.shape(v) for v in v0] == [(4, 1, 1), (4, 1, 1), (5,)]
+    q = [float(n.v_th) for n in snn.nodes]
+    calibrate_variant(snn, "srp", 8, [x], thresholds="mse")
+    assert [float(n.v_th) for n in snn.nodes] != q and snn.prerun.name == "srp"
+    calibrate_variant(snn, "snn", 8, [x])
+    assert [float(n.v_th) for n in snn.nodes] == q
+
+
+def test_evaluate_conversion_reports_the_prerun_beside_T():
+    net = tiny_vgg(2, widths=(4, 4), hidden=5)
+    x, y = images(12, seed=3), np.arange(12) % 3
+    cfg = ConversionConfig(T=(4,), variants=("c-snn", "snn-calib", "cos", "srp"), n_calib=6,
+                           batch_size=6, prerun=2, threshold_search="mse")
+    res = evaluate_conversion(net, images(6, seed=5), x, y, cfg)
+    rows = {v: r["4"] for v, r in res["variants"].items()}
+    assert {v: (r["prerun"], r["steps"]) for v, r in rows.items()} == {
+        "c-snn": (0, 4), "snn-calib": (0, 4), "cos": (2, 6), "srp": (2, 6)}
+    with pytest.raises(ValueError, match="layer-wise"):
+        ConversionConfig(threshold_search="mse", channelwise=True).validate()
+
+
+# --------------------------------------------------------------------------- the reference
+@pytest.mark.parametrize("name", ["vgg", "resnet"])          # a linear layer before the first node
+def test_the_quantised_ann_is_the_first_layer_of_a_half_started_snn(name):
+    """With direct coding the first IF layer receives its mean input at every step, so from
+    v(0) = V_th/2 it computes exactly the T-level rounding of the ANN's ReLU output."""
+    net, snn, x = converted(name, seed=8, n=5)
+    half(snn)
+    T = 6
+    q = quantised_ann(snn, T)
+    h = x
+    for m in q.flat():
+        h = m.forward(h)
+        if isinstance(m, Quantiser):
+            break
+    np.testing.assert_allclose(h, simulate(snn, x, T, record=True).layers[0]["decoded"],
+                               rtol=0, atol=1e-12)
+    assert all(m.params[k] is a for (_, m, k), a in
+               zip(q.named_parameters(), [m.params[k] for _, m, k in net.named_parameters()]))
+
+
+def test_the_comparison_tables_count_total_steps():
+    """compare.py: a pre-run row appears at total S = rho + T, the winner is the most
+    accurate at S, and the Markdown says pre-run and total beside T."""
+    rows = [dict(label="A", variant="c-snn", thresholds="quantile",
+                 T={"8": dict(acc=80.0, loss=5.0, prerun=0, steps=8)}),
+            dict(label="B", variant="cos", thresholds="quantile",
+                 T={"4": dict(acc=82.0, loss=3.0, prerun=4, steps=8),
+                    "8": dict(acc=84.0, loss=1.0, prerun=4, steps=12)})]
+    res = dict(ann_acc=85.0, n_test=2000, T=[8], prerun=4, rows=rows, seconds=60.0,
+               quantised_ann={"quantile": {"8": 84.0}})
+    assert at_total(rows[1], 8)["acc"] == 82.0 and at_total(rows[0], 12) is None
+    assert winners(res)[8] == [("B", 82.0), ("A", 80.0)]
+    md = compare_markdown(res, dict(title="t", data="d", command="c", settings={"p": 0.9}))
+    assert "| B | quantile | 4 | T + 4 | 1.00 |" in md and "3.00 (T=4)" in md
+    assert "**B**, loss 3.00" in md and "loses 1.00" in md
+
+
+def test_run_methods_measures_every_row_with_every_threshold_search():
+    net = tiny_vgg(3, widths=(4, 4), hidden=5)
+    x, y = images(8, seed=2), np.arange(8) % 3
+    cfg = ConversionConfig(n_calib=6, batch_size=4, prerun=2).validate()
+    rows = [r for r in COMPARE_ROWS if r[1] in ("snn", "snn-calib", "srp")]
+    res = run_methods(net, images(6, seed=4), x, y, cfg, [4, 8], rows=rows, log=lambda s: None)
+    assert [(r["variant"], r["thresholds"]) for r in res["rows"]] == [
+        (v, t) for t in ("quantile", "mse") for v in ("snn", "snn-calib", "srp")]
+    for r in res["rows"]:
+        want = [2, 4, 6, 8] if r["variant"] == "srp" else [4, 8]   # + the S - rho runs
+        assert sorted(map(int, r["T"])) == want
+        assert all(m["steps"] == int(t) + m["prerun"] for t, m in r["T"].items())
+    assert set(res["quantised_ann"]) == {"quantile", "mse"}
+    assert all(set(a) == {"4", "8"} for a in res["quantised_ann"].values())
