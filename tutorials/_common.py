@@ -5,14 +5,20 @@ state is what a tutorial builds itself.
 
     run = setup("Step 4: threshold balancing")      # parses --quick/--full, --out, --backend
     ds = load_slice()                               # the bundled real CIFAR-10 slice
-    model, mean, std = get_model(run, ds)           # bundled model (full) or a tiny one (quick)
+    net = get_model(run, ds)                        # bundled model (full) or a tiny one (quick)
+    calib, x_test, y_test = split_data(run, ds, net, n_calib=256, n_test=200)
     result("snn_acc_T32", 71.3)                     # prints "RESULT snn_acc_T32=71.3"
-    savefig(fig, run, "04_accuracy_vs_T.png")       # PNG into run.out
+    see("accuracy recovers with T", acc64 > acc8)   # prints "SEE [yes] accuracy recovers ..."
+    savefig(fig, run, "04_accuracy_vs_T.png")       # PNG into run.out (shown inline in a notebook)
+
+Where figures go: quick mode writes to a fresh temporary folder (or ``--out``) and never to
+``tutorials/figures/``; a full run (the default mode) refreshes the committed figures there.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,22 +30,30 @@ except ImportError:
 
 import matplotlib
 
-matplotlib.use("Agg")                   # files only, no window: runs the same in CI
+matplotlib.use("Agg")                   # files only: the same in CI, a terminal and a notebook
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from icsnn_np.backend import get_xp, to_host  # noqa: E402
-from icsnn_np.checkpoint import load_checkpoint  # noqa: E402
-from icsnn_np.data import augment, batches, channel_stats, load_dataset, normalize  # noqa: E402
+from icsnn_np.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from icsnn_np.data import load_dataset  # noqa: E402
+from icsnn_np.evaluate import quantile_for  # noqa: E402
 from icsnn_np.models import vgg  # noqa: E402
-from icsnn_np.train import SGD, cross_entropy, evaluate, lr_at  # noqa: E402
+from icsnn_np.optim import SGD, cross_entropy, lr_at  # noqa: E402
+from icsnn_np.preprocess import augment, batched, batches, channel_stats, normalize  # noqa: E402
+from icsnn_np.protocol import calibration_split  # noqa: E402
+from icsnn_np.train import evaluate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FIGURES = HERE / "figures"
 BUNDLED_MODEL = HERE.parent / "icsnn_np" / "assets" / "vgg_cpu_cifar10.npz"
 # The quick-mode network: three conv + ReLU layers (16, 32, 64 channels), each followed by a
-# 2x2 average pool, and a linear readout. About 14x cheaper than vgg_cpu; ~38 % on the slice
-# after 4 seconds of training.
+# 2x2 average pool, and a linear readout: 33,834 parameters, ~14x cheaper than vgg_cpu.
+# Trained once on the slice (`python tutorials/_common.py --make-tiny`) and kept here, so
+# quick mode converts it at once instead of training it in every step.
 TINY_CFG = [16, "A", 32, "A", 64, "A"]
+TINY_MODEL = HERE / "assets" / "tiny_slice.npz"
 
 
 @dataclass
@@ -50,6 +64,7 @@ class Run:
     backend: str         # "numpy" or "cupy"
     xp: object           # the array module of that backend
     checkpoint: str | None = None
+    t0: float = 0.0      # start time, for `finish`
 
     def pick(self, quick, full):
         """``quick`` in quick mode, ``full`` otherwise."""
@@ -57,25 +72,39 @@ class Run:
 
 
 def setup(description: str, argv=None) -> Run:
-    """Parse the tutorial's command line. Unknown arguments (e.g. a Jupyter kernel's) are ignored."""
+    """Parse the tutorial's command line. Unknown arguments (e.g. a Jupyter kernel's) are
+    ignored, so in a notebook this picks full mode; ``setup(..., ["--quick"])`` picks quick."""
     p = argparse.ArgumentParser(description=description)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="seconds: a tiny model, few images, small T (what CI runs)")
+                      help="seconds: a tiny model, few images, small T (what CI runs); "
+                           "figures go to a temporary folder unless --out is given")
     mode.add_argument("--full", action="store_true",
-                      help="minutes: the bundled trained model (the default)")
-    p.add_argument("--out", default=str(HERE / "figures"), help="folder for the PNG figures")
+                      help="minutes: the bundled trained model (the default); figures refresh "
+                           "tutorials/figures/ unless --out is given")
+    p.add_argument("--out", default=None, help="folder for the figures")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--checkpoint", default=None,
                    help="full mode: use this model (from `python -m icsnn_np.train`) instead")
     a, _ = p.parse_known_args(argv)
-    out = Path(a.out)
+    if a.out:
+        out = Path(a.out)
+    elif a.quick:
+        out = Path(tempfile.mkdtemp(prefix="icsnn_tutorial_"))
+    else:
+        out = FIGURES
     out.mkdir(parents=True, exist_ok=True)
     run = Run(quick=a.quick, out=out, backend=a.backend, xp=get_xp(a.backend),
-              checkpoint=a.checkpoint)
+              checkpoint=a.checkpoint, t0=time.perf_counter())
     print(f"# {description} -- {'quick' if run.quick else 'full'} mode, {a.backend} backend, "
-          f"figures -> {out}")
+          f"figures -> {shown(out)}")
     return run
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (tutorials/figures/...), else as is."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 # --------------------------------------------------------------------------- output
@@ -86,13 +115,69 @@ def result(name: str, value) -> None:
     print(f"RESULT {name}={value}", flush=True)
 
 
-def savefig(fig, run: Run, name: str) -> Path:
+def see(claim: str, holds, detail: str = "") -> bool:
+    """Print one "what you should see" conclusion, checked against this run's numbers:
+    ``SEE [yes] claim (detail)``, or ``SEE [NO]`` when this run does not show it."""
+    holds = bool(holds)
+    print(f"SEE [{'yes' if holds else 'NO'}] {claim}" + (f"  ({detail})" if detail else ""),
+          flush=True)
+    return holds
+
+
+def solved(k: int, answer: str) -> None:
+    """Print ``SOLVED k: answer`` after a solution's checks for exercise k passed."""
+    print(f"SOLVED {k}: {answer}", flush=True)
+
+
+def finish(run: Run) -> None:
+    """Print the wall time of the run (the README's timings are these lines)."""
+    print(f"done in {time.perf_counter() - run.t0:.1f} s ({'quick' if run.quick else 'full'} mode)")
+
+
+def _show(path: Path) -> None:
+    """In a notebook, show the saved file under the cell (figures are closed after saving)."""
+    if "ipykernel" in sys.modules:
+        from IPython.display import Image, display  # noqa: PLC0415 - only in a notebook
+        display(Image(filename=str(path)))
+
+
+def savefig(fig, run: Run, name: str) -> None:
     """Save ``fig`` as a PNG in the run's folder, close it, and say where it went."""
     path = run.out / name
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    print(f"FIGURE {path}", flush=True)
-    return path
+    print(f"FIGURE {shown(path)}", flush=True)
+    _show(path)
+
+
+def fig_to_array(fig) -> np.ndarray:
+    """Render a matplotlib figure to an RGB uint8 array (one frame of an animation)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_gif(frames, run: Run, name: str, ms_per_frame: int = 250) -> None:
+    """Write RGB frames (H, W, 3) uint8 as a looping GIF with pillow."""
+    from PIL import Image  # noqa: PLC0415 - pillow is a runtime dependency of the package
+
+    # 64 colours: the images are 0/1 spikes and their averages; keeps the file small
+    images = [Image.fromarray(f).quantize(colors=64, dither=Image.Dither.NONE) for f in frames]
+    path = run.out / name
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    print(f"FIGURE {shown(path)}", flush=True)
+    _show(path)
+
+
+def binomial_se(acc_percent, n: int):
+    """One standard error of an accuracy measured on n images, in points: sqrt(p(1-p)/n)."""
+    p = np.asarray(acc_percent, dtype=np.float64) / 100.0
+    return 100.0 * np.sqrt(p * (1.0 - p) / n)
+
+
+def host(a):
+    """Any array (NumPy, CuPy) or scalar as a float64 NumPy *copy*: for printing and plots
+    (a copy, so that a record of ``node.v`` does not change with the next step)."""
+    return np.array(to_host(a) if hasattr(a, "shape") else a, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- data and model
@@ -101,59 +186,105 @@ def load_slice():
     return load_dataset("cifar10-slice")
 
 
-def train_tiny(ds, epochs: int = 8, lr: float = 0.02, crop_flip: bool = False, seed: int = 0,
-               xp=np):
-    """Train the TINY_CFG network on the slice with the package's SGD; returns (model, mean, std).
+@dataclass
+class Net:
+    """The ANN a tutorial converts, with what belongs to it."""
+    model: object        # in eval mode, on run.xp
+    mean: np.ndarray     # (3,) normalisation the model was trained with
+    std: np.ndarray
+    p: float             # threshold quantile: stored with the model, else the package default
+    name: str
 
-    The same recipe as ``icsnn_np.train.train`` (SGD with momentum, weight decay, a step
-    schedule), written out in ten lines so that a model exists after a few seconds.
-    ``crop_flip`` turns on the paper's augmentation (worth it for longer runs only).
+
+def train_tiny(ds, epochs: int = 30, lr: float = 0.02, seed: int = 0):
+    """Train the TINY_CFG network on the slice; returns (model, mean, std).
+
+    The recipe of ``icsnn_np.train`` (SGD with momentum, weight decay, a step schedule, crop
+    and flip) in a dozen lines. It steps through the fast engine's twins of the layers
+    (``accelerate``: the same functions, tested equal, ~5x sooner on 2 cores); step 01 trains
+    with the teaching layers themselves.
     """
+    from icsnn_np.fast.layers import accelerate  # noqa: PLC0415
+    from icsnn_np.fast.threads import hold_blas  # noqa: PLC0415
+
     mean, std = channel_stats(ds.x_train)
-    model = vgg(TINY_CFG, num_classes=ds.num_classes, seed=seed).to(xp)
-    opt = SGD(model, lr=lr, momentum=0.9, weight_decay=5e-4)
-    rng = np.random.default_rng(seed)
+    model = vgg(TINY_CFG, num_classes=ds.num_classes, seed=seed)
+    net, opt, rng = accelerate(model), SGD(model, lr=lr, momentum=0.9, weight_decay=5e-4), \
+        np.random.default_rng(seed)
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        opt.lr = lr_at(epoch, lr, milestones=(int(0.75 * epochs),))
-        model.train()
-        for idx in batches(len(ds.x_train), 64, rng):
-            xb = ds.x_train[idx]                                   # uint8 (64, 3, 32, 32)
-            xb = normalize(augment(xb, rng) if crop_flip else xb, mean, std, xp)
-            model.zero_grad()
-            _, dlogits = cross_entropy(model.forward(xb), xp.asarray(ds.y_train[idx]))
-            model.backward(dlogits)
-            opt.step()
-    acc = evaluate(model, ds.x_test, ds.y_test, mean, std, xp)
+    with hold_blas():
+        for epoch in range(epochs):
+            opt.lr = lr_at(epoch, lr, milestones=(int(0.6 * epochs), int(0.85 * epochs)))
+            net.train()
+            for idx in batches(len(ds.x_train), 64, rng):
+                xb = normalize(augment(ds.x_train[idx], rng), mean, std)   # float32 (64, 3, 32, 32)
+                model.zero_grad()
+                _, dlogits = cross_entropy(net.forward(xb), ds.y_train[idx])
+                net.backward(dlogits)
+                opt.step()
+    acc = evaluate(model.eval(), ds.x_test, ds.y_test, mean, std, np)
     print(f"trained the tiny model ({model.num_parameters():,} parameters) for {epochs} epochs "
           f"in {time.perf_counter() - t0:.1f}s: {100 * acc:.1f}% on the slice's test images")
-    return model.eval(), mean, std
+    return model, mean, std, acc
 
 
-def get_model(run: Run, ds):
-    """The network to convert, as (model in eval mode on run.xp, mean, std).
+def make_tiny(path: Path = TINY_MODEL) -> Path:
+    """Train the tiny model and store it where quick mode looks for it."""
+    ds = load_slice()
+    model, mean, std, acc = train_tiny(ds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(path, model, "tiny", ds.num_classes, {
+        "cfg": TINY_CFG, "dataset": "cifar10-slice", "mean": mean.tolist(), "std": std.tolist(),
+        "test_acc": acc, "made_by": "python tutorials/_common.py --make-tiny"})
 
-    Full mode: ``--checkpoint`` or the bundled ``vgg_cpu`` trained on all of CIFAR-10; if
-    neither exists yet, a tiny model trained a little longer. Quick mode: always the tiny
-    model (a few seconds), so CI does not depend on the bundled file.
+
+def get_model(run: Run, ds) -> Net:
+    """The network to convert.
+
+    Full mode: ``--checkpoint`` or the bundled ``vgg_cpu`` trained on all of CIFAR-10.
+    Quick mode: the tiny model of ``tutorials/assets`` (trained on the slice; if the file is
+    missing it is trained on the spot, ~1 minute). ``p`` is the quantile stored with the
+    model (the bundled one carries 0.9995, chosen on held-out training images), else the
+    package default 0.99 (``icsnn_np.evaluate.quantile_for``).
     """
     path = Path(run.checkpoint) if run.checkpoint else BUNDLED_MODEL
     if not run.quick and path.is_file():
         model, header = load_checkpoint(path)
-        print(f"model: {header['arch']} from {path} (test accuracy "
-              f"{100 * header.get('test_acc', float('nan')):.2f}% on {header.get('dataset', '?')})")
-        return model.to(run.xp).eval(), np.asarray(header["mean"]), np.asarray(header["std"])
-    if not run.quick:
-        print(f"NOTE: {path} not found; using a tiny model trained on the slice instead "
-              f"(numbers will be far from the paper's)")
-    return train_tiny(ds, epochs=run.pick(8, 20), crop_flip=not run.quick, xp=run.xp)
+        print(f"model: {header['arch']} from {path.name}, {model.num_parameters():,} parameters, "
+              f"test accuracy {100 * header.get('test_acc', float('nan')):.2f}% on "
+              f"{header.get('dataset', '?')}")
+    else:
+        if not run.quick:
+            print(f"NOTE: {path} not found; using the tiny quick-mode model instead "
+                  f"(numbers will be far from the paper's)")
+        if not TINY_MODEL.is_file():
+            print(f"NOTE: {TINY_MODEL} not found; training it now")
+            make_tiny()
+        header, arrays = read_checkpoint(TINY_MODEL)
+        model = vgg(header["cfg"], num_classes=header["num_classes"])
+        model.load_state_dict(arrays)
+        print(f"model: the tiny quick-mode network, {model.num_parameters():,} parameters, "
+              f"{100 * header['test_acc']:.1f}% on the slice's test images")
+    p = quantile_for(header)
+    return Net(model.to(run.xp).eval(), np.asarray(header["mean"], np.float32),
+               np.asarray(header["std"], np.float32), p, header["arch"])
 
 
-def split(x, size):
-    """A list of consecutive batches of ``x`` (Alg. 2 iterates its calibration set twice)."""
-    return [x[i:i + size] for i in range(0, len(x), size)]
+def split_data(run: Run, ds, net: Net, n_calib: int, n_test: int, batch: int = 128):
+    """Calibration batches and test images, as ``python -m icsnn_np.demo`` picks them.
+
+    Calibration (threshold balancing, Alg. 2): a seeded sample of ``n_calib`` *training*
+    images (``icsnn_np.protocol.calibration_split``, seed 0), as a list of normalised
+    batches (Alg. 2 iterates it more than once). Test: the first ``n_test`` test images.
+    """
+    cal, _ = calibration_split(len(ds.x_train), n_calib, seed=0)
+    calib = batched(normalize(ds.x_train[cal], net.mean, net.std, run.xp), batch)
+    x_test = normalize(ds.x_test[:n_test], net.mean, net.std, run.xp)
+    return calib, x_test, ds.y_test[:n_test]
 
 
-def host(a):
-    """Any array (NumPy, CuPy) or scalar as a float64 NumPy array: for printing and plots."""
-    return np.asarray(to_host(a) if hasattr(a, "shape") else a, dtype=np.float64)
+if __name__ == "__main__":
+    if "--make-tiny" in sys.argv:
+        print("wrote", make_tiny())
+    else:
+        print(__doc__)

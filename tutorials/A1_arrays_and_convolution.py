@@ -1,21 +1,19 @@
 # %% [markdown]
-# # Step 1 — Arrays, backends and a convolution written by hand
+# # Appendix A1 (optional) — Arrays, backends and a convolution written by hand
 #
-# Everything in `icsnn_np` is plain array code: no deep-learning framework. This step shows
-# the three ideas the rest of the course leans on:
+# This appendix is not needed for the conversion story (steps 0-7); read it when you want to
+# know what the layers under the ANN do, or what the package's fast engine changes.
 #
-# 1. **Arrays and backends.** Images are NumPy arrays of shape `(N, C, H, W)` (batch,
-#    channels, height, width). The same code runs on a GPU through CuPy: every function asks
-#    for an *array module* `xp` (`numpy` or `cupy`) instead of importing one.
-#    `get_xp("numpy")` / `get_xp("cupy")` picks it once; `to_device` / `to_host` move data
-#    at the edges.
-# 2. **Convolution as one matrix product (im2col).** The definition of a convolution is
-#    four nested loops (`conv2d_naive`). Fast code copies every `k x k` patch into a row of
-#    a matrix ("im2col") and does a single matrix multiply (GEMM).
-# 3. **Check the fast code against the slow, obvious one.** The two must agree to float
-#    rounding; we print the largest difference.
+# **After this appendix you can**
 #
-# Run: `python tutorials/01_arrays_and_convolution.py --quick` (a second) or `--full`.
+# * hold a batch of images as an `(N, C, H, W)` array and move it between NumPy and CuPy
+#   with `get_xp`, `to_device`, `to_host`;
+# * write a convolution as four loops and as *im2col + one matrix product*, and show that
+#   they agree to float rounding;
+# * say what the fast engine (`icsnn_np/fast/`) changes (Winograd F(4x4, 3x3), channels-last
+#   buffers, threads) and check it against the teaching path: the same spikes.
+#
+# Run: `python tutorials/A1_arrays_and_convolution.py --quick` (seconds) or `--full`.
 
 # %%
 import time
@@ -23,18 +21,21 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from _common import host, load_slice, result, savefig, setup
+from _common import (finish, get_model, host, load_slice, result, savefig, see, setup,
+                     split_data)
 from icsnn_np.backend import to_device, to_host
 from icsnn_np.layers import AvgPool2d, Conv2d, avgpool2d_naive, conv2d_naive
 
-run = setup("Step 1: arrays, backends and convolution")
+run = setup("Appendix A1: arrays, backends and convolution")
 xp = run.xp                  # numpy, or cupy with --backend cupy
 
 # %% [markdown]
 # ## Arrays: a real CIFAR-10 image
 #
 # The package bundles a slice of CIFAR-10 (1,000 training + 1,000 test images). Images are
-# `uint8` in `(N, 3, 32, 32)`: channel planes R, G, B, each 32 x 32 pixels.
+# `uint8` in `(N, 3, 32, 32)`: channel planes R, G, B, each 32 x 32 pixels. Every function
+# of the package takes an *array module* `xp` (`numpy` or `cupy`) instead of importing one;
+# `to_device` / `to_host` move data at the edges (no-ops on NumPy).
 
 # %%
 ds = load_slice()
@@ -57,8 +58,10 @@ print("on the device:", type(x).__module__, x.shape)
 # ## im2col: every patch becomes a row
 #
 # Collect, for every output pixel `(n, i, j)`, the `C*k*k` input values its kernel sees into
-# one row. The convolution is then `cols @ W.reshape(O, C*k*k).T` — one GEMM. We loop over
-# the `k*k` kernel offsets only (9 copies for a 3x3 kernel), never over pixels.
+# one row. The convolution is then `cols @ W.reshape(O, C*k*k).T`: one matrix product
+# (GEMM). We loop over the `k*k` kernel offsets only (9 copies for a 3x3 kernel), never
+# over pixels. (`icsnn_np.layers.im2col` is the same with the transposed layout, one
+# *column* per output pixel.)
 
 # %%
 def im2col(x, k, stride=1, padding=0):
@@ -86,9 +89,9 @@ def conv2d_im2col(x, weight, bias, stride=1, padding=0):
 # %% [markdown]
 # ## Check: im2col against the loops
 #
-# Random inputs and weights in float64, a padded and a strided case. The largest absolute
+# Random inputs and weights in float64, a padded and a strided case: the largest absolute
 # difference should be around 1e-15 (float64 rounding). The package's `Conv2d` layer (the
-# same idea, tuned: channels-last buffers, cache-sized blocks) is checked too, in float32.
+# same im2col + one GEMM, `icsnn_np/layers.py`) is checked too, in float32 (~1e-6).
 
 # %%
 rng = np.random.default_rng(0)
@@ -125,32 +128,63 @@ print(f"AvgPool2d vs naive: max diff {diff_pool:.2e}")
 result("avgpool_vs_naive_maxdiff", diff_pool)
 
 # %% [markdown]
-# ## Faster still: Winograd's minimal filtering
+# ## The fast engine: Winograd's minimal filtering
 #
 # im2col spends 9 multiplies per output and input channel on a 3x3 filter. Winograd's
 # algorithm F(4, 3) gets 4 outputs of a 3-tap filter from 6 inputs with only 6 multiplies:
 # transform the 6 inputs (`B^T d`) and the 3 taps (`G g`), multiply elementwise, transform
-# back (`A^T`). In 2-D, F(4x4, 3x3) needs 36 multiplies for 16 outputs instead of 144, and
-# summed over channels the 36 elementwise products become 36 GEMMs — 4x fewer multiplies.
-# `Conv2d` uses it for 3x3 stride-1 'same' convolutions with >= 16 input channels
-# (`icsnn_np/winograd.py`). Below: the 1-D identity on one tile, then the layer in float64
-# against the loops. The transforms add and subtract values up to 8x larger than the output,
-# so in float32 it rounds ~20x more than im2col (still ~1e-6): a trade the benchmark measures.
+# back (`A^T`). In 2-D, F(4x4, 3x3) needs 36 multiplies for 16 outputs instead of 144.
+# The fast engine (`icsnn_np/fast/winograd.py`) uses it for 3x3 stride-1 'same' convolutions
+# with >= 16 input channels. Below: the 1-D identity on one tile, then the fast layer in
+# float64 against the loops. Its transforms add and subtract values up to 8x larger than
+# the output, so in float32 it rounds more than im2col (~1e-6 of the output instead of 1e-7).
 
 # %%
-from icsnn_np import winograd  # noqa: E402
+from icsnn_np.fast import winograd  # noqa: E402
+from icsnn_np.fast.layers import twin  # noqa: E402
 
 d, g = rng.normal(size=6), rng.normal(size=3)                    # 6 inputs, 3 taps
 y_wino = winograd.A_T @ ((winograd.G @ g) * (winograd.B_T @ d))  # 6 multiplies
 y_def = np.array([d[i:i + 3] @ g for i in range(4)])             # 12 multiplies
 print("1-D F(4,3):", np.round(y_wino, 6), " definition:", np.round(y_def, 6))
 
-wide = Conv2d(16, 8, 3, stride=1, padding=1, dtype=np.float64)   # Winograd-eligible
+wide = twin(Conv2d(16, 8, 3, stride=1, padding=1, dtype=np.float64))   # the fast conv, Winograd
 x16 = rng.normal(size=(2, 16, 9, 11))
 diff_wino = float(np.abs(wide.forward(x16) - conv2d_naive(x16, wide.params["weight"],
                                                           wide.params["bias"], 1, 1)).max())
-print(f"Conv2d (Winograd, float64) vs naive: max diff {diff_wino:.2e}")
+print(f"FastConv2d (Winograd: {wide.uses_winograd()}, float64) vs naive: max diff {diff_wino:.2e}")
 result("winograd_vs_naive_maxdiff", diff_wino)
+
+# %% [markdown]
+# ## The fast engine against the teaching simulation
+#
+# `simulate(snn, x, T)` runs the teaching path: every time step, the whole network once
+# (`icsnn_np/simulate.py`). `engine="fast"` runs the same network layer by layer over
+# chunks of time steps, with Winograd convolutions and threads. Both must give the same
+# spikes; the membrane potentials differ by float32 rounding (a different order of
+# additions). A potential that lands within rounding of the threshold could in principle
+# spike in one and not the other; here we count.
+
+# %%
+from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
+from icsnn_np.simulate import simulate  # noqa: E402
+
+net = get_model(run, ds)
+calib, x_test, _ = split_data(run, ds, net, n_calib=64, n_test=run.pick(10, 20))
+snn = convert(net.model)
+balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+timing = {}
+for engine in ("reference", "fast"):
+    t0 = time.perf_counter()
+    timing[engine] = (simulate(snn, x_test, 16, record=True, engine=engine), time.perf_counter() - t0)
+(ref_res, t_ref), (fast_res, t_fast) = timing["reference"], timing["fast"]
+same = np.mean([(a["spike_count"] == b["spike_count"]).mean()
+                for a, b in zip(ref_res.layers, fast_res.layers)])
+dv = max(np.abs(a["v_T"] - b["v_T"]).max() for a, b in zip(ref_res.layers, fast_res.layers))
+print(f"{net.name}, {len(x_test)} images, T = 16: identical spike counts for {100 * same:.3f}% "
+      f"of the neurons; max |v(T) difference| {dv:.1e}; reference {t_ref:.2f} s, fast {t_fast:.2f} s")
+result("fast_vs_reference_same_spikes", same)
+result("fast_vs_reference_max_dv", dv)
 
 # %% [markdown]
 # ## Seeing it: three hand-made filters on a real image
@@ -183,10 +217,26 @@ ax[4].set_ylabel("output pixel")
 for a in ax[:4]:
     a.axis("off")
 fig.subplots_adjust(wspace=0.3)
-savefig(fig, run, "01_convolution.png")
+savefig(fig, run, "A1_convolution.png")
 
 # %% [markdown]
-# **What you should see printed:** max differences around 1e-15 (float64) for im2col vs
-# loops and around 1e-6 for the float32 layer — the fast code computes the definition.
+# ## Exercises
 #
-# Next: `02_train_a_small_ann.py` trains a network made of these layers.
+# Solutions: `solutions/A1_arrays_and_convolution.py`.
+#
+# 1. **Predict** the output size of a 3x3 convolution with stride 2 and no padding on a
+#    32 x 32 image, then check it with `Conv2d`.
+# 2. **Count** the multiplies for one 4 x 4 output tile and one (input, output) channel pair:
+#    direct convolution against Winograd F(4x4, 3x3). Where does the 36 come from in
+#    `icsnn_np/fast/winograd.py`?
+# 3. **Change** the check above to T = 64 steps. Do the two engines still agree on every
+#    spike? Why could they, in principle, disagree?
+#
+# ## What you should see
+
+# %%
+see("im2col computes the definition (float64 rounding only)", worst < 1e-10, f"max diff {worst:.1e}")
+see("Winograd computes the definition too (float64)", diff_wino < 1e-10, f"max diff {diff_wino:.1e}")
+see("the fast engine gives the teaching simulation's spikes", same == 1.0,
+    f"{100 * same:.3f}% identical spike counts")
+finish(run)

@@ -1,0 +1,281 @@
+# %% [markdown]
+# # Step 8 — Beyond the paper: IC-SNN among the training-free methods of its family
+#
+# **After this step you can**
+#
+# * say which term of Eq. 11 each training-free conversion method changes: the initial
+#   potential v(0) (per layer, per channel, or per image), the threshold V_th, or the spikes
+#   themselves, and what it costs (calibration images, the ANN, extra time steps);
+# * run SNN Calibration, COS, SRP and the MSE threshold search by name
+#   (`calibrate_variant(snn, "cos", T, ...)`, `thresholds="mse"`) and check their laws;
+# * compare methods honestly: at equal *total* steps, pre-run included, with error bars.
+#
+# Eq. 11 (step 5), for every neuron of layer l after T steps:
+#
+#     r V_th  =  (1/T) sum_t I(t)  +  (v(0) - v(T)) / T
+#                 mean input current     error term x V_th
+#
+# The ANN computes ReLU(mean current). Everything a training-free method can do is move
+# one of these terms:
+#
+# | method | what it changes | from what | extra cost |
+# |---|---|---|---|
+# | C-SNN `half` = QCFS / OPI (Bu et al. 2022) | v(0) = V_th/2 per layer | nothing | none |
+# | IC-SNN (the paper, Alg. 3) | v(0) = R + C per layer | v(T) on training images | none |
+# | SNN Calibration, light (Li et al. 2021) | v(0) per channel += T x mean(ANN - SNN) | images, the ANN | none |
+# | COS (Hao et al., ICLR 2023) | v(0) per image and neuron: -V_th, 0, +V_th | the image's rho steps | rho steps |
+# | SRP (Hao et al., AAAI 2023) | the spikes: v(tau) <= 0 may not fire | the image's tau steps | tau steps |
+# | MSE thresholds (SNN Calibration) | V_th per layer, chosen for T | training images | none |
+#
+# A shift delta of v(0) moves the decoded output by delta/T (Eq. 11, as long as v(T) does
+# not move with it): that is why a per-channel mean error e is cancelled by T e. A pre-run
+# spends time steps on *this* image before the counted ones; the package counts them
+# (`SimResult.prerun`, `steps`), and so must every comparison.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from _common import (binomial_se, finish, get_model, host, load_slice, result, savefig, see,
+                     setup, split_data)
+from icsnn_np.compare import ROWS, at_total, run_methods, winners
+from icsnn_np.convert import balance_thresholds, convert, relu_outputs
+from icsnn_np.evaluate import ConversionConfig
+from icsnn_np.methods import (cos_rule, layer_errors, mse_threshold, quantisation_error,
+                              srp_rule)
+from icsnn_np.neurons import IFNode
+from icsnn_np.simulate import PreRun, simulate
+from icsnn_np.variants import calibrate_variant
+
+run = setup("Step 8: beyond the paper, the training-free family")
+xp = run.xp
+
+ds = load_slice()
+net = get_model(run, ds)
+calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=run.pick(100, 300))
+snn = convert(net.model)                        # the SNN remembers its ANN: snn.ann
+balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+L = len(snn.nodes)
+v_th = [float(host(n.v_th)) for n in snn.nodes]
+T_E = run.pick(4, 8)                            # the T of sections 1-3
+x_few = x_test[:run.pick(24, 100)]
+
+# %% [markdown]
+# ## 1. The mean output error, layer by layer
+#
+# `layer_errors(snn, batches, T)` is SNN Calibration's measure: per channel, the mean over
+# images and positions of ANN activation - SNN output (spikes x V_th / T). We set each
+# method by name and measure it on test images (SNN Calibration corrected it on the
+# calibration images). You should see: the plain SNN loses a good part of V_th/(2T) (the
+# dotted line) in every layer, since it rounds down and only the ANN's zeros cost nothing;
+# `half` removes most of that, and SNN Calibration removes the rest *per channel*, layer
+# after layer, each layer corrected after the layers before it. COS and SRP act per image,
+# not on the mean.
+
+# %%
+methods = [("SNN", "snn", {}), ("C-SNN half", "c-snn", {"comp": "half"}), ("IC-SNN", "ic-snn", {}),
+           ("SNN Calibration", "snn-calib", {}), ("COS", "cos", {}), ("SRP", "srp", {})]
+ann_few = relu_outputs(net.model, [x_few])
+mean_err = {}
+for label, v, kw in methods:
+    calibrate_variant(snn, v, T_E, calib, engine="fast", **kw)
+    errs = layer_errors(snn, [x_few], T_E, ann_outputs=ann_few, engine="fast")
+    mean_err[label] = [float(np.abs(e).mean()) / th for e, th in zip(errs, v_th)]
+    print(f"{label:16s} mean |ANN - SNN| per channel / V_th, layers 1..{L}: "
+          + " ".join(f"{e:.3f}" for e in mean_err[label]))
+    result(f"mean_abs_error_{v}", np.mean(mean_err[label]))
+
+fig, ax = plt.subplots(figsize=(9, 3.8))
+w = 0.8 / len(methods)
+for k, (label, _, _) in enumerate(methods):
+    ax.bar(np.arange(L) + k * w, mean_err[label], w, label=label)
+ax.axhline(0.5 / T_E, color="k", ls=":", label="V_th / (2T)")
+ax.set_xticks(np.arange(L) + 0.4 - w / 2, [f"layer {l + 1}" for l in range(L)])
+ax.set_ylabel("mean |ANN - SNN| / V_th")
+ax.set_title(f"mean output error per channel, T = {T_E} (test images)")
+ax.legend(fontsize=8)
+fig.tight_layout()
+savefig(fig, run, "08_error_by_layer.png")
+
+# %% [markdown]
+# ## 2. COS: one threshold of v(0) is one spike
+#
+# Started at v(0) = V_th/2, a neuron whose spike count is the ANN's *rounded* output ends
+# with v(T) in [0, V_th] (Eq. 11). One spike too many leaves v(T) < 0, one too few
+# v(T) > V_th. COS reads that residual after a short pre-run of rho steps of the image and
+# moves v(0) by exactly one threshold, which removes or adds exactly one spike. On one
+# neuron with currents in [0, V_th]:
+
+# %%
+rng = np.random.default_rng(0)
+currents = rng.uniform(0, 1, size=(T_E, 1000)).astype(np.float64)
+
+
+def spike_count(v0):
+    node = IFNode(v_th=1.0, v0=v0)
+    node.reset(1000, count=True)
+    for c in currents:
+        node.forward(c[:, None])
+    return node.spike_count[:, 0]
+
+
+base = spike_count(0.5)
+down, up = spike_count(0.5 - 1.0), spike_count(0.5 + 1.0)
+print(f"v(0) - V_th: spike count - 1 for every neuron that fired: "
+      f"{bool(np.all(down == np.maximum(base - 1, 0)))}; v(0) + V_th: +1 at most: "
+      f"{bool(np.all((up - base >= 0) & (up - base <= 1)))}")
+result("cos_shift_removes_one_spike", int(np.all(down == np.maximum(base - 1, 0))))
+
+rho = 4
+seen = []
+
+
+def watch(rule):
+    """``rule``, keeping what it saw (v(rho), spike counts) and what it decided."""
+    def wrapped(node):
+        out = rule(node)
+        seen.append((host(node.v), host(node.spike_count), out))
+        return out
+    return wrapped
+
+
+snn.set_v0([th / 2 for th in v_th])
+snn.prerun = None
+simulate(snn, x_few, T_E, prerun=PreRun(rho, watch(cos_rule)), engine="fast")
+for l, (v, count, (v_start, _)) in enumerate(seen):
+    shift = (host(v_start) - v_th[l] / 2) / v_th[l]
+    print(f"COS layer {l + 1}: v(0) moved down by V_th for {100 * np.mean(shift < 0):.1f}% of "
+          f"the neurons, up for {100 * np.mean(shift > 0):.1f}%")
+    result(f"cos_down_pct_layer{l + 1}", 100 * np.mean(shift < 0))
+
+# %% [markdown]
+# ## 3. SRP: silencing the neurons the ANN would silence
+#
+# SRP's analysis: the largest share of the low-latency error is a neuron that fires although
+# its ANN output is zero (uneven input: early positive current, later negative). Started
+# at V_th/2, such a neuron shows it by v(tau) <= 0 after tau steps; SRP forbids it to fire
+# for the T counted steps. How often is a silenced neuron really an ANN zero?
+
+# %%
+seen.clear()
+simulate(snn, x_few, T_E, prerun=PreRun(rho, watch(srp_rule)), engine="fast")
+precision = []
+for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
+    off = ~host(gate).astype(bool)
+    precision.append(float((a[off] == 0).mean()) if off.any() else 1.0)
+    print(f"SRP layer {l + 1}: silenced {100 * off.mean():5.1f}% of the neurons; of those, "
+          f"{100 * precision[-1]:5.1f}% have ANN output 0")
+    result(f"srp_silenced_pct_layer{l + 1}", 100 * off.mean())
+    result(f"srp_precision_layer{l + 1}", precision[-1])
+
+# %% [markdown]
+# ## 4. MSE thresholds: V_th chosen for the T you will run
+#
+# Threshold balancing takes a p-quantile of each layer's ANN activations, whatever T. SNN
+# Calibration instead tries about 100 candidates, max x (1 - 0.01 i), and keeps the one
+# whose clipped, floored T-step output is closest (squared error) to the activations. At
+# small T the steps are coarse, and the best threshold is a compromise between clipping
+# large values and flooring small ones. Below: the search on the first layer.
+
+# %%
+acts = relu_outputs(net.model, calib)
+fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
+for T in run.pick([4, 16], [4, 8, 32]):
+    th, cands, errors = mse_threshold(acts[0], T, extra=(v_th[0],))
+    order = np.argsort(cands)
+    ax[0].plot(np.array(cands)[order], np.array(errors)[order], label=f"T = {T}")
+    ax[0].plot([th], [min(errors)], "k.")
+    result(f"mse_vth_over_quantile_layer1_T{T}", th / v_th[0])
+ax[0].axvline(v_th[0], color="k", ls="--", label=f"p-quantile (p = {net.p})")
+ax[0].set_xlabel("candidate V_th (layer 1)")
+ax[0].set_ylabel("mean squared error")
+ax[0].set_yscale("log")
+ax[0].legend(fontsize=8)
+ratios = []
+for l, a in enumerate(acts):
+    th = mse_threshold(a, T_E, extra=(v_th[l],))[0]
+    ratios.append(th / v_th[l])
+    print(f"layer {l + 1}: p-quantile V_th {v_th[l]:.3f}, MSE V_th at T = {T_E}: {th:.3f} "
+          f"(error {quantisation_error(a, T_E, th):.2e} vs {quantisation_error(a, T_E, v_th[l]):.2e})")
+ax[1].bar(np.arange(L), ratios)
+ax[1].axhline(1.0, color="k", ls="--")
+ax[1].set_xticks(np.arange(L), [f"layer {l + 1}" for l in range(L)])
+ax[1].set_ylabel(f"MSE V_th / p-quantile V_th (T = {T_E})")
+fig.tight_layout()
+savefig(fig, run, "08_mse_threshold_search.png")
+
+# %% [markdown]
+# ## 5. The comparison, steps counted honestly
+#
+# `icsnn_np.compare.run_methods` measures every method with both threshold searches; COS
+# and SRP are also run at T = S - rho so that each total S = rho + T has a number. The
+# plot's x axis is the total number of steps an image needed. (`python -m icsnn_np.compare`
+# runs the same on 2,000 test images: `results/methods_vgg_cpu.md`.) Error bars: one
+# binomial standard error. On a few hundred images a point is worth about ±2 points:
+# differences smaller than that are noise.
+
+# %%
+Ts = run.pick([4], [4, 8, 16])
+cfg = ConversionConfig(p=net.p, batch_size=100, prerun=run.pick(2, 4), engine="fast")
+rows = ROWS if not run.quick else [r for r in ROWS if r[1] in ("snn", "c-snn", "snn-calib", "cos",
+                                                                "srp")]
+x_calib = xp.concatenate(calib)
+res = run_methods(net.model, x_calib, x_test, y_test, cfg, Ts, rows=rows, log=lambda s: None)
+for S, ranked in winners(res).items():
+    best, acc = ranked[0]
+    print(f"total steps {S:3d}: best {best} ({acc:.1f}%, ANN {res['ann_acc']:.1f}%)")
+    result(f"best_loss_total{S}", res["ann_acc"] - acc)
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+for ax, thr in zip(axes, ("quantile", "mse")):
+    ax.axhline(res["ann_acc"], color="k", ls="--", label="ANN")
+    for r, mk in zip([r for r in res["rows"] if r["thresholds"] == thr], "osD^v<>p"):
+        ms = sorted(r["T"].values(), key=lambda m: m["steps"])
+        acc = np.array([m["acc"] for m in ms])
+        ax.errorbar([m["steps"] for m in ms], acc, yerr=binomial_se(acc, res["n_test"]),
+                    marker=mk, capsize=3, label=r["label"])
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("total time steps (pre-run + T)")
+    ax.set_title(f"V_th: {'p-quantile' if thr == 'quantile' else 'MSE search'}")
+    ax.grid(alpha=0.3)
+axes[0].set_ylabel("accuracy (%)")
+axes[1].legend(fontsize=7, loc="lower right")
+fig.tight_layout()
+savefig(fig, run, "08_comparison.png")
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions: `solutions/08_beyond_the_paper.py`.
+#
+# 1. **Eq. 11 after SNN Calibration.** Correct only layer 1 of the SNN (start at V_th/2)
+#    and show that the mean error left in each channel is *exactly* the mean change of v(T)
+#    divided by T. Why is it not zero?
+# 2. **The cost of a pre-run.** Count the image-steps a COS run takes with
+#    `icsnn_np.progress.tracking` and check that it is (rho + T) per image; then compute the
+#    firing rate per step with and without the pre-run's spikes.
+# 3. **SRP in the first layer.** Show that with direct coding SRP never silences a
+#    first-layer neuron whose ANN output is positive (a proof and a measurement). Why does
+#    that fail in deeper layers?
+#
+# ## What you should see
+
+# %%
+see("SNN Calibration leaves a smaller mean output error than the plain SNN in every layer",
+    all(c < s for c, s in zip(mean_err["SNN Calibration"], mean_err["SNN"])),
+    " ".join(f"{c:.3f}<{s:.3f}" for c, s in zip(mean_err["SNN Calibration"], mean_err["SNN"])))
+see("a shift of v(0) by one threshold removes exactly one spike (currents in [0, V_th])",
+    bool(np.all(down == np.maximum(base - 1, 0))))
+see("SRP silences only ANN zeros in the first layer (direct coding)", precision[0] == 1.0,
+    f"{100 * precision[0]:.1f}%")
+first = {(r["variant"], r["thresholds"]): at_total(r, Ts[0]) for r in res["rows"]}
+plain = first["snn", "quantile"]["acc"]
+see(f"at {Ts[0]} total steps every method beats plain conversion",
+    all(m["acc"] >= plain for (v, _), m in first.items() if m and v != "snn"),
+    f"plain SNN {plain:.1f}%")
+finish(run)
+
+# %% [markdown]
+# That is the end of the tutorial. `python -m icsnn_np.compare --checkpoint vgg_cpu` measures
+# all of this on 2,000 test images; the README says which method wins at which T and by how
+# much.

@@ -1,0 +1,114 @@
+# %% [markdown]
+# # Solutions — Step 7
+
+# %%
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # tutorials/, for _common
+
+import numpy as np  # noqa: E402
+
+from _common import (binomial_se, finish, get_model, host, load_slice, setup, solved,  # noqa: E402
+                     split_data)
+from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
+from icsnn_np.evaluate import ConversionConfig, evaluate_conversion  # noqa: E402
+from icsnn_np.neurons import IFNode  # noqa: E402
+from icsnn_np.simulate import simulate  # noqa: E402
+from icsnn_np.variants import calibrate_variant  # noqa: E402
+
+run = setup("Solutions to step 7")
+ds = load_slice()
+net = get_model(run, ds)
+n_calib, n_test = run.pick(64, 256), run.pick(100, 200)
+calib, x_test, y_test = split_data(run, ds, net, n_calib, n_test)
+
+# %% [markdown]
+# ## Exercise 1: one cell of Table 2
+#
+# `evaluate_conversion` with one variant and one T gives the cell. Its standard error is at
+# most about that of the SNN accuracy, sqrt(a (1 - a) / n): the ANN is measured on the same
+# images and most images are right (or wrong) for both, so the difference is less noisy
+# than either accuracy. Why our number differs from the paper's 2.97:
+#
+# * **another network**: vgg_cpu has 6 conv layers, VGG16 16 weight layers; the error of
+#   each layer is passed on and grows with depth (Eq. 15). Our ANN is also weaker (85.20 %
+#   on the CIFAR-10 test set against 92.09 %), and the quick-mode network is tinier still.
+# * **other readings**: the paper's literal Alg. 2 (`raw`, the mean of v(T)) breaks our
+#   network (step 5); we use the `remainder` reading. Its p lies in [0.9, 0.99]; ours is the
+#   model's (0.9995 for the bundled one, 0.99 for the tiny one). Its coding is "rate", ours
+#   direct (step 3: rate coding costs accuracy at small T).
+# * **fewer test images**: n = 200 here (100 in quick mode), so the cell carries a standard
+#   error of a few points; the paper's 10,000 images give ~0.3.
+
+# %%
+cfg = ConversionConfig(T=(16,), variants=("ic-snn",), p=net.p, n_calib=n_calib, batch_size=100)
+res = evaluate_conversion(net.model, np.concatenate(calib), x_test, y_test, cfg)
+cell = res["variants"]["ic-snn"]["16"]
+se = float(binomial_se(cell["acc"], n_test))
+print(f"IC-SNN, T = 16, {net.name}: ANN {res['ann_acc']:.2f}%, SNN {cell['acc']:.2f}%, "
+      f"loss {cell['loss']:.2f} +- {se:.2f} points (paper, VGG16: 2.97)")
+assert abs(cell["loss"] - (res["ann_acc"] - cell["acc"])) < 0.011
+assert -3 * se < cell["loss"] < 100
+# the same cell by hand: thresholds, Alg. 3, simulate
+snn = convert(net.model)
+balance_thresholds(snn, net.model, calib, p=net.p)
+calibrate_variant(snn, "ic-snn", 16, calib)
+pred = host(simulate(snn, x_test, 16).output).argmax(axis=1)
+by_hand = 100 * float((pred == y_test).mean())
+print(f"by hand: {by_hand:.2f}%")
+assert abs(by_hand - cell["acc"]) <= 100 / n_test + 1e-9      # at most one near-tie image apart
+solved(1, f"loss {cell['loss']:.2f} +- {se:.2f} points at T = 16 (paper 2.97 on VGG16)")
+
+# %% [markdown]
+# ## Exercise 2: first spikes
+#
+# v(0) = 0: the charge 0.37 t passes V_th at t = 3 (1.11). v(0) = 0.5625 V_th: 0.5625 + 0.37 t
+# passes it at t = 2 (1.3025). One step earlier in layer 1. A neuron of layer 2 gets no input
+# at all until layer 1 fires, and then needs its own steps to reach its threshold: the
+# delays add up layer after layer, so the gap between SNN and IC-SNN grows with depth (every
+# layer of IC-SNN saves its own steps). We check both: the neuron, and the per-layer gap.
+
+# %%
+def first_spike(I, v0, T=8):
+    node = IFNode(v_th=1.0, v0=v0)
+    node.reset(1, record=True)
+    for _ in range(T):
+        node.forward(np.array([[I]]))
+    return int(host(node.first_spike)[0, 0])
+
+
+assert first_spike(0.37, 0.0) == 3 and first_spike(0.37, 0.5 + 1 / 16) == 2
+T6 = run.pick(16, 32)
+x_fs = x_test[:run.pick(50, 100)]
+first = {}
+for v in ("snn", "ic-snn"):
+    calibrate_variant(snn, v, T6, calib)
+    layers = simulate(snn, x_fs, T6, record=True).layers
+    first[v] = np.array([rec["first_spike"][rec["first_spike"] > 0].mean() for rec in layers])
+gap = first["snn"] - first["ic-snn"]
+print("SNN - IC-SNN mean first-spike step per layer:", np.round(gap, 2))
+assert gap[-1] > gap[0] > 0
+solved(2, f"step 3 vs step 2; the per-layer gap grows from {gap[0]:.1f} to {gap[-1]:.1f} steps")
+
+# %% [markdown]
+# ## Exercise 3: spikes and energy
+#
+# IC-SNN starts every neuron about half a threshold closer to firing, so active neurons send
+# about half a spike more (the rounding of step 2), and some near-silent neurons fire once:
+# at the same T it spends *more* spikes. What it buys is accuracy at a *smaller* T, and the
+# energy of an inference grows with rate x T (exercise 2 of step 0): IC-SNN at T = 8 spends
+# far fewer spikes per neuron than the plain SNN at T = 32.
+
+# %%
+spent = {}
+for v, T in (("snn", 8), ("ic-snn", 8), ("snn", 32)):
+    calibrate_variant(snn, v, T, calib)
+    rate = simulate(snn, x_test[:20], T, count=True).firing_rate()
+    spent[v, T] = rate * T                                    # spikes per neuron per image
+    print(f"{v:7s} T = {T:2d}: firing rate {rate:.4f}, {spent[v, T]:.3f} spikes per neuron")
+assert spent["ic-snn", 8] > spent["snn", 8]
+assert spent["ic-snn", 8] < spent["snn", 32]
+solved(3, f"more spikes at the same T ({spent['ic-snn', 8]:.2f} vs {spent['snn', 8]:.2f} per neuron "
+          f"at T = 8), far fewer than the plain SNN needs at T = 32 ({spent['snn', 32]:.2f})")
+finish(run)
