@@ -34,7 +34,7 @@ class SNN:
                   AvgPool2d, Conv2d): the output layer integrates without spiking, and the
                   prediction is the readout applied to the time-average of its input.
     ``blocks``    per residual block, the indices in ``nodes`` of its IF nodes (relu1, relu2),
-                  for the paper's block treatment (DESIGN.md point 5)
+                  for the paper's block treatment (README, Readings of the paper)
     ``ann``       the ANN it was converted from (``convert``), whose weights it shares: what
                   the ANN-guided methods (methods.py: SNN Calibration, MSE thresholds) compare to
     ``prerun``    a ``simulate.PreRun`` every simulation of it starts with, or None (set by
@@ -166,8 +166,8 @@ def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
     comes out 0 (a silent layer or channel) falls back to the layer's maximum, or 1.0 if
     the layer never activates, so no neuron gets V_th = 0. Returns the list of thresholds.
 
-    ``per_block=True`` is the paper's ResNet treatment (Sec. 4.1.3, DESIGN.md point 5): the
-    IF nodes of a residual block share one threshold, the p-quantile of all their ReLU
+    ``per_block=True`` is the paper's ResNet treatment (Sec. 4.1.3; README, Readings of the
+    paper): the IF nodes of a residual block share one threshold, the p-quantile of all their ReLU
     outputs together (both have the block's output shape). The default gives every node
     its own.
     """
