@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from .backend import BackendError
 from .checkpoint import CheckpointError
-from .checks import check_choice, check_count, check_quantile, check_T
+from .checks import check_choice, check_count, check_output_file, check_quantile, check_T
 from .data import DatasetError
 from .optim import TrainingDiverged
 
@@ -49,6 +50,40 @@ def kept_on_interrupt(kept):
         raise
     except KeyboardInterrupt as e:
         raise Interrupted(kept() if callable(kept) else kept) from e
+
+
+def with_ext(stem, ext: str) -> Path:
+    """``stem`` + ``ext``: a stem may contain dots (``..._p0.999``), so no with_suffix."""
+    stem = Path(stem)
+    return stem.with_name(stem.name + ext)
+
+
+def check_outputs(stem, log=None, exts=(".json", ".md", ".png")):
+    """Before any work: every ``stem`` + ext (``--out``) and the ``--log`` file can be written."""
+    for ext in exts:
+        check_output_file(with_ext(stem, ext), "--out")
+    if log:
+        check_output_file(log, "--log")
+
+
+@contextmanager
+def progress_log(path=None):
+    """Yield ``log(line)``: print to stderr and, with ``path``, append to that file too."""
+    f = None
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+
+    def log(s):
+        print(s, file=sys.stderr, flush=True)
+        if f:
+            print(s, file=f, flush=True)
+
+    try:
+        yield log
+    finally:
+        if f:
+            f.close()
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -23,7 +23,6 @@ from pathlib import Path
 from . import cli
 from .backend import get_xp, xp_of
 from .checkpoint import atomic_write, check_fits_data, load_checkpoint, resolve_checkpoint
-from .checks import check_output_file
 from .data import DATASETS, load_dataset
 from .evaluate import (ConversionConfig, ann_accuracy, convert_balanced, preflight, quantile_for,
                        snn_accuracy, steps_run)
@@ -217,10 +216,6 @@ def plot(res: dict, path: Path, title: str):
 
 
 # --------------------------------------------------------------------------- command line
-def _with(stem: Path, ext: str) -> Path:
-    return stem.with_name(stem.name + ext)
-
-
 def parse_args(argv):
     p = cli.ArgumentParser(prog="python -m icsnn_np.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a bundled model's name")
@@ -252,10 +247,7 @@ def parse_args(argv):
     p.add_argument("--log", default=None, help="also append progress to this file")
     a = p.parse_args(argv)
     a.out = a.out or f"results/methods_{Path(a.checkpoint).stem.removesuffix('_cifar10')}"
-    for ext in (".json", ".md", ".png"):
-        check_output_file(_with(Path(a.out), ext), "--out")
-    if a.log:
-        check_output_file(a.log, "--log")
+    cli.check_outputs(a.out, a.log)
     return a
 
 
@@ -267,19 +259,9 @@ def main(argv=None):
 def _main(argv):
     a = parse_args(argv)
     path = resolve_checkpoint(a.checkpoint)
-    logf = open(a.log, "a") if a.log else None
-
-    def log(s):
-        print(s, file=sys.stderr, flush=True)
-        if logf:
-            print(s, file=logf, flush=True)
-
-    try:
-        with cli.kept_on_interrupt(f"nothing was written to {_with(Path(a.out), '.*')}"):
-            return _compare(a, argv, path, log)
-    finally:
-        if logf:
-            logf.close()
+    kept = f"nothing was written to {cli.with_ext(a.out, '.*')}"
+    with cli.progress_log(a.log) as log, cli.kept_on_interrupt(kept):
+        return _compare(a, argv, path, log)
 
 
 def _compare(a, argv, path, log):
@@ -316,10 +298,10 @@ def _compare(a, argv, path, log):
     out = Path(a.out)
     title = f"{header['arch']}: IC-SNN beside the training-free methods of its family"
     meta = {"title": title, "settings": settings, "command": command, "data": data}
-    atomic_write(_with(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
-    atomic_write(_with(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
-    plot(res, _with(out, ".png"), f"{header['arch']} ({data.split(' test')[0]})")
-    log(f"wrote {_with(out, '.md')}, .json, .png")
+    atomic_write(cli.with_ext(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
+    atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
+    plot(res, cli.with_ext(out, ".png"), f"{header['arch']} ({data.split(' test')[0]})")
+    log(f"wrote {cli.with_ext(out, '.md')}, .json, .png")
     return 0
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from . import cli
 from .backend import get_xp, xp_of
 from .checkpoint import atomic_write, check_fits_data, load_checkpoint, resolve_checkpoint
-from .checks import check_output_file
 from .data import DATASETS, load_dataset
 from .evaluate import (ConversionConfig, ann_accuracy, calibration_passes, convert_balanced, preflight,
                        quantile_for, snn_accuracy, steps_run)
@@ -142,11 +141,6 @@ def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds
     return merged
 
 
-def _with(stem: Path, ext: str) -> Path:
-    """``stem`` + ``ext``: a stem may contain dots (``..._p0.999``), so no with_suffix."""
-    return stem.with_name(stem.name + ext)
-
-
 def _row_index(text):
     try:
         i = int(text)
@@ -198,10 +192,7 @@ def parse_args(argv):
     p.add_argument("--out", default="results/vgg_cpu_cifar10", help="output path stem")
     p.add_argument("--log", default=None, help="also append progress to this file")
     a = p.parse_args(argv)
-    for ext in (".json", ".md", ".png"):                 # before any work: writable, not folders
-        check_output_file(_with(Path(a.out), ext), "--out")
-    if a.log:
-        check_output_file(a.log, "--log")
+    cli.check_outputs(a.out, a.log)
     return a
 
 
@@ -216,23 +207,10 @@ def _main(argv):
     base = ConversionConfig(T=tuple(a.T), p=(a.p or [0.99])[0], coding=a.coding, n_calib=a.n_calib,
                             seed=a.seed, engine=a.engine, chunk=a.chunk, batch_size=a.batch_size,
                             comp=a.comp, reading=a.reading, prerun=a.prerun).validate()
-    if a.log:
-        Path(a.log).parent.mkdir(parents=True, exist_ok=True)
-    logf = open(a.log, "a") if a.log else None
-
-    def log(s):
-        print(s, file=sys.stderr, flush=True)
-        if logf:
-            print(s, file=logf, flush=True)
-
-    kept = (f"nothing was written to {_with(Path(a.out), '.*')}"
+    kept = (f"nothing was written to {cli.with_ext(a.out, '.*')}"
             + (f"; the progress so far is in {a.log}" if a.log else ""))
-    try:
-        with cli.kept_on_interrupt(kept):
-            return _reproduce(a, argv, path, base, log)
-    finally:
-        if logf:
-            logf.close()
+    with cli.progress_log(a.log) as log, cli.kept_on_interrupt(kept):
+        return _reproduce(a, argv, path, base, log)
 
 
 def _reproduce(a, argv, path, base, log):
@@ -270,10 +248,10 @@ def _reproduce(a, argv, path, base, log):
     out = Path(a.out)
     title = f"{header['arch']} on CIFAR-10: ANN vs converted SNNs" + (" (validation)" if a.validation else "")
     meta = {"title": title, "settings": settings, "command": command, "data": data, "arch": header["arch"]}
-    atomic_write(_with(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
-    atomic_write(_with(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
-    plot(res, _with(out, ".png"), title)
-    log(f"wrote {_with(out, '.md')}, .json, .png")
+    atomic_write(cli.with_ext(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
+    atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
+    plot(res, cli.with_ext(out, ".png"), title)
+    log(f"wrote {cli.with_ext(out, '.md')}, .json, .png")
     return 0
 
 

@@ -271,3 +271,24 @@ class GradCheck:
 def gradcheck(module, x, rng):
     """Backward of ``module`` (float64) equals central differences, input and parameters."""
     GradCheck(module, x, rng).check_all()
+
+
+def check_backward_without_input_grad(conv, c_in, k, stride, rng):
+    """``backward(g, input_grad=False)`` of a (nested) two-conv net built from the class
+    ``conv`` returns None and gives every parameter the full backward's gradient (a training
+    step does not need dL/dx of the data, so the first conv skips it)."""
+    def net():
+        r = np.random.default_rng(5)
+        return random_biases(Sequential(Sequential(conv(c_in, 16, k, stride, k // 2, rng=r, dtype=F64),
+                                                   ReLU(), conv(16, 4, 3, 1, 1, rng=r, dtype=F64)),
+                                        Flatten()), r)
+    x = rng.normal(size=(2, c_in, 6, 6))
+    a, b = net().train(), net().train()
+    ya, yb = a.forward(x), b.forward(x)
+    np.testing.assert_array_equal(ya, yb)
+    g = rng.normal(size=ya.shape)
+    assert a.backward(g, input_grad=False) is None
+    assert b.backward(g).shape == x.shape
+    for (n, m, key), (_, m2, _) in zip(a.named_parameters(), b.named_parameters()):
+        assert np.any(m.grads[key]), n
+        np.testing.assert_array_equal(m.grads[key], m2.grads[key], err_msg=n)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import F64, channels_last, conv_direct, gradcheck, random_biases
+from helpers import (F64, channels_last, check_backward_without_input_grad, conv_direct,
+                     gradcheck, random_biases)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import any_conv_cases, conv_cases, seeds, wide_conv_cases
@@ -18,8 +19,7 @@ from icsnn_np.fast import threads
 from icsnn_np.fast.conv import FEW_CHANNELS, FastConv2d
 from icsnn_np.fast.layers import twin
 from icsnn_np.fast.nhwc import is_channels_last
-from icsnn_np.layers import Conv2d, Flatten, ReLU, conv2d_naive
-from icsnn_np.module import Sequential
+from icsnn_np.layers import Conv2d, conv2d_naive
 
 
 def fast_conv_case(case, rng, dtype=F64, algo="auto"):
@@ -125,21 +125,7 @@ def test_fast_conv_without_bias(rng):
 @pytest.mark.parametrize("c_in, k, stride", [(3, 3, 1), (16, 3, 1), (16, 3, 2), (3, 1, 1), (16, 1, 1)],
                          ids=["few-channels", "winograd", "strided", "1x1-few", "1x1-wide"])
 def test_backward_without_input_grad_gives_the_same_parameter_gradients(rng, c_in, k, stride):
-    def net():
-        r = np.random.default_rng(5)
-        return random_biases(Sequential(FastConv2d(c_in, 16, k, stride, k // 2, rng=r, dtype=F64),
-                                        ReLU(), FastConv2d(16, 4, 3, 1, 1, rng=r, dtype=F64),
-                                        Flatten()), r)
-    x = rng.normal(size=(2, c_in, 6, 6))
-    a, b = net().train(), net().train()
-    ya, yb = a.forward(x), b.forward(x)
-    np.testing.assert_array_equal(ya, yb)
-    g = rng.normal(size=ya.shape)
-    assert a.backward(g, input_grad=False) is None
-    assert b.backward(g).shape == x.shape
-    for (n, m, key), (_, m2, _) in zip(a.named_parameters(), b.named_parameters()):
-        assert np.any(m.grads[key]), n
-        np.testing.assert_array_equal(m.grads[key], m2.grads[key], err_msg=n)
+    check_backward_without_input_grad(FastConv2d, c_in, k, stride, rng)
 
 
 # --------------------------------------------------------------------------- Winograd

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import F64, channels_last, conv_direct, gradcheck, layer_zoo, random_biases
+from helpers import (F64, channels_last, check_backward_without_input_grad, conv_direct,
+                     gradcheck, layer_zoo, random_biases)
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import (away_from_zero, conv_cases, float_arrays, linear_cases, pool_cases,
@@ -226,21 +227,7 @@ def test_gradients_accumulate_until_zero_grad(rng):
 def test_backward_without_input_grad_gives_the_same_parameter_gradients(rng, c_in, k, stride):
     """A training step does not need dL/dx of the data: the first conv skips it, and every
     parameter gradient is what the full backward gives."""
-    def net():
-        r = np.random.default_rng(5)
-        return random_biases(Sequential(Sequential(Conv2d(c_in, 16, k, stride, k // 2, rng=r, dtype=F64),
-                                                   ReLU(), Conv2d(16, 4, 3, 1, 1, rng=r, dtype=F64)),
-                                        Flatten()), r)
-    x = rng.normal(size=(2, c_in, 6, 6))
-    a, b = net().train(), net().train()
-    ya, yb = a.forward(x), b.forward(x)
-    np.testing.assert_array_equal(ya, yb)
-    g = rng.normal(size=ya.shape)
-    assert a.backward(g, input_grad=False) is None
-    assert b.backward(g).shape == x.shape
-    for (n, m, key), (_, m2, _) in zip(a.named_parameters(), b.named_parameters()):
-        assert np.any(m.grads[key]), n
-        np.testing.assert_array_equal(m.grads[key], m2.grads[key], err_msg=n)
+    check_backward_without_input_grad(Conv2d, c_in, k, stride, rng)
 
 
 # --------------------------------------------------------------------------- backends
