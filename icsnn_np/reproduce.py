@@ -12,7 +12,9 @@ Several values of ``--p``, ``--thresholds`` or ``--block`` run every combination
 rows are labelled by setting, and the lowest summed IC-SNN loss is named). ``--validation N``
 measures on N held-out *training* images instead of the test set, for choosing p or a
 reading without tuning on the reported numbers (protocol.py). Progress lines with
-timestamps and an ETA go to stderr and ``--log``.
+timestamps and an ETA go to stderr and ``--log``. Every measurement is kept in
+``<out>.partial.json`` as it is made, so a run of hours spans sittings: after Ctrl-C or a
+kill, the same command with ``--resume`` measures only the rest (partial.py).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from .data import DATASETS, load_dataset
 from .evaluate import (ConversionConfig, ann_accuracy, calibration_passes, convert_balanced, preflight,
                        quantile_for, snn_accuracy, steps_run)
 from .preprocess import batched, normalize
+from .partial import Partial, file_sha256
 from .progress import tracking
 from .protocol import SUBSETS, calibration_split, test_indices
 from .methods import PRERUN_STEPS
@@ -71,15 +74,18 @@ def _key(variant: str, c: ConversionConfig) -> tuple:
 
 
 def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_Ts, rows=ROWS,
-             mean=None, std=None, log=print, setting: str = ""):
-    """Evaluate every row at its T list; returns the results dict (accuracy %, loss points)."""
+             mean=None, std=None, log=print, setting: str = "", memo=None):
+    """Evaluate every row at its T list; returns the results dict (accuracy %, loss points).
+    ``memo`` (a ``partial.Partial``) keeps each measurement as it is made and hands back
+    those an interrupted run of the same command already made."""
     xp = xp_of(x_test)
     calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     t_start = time.perf_counter()
     ann = ann_accuracy(model, x_test, y_test)
     snn, _ = convert_balanced(model, calib, cfg)
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} images {setting}")
-    jobs = [(i, T) for i in range(len(rows)) for T in (Ts if i < MAIN_ROWS else reading_Ts)]
+    # the paper's four rows run at every T (also when --rows picks a few), the others at reading_Ts
+    jobs = [(i, T) for i in range(len(rows)) for T in (Ts if rows[i] in ROWS[:MAIN_ROWS] else reading_Ts)]
     total_steps = sum(T for _, T in {(_key(rows[i][1], replace(cfg, **rows[i][2])), T) for i, T in jobs})
     done_steps, done = 0, {}                     # (setting, T) -> the row that measured it
     results = [dict(label=r[0], variant=r[1], setting=setting, p=cfg.p,
@@ -90,7 +96,7 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
     unique = {(_key(rows[i][1], replace(cfg, **rows[i][2])), T): (i, T) for i, T in jobs}.values()
     n_cal = min(cfg.n_calib, len(x_calib))
     work = sum(T * (len(x_test) + n_cal * calibration_passes(rows[i][1])) for i, T in unique)
-    with tracking(work, log, what="reproduction" + (f" ({setting})" if setting else "")):
+    with tracking(work, log, what="reproduction" + (f" ({setting})" if setting else "")) as tracker:
         for i, T in jobs:
             label, variant, over = rows[i]
             c = replace(cfg, **over)
@@ -99,12 +105,21 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
                 results[i]["T"][str(T)] = dict(results[done[key]]["T"][str(T)], same_as=rows[done[key]][0])
                 continue
             done[key] = i
+            memo_key = f"{setting}|{label}|{T}"
+            if memo is not None and memo.get(memo_key) is not None:    # measured in a past sitting
+                results[i]["T"][str(T)] = memo.get(memo_key)
+                total_steps -= T
+                tracker.total = max(1.0, tracker.total - T * (len(x_test) + n_cal * calibration_passes(variant)))
+                log(f"{label:45s} T={T:4d} taken from {memo.path.name}")
+                continue
             t0 = time.perf_counter()
             calibrate_variant(snn, variant, T, calib, c.reading, c.granularity, c.comp, xp=xp,
                               v0_scope=c.v0_scope, mean=mean, std=std, **c.sim_kw, **c.method_kw)
             acc, rate = snn_accuracy(snn, x_test, y_test, T, c, mean, std)
             results[i]["T"][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
                                        "firing_rate": round(rate, 5), **steps_run(snn, T)}
+            if memo is not None:
+                memo.put(memo_key, results[i]["T"][str(T)])
             done_steps += T
             eta = (time.perf_counter() - t_start) / done_steps * (total_steps - done_steps)
             log(f"[{time.strftime('%H:%M:%S')}] {label:45s} T={T:4d} acc {acc:6.2f}% "
@@ -115,7 +130,7 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
 
 
 def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds, blocks, Ts,
-          reading_Ts, rows, mean, std, log):
+          reading_Ts, rows, mean, std, log, memo=None):
     """run_rows for every (thresholds, p, block) combination; rows labelled by setting."""
     combos = list(itertools.product(thresholds, ps, blocks))
     merged = None
@@ -126,7 +141,7 @@ def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds
         parts = ([f"p={p}"] if len(ps) > 1 else []) + ([thr_label] if len(thresholds) > 1 else []) \
             + ([f"block {block}"] if len(blocks) > 1 else [])
         res = run_rows(model, x_calib, x_test, y_test, cfg, Ts, reading_Ts, rows, mean, std, log,
-                       setting=", ".join(parts))
+                       setting=", ".join(parts), memo=memo)
         if merged is None:
             merged = res
         else:
@@ -191,8 +206,11 @@ def parse_args(argv):
                    help="Alg. 2 reading of the main I-SNN and IC-SNN rows")
     p.add_argument("--out", default="results/vgg_cpu_cifar10", help="output path stem")
     p.add_argument("--log", default=None, help="also append progress to this file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same command from <out>.partial.json "
+                        "(kept after every measurement)")
     a = p.parse_args(argv)
-    cli.check_outputs(a.out, a.log)
+    cli.check_outputs(a.out, a.log, exts=(".json", ".md", ".png", ".partial.json"))
     return a
 
 
@@ -207,13 +225,24 @@ def _main(argv):
     base = ConversionConfig(T=tuple(a.T), p=(a.p or [0.99])[0], coding=a.coding, n_calib=a.n_calib,
                             seed=a.seed, engine=a.engine, chunk=a.chunk, batch_size=a.batch_size,
                             comp=a.comp, reading=a.reading, prerun=a.prerun).validate()
-    kept = (f"nothing was written to {cli.with_ext(a.out, '.*')}"
-            + (f"; the progress so far is in {a.log}" if a.log else ""))
+    # what decides the numbers (not where they are written or logged): a resumed run must match
+    fingerprint = {k: v for k, v in vars(a).items() if k not in ("out", "log", "resume", "data_dir",
+                                                                 "download", "checkpoint")}
+    memo = Partial(cli.with_ext(a.out, ".partial.json"), dict(fingerprint, checkpoint_sha256=file_sha256(path)),
+                   resume=a.resume)
+
+    def kept():
+        return (f"no table was written; {memo.kept()}"
+                + (f"; the progress so far is in {a.log}" if a.log else ""))
     with cli.progress_log(a.log) as log, cli.kept_on_interrupt(kept):
-        return _reproduce(a, argv, path, base, log)
+        if len(memo):
+            log(f"resuming: {len(memo)} measurements from {memo.path}")
+        rc = _reproduce(a, argv, path, base, log, memo)
+    memo.finish()
+    return rc
 
 
-def _reproduce(a, argv, path, base, log):
+def _reproduce(a, argv, path, base, log, memo=None):
     xp = get_xp(a.backend)
     model, header = load_checkpoint(path)
     model.to(xp)
@@ -237,7 +266,7 @@ def _reproduce(a, argv, path, base, log):
     log(f"reproducing on {header['arch']} ({a.checkpoint}): {data}, {a.n_calib} calibration "
         f"images, T={a.T}, reading rows at T={a.reading_T}")
     res = sweep(model, x_calib, x_eval, y_eval, base, ps, a.thresholds, a.block, a.T, a.reading_T,
-                rows, mean, std, log)
+                rows, mean, std, log, memo)
     command = "python -m icsnn_np.reproduce " + " ".join(argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": a.coding, "p": "/".join(map(str, ps)),

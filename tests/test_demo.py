@@ -160,3 +160,66 @@ def test_demo_stats_table(tiny_ckpt, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "synaptic operations per image" in out and "energy: SNN" in out
+
+
+RESUME_ARGS = ["--dataset", "cifar10-slice", "--n-test", "20", "--n-calib", "10", "--T", "4", "6",
+               "--reading-T", "4", "--rows", "0", "1", "3", "5", "9", "--batch-size", "10"]
+
+
+def test_reproduce_interrupted_then_resumed_equals_one_sitting(tiny_ckpt, tmp_path, monkeypatch,
+                                                               capsys):
+    """Ctrl-C after three measurements keeps them in <out>.partial.json; --resume measures
+    only the rest, and the table equals the one made in one sitting."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ["--checkpoint", str(tiny_ckpt)] + RESUME_ARGS
+    assert reproduce.main(common + ["--out", str(whole)]) == 0
+    real, calls, stop_at = reproduce.snn_accuracy, [], [4]
+
+    def counted(*args, **kw):           # Ctrl-C on the stop_at-th measurement, if any
+        calls.append(1)
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    monkeypatch.setattr(reproduce, "snn_accuracy", counted)
+    capsys.readouterr()
+    assert reproduce.main(common + ["--out", str(split)]) == 130
+    partial = tmp_path / "split.partial.json"
+    err = capsys.readouterr().err
+    assert "the 3 measurements made so far are in" in err and "--resume" in err
+    assert len(json.loads(partial.read_text())["done"]) == 3 and not (tmp_path / "split.json").exists()
+
+    calls.clear()
+    stop_at[0] = None
+    assert reproduce.main(common + ["--out", str(split), "--resume"]) == 0
+    n_measured = 2 * 3 + 2       # SNN, I-SNN, IC-SNN at T=4 and 6; two reading rows at T=4
+    assert len(calls) == n_measured - 3          # only what the first sitting had not measured
+    assert not partial.exists()                  # the table is written: the partial file goes
+    rows = [json.loads((tmp_path / f"{s}.json").read_text())["rows"] for s in ("whole", "split")]
+    assert rows[0] == rows[1]
+    assert set(rows[0][2]["T"]) == {"4", "6"} and set(rows[0][3]["T"]) == {"4"}   # IC-SNN; a reading row
+
+
+def test_reproduce_resume_refuses_a_partial_file_of_another_run(tiny_ckpt, tmp_path, monkeypatch,
+                                                                capsys):
+    """Measurements of one command are never mixed into another's table: a partial file
+    from other options (or without --resume) is an error that says what to do."""
+    out = tmp_path / "res"
+
+    real, calls = reproduce.snn_accuracy, []
+
+    def ctrl_c_on_the_second(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    monkeypatch.setattr(reproduce, "snn_accuracy", ctrl_c_on_the_second)
+    common = ["--checkpoint", str(tiny_ckpt), "--out", str(out)] + RESUME_ARGS
+    assert reproduce.main(common) == 130
+    monkeypatch.setattr(reproduce, "snn_accuracy", real)
+    capsys.readouterr()
+    assert reproduce.main(common) == 2                       # no --resume: not silently redone
+    assert "add --resume to continue it" in capsys.readouterr().err
+    assert reproduce.main(common + ["--resume", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "was made by a different run (it differs in: seed)" in err
+    assert (tmp_path / "res.partial.json").exists() and not (tmp_path / "res.json").exists()
