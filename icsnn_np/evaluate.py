@@ -143,19 +143,27 @@ def ann_accuracy(model, x, y, batch_size=200) -> float:
     return 100.0 * float((pred == np.asarray(y)).mean())
 
 
-def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
-    """(accuracy %, mean firing rate) of the SNN with its current v(0) after T steps (the
-    rate per neuron and step over every step run, a pre-run's included)."""
+def snn_correct(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
+    """(which images the SNN classifies right, as a host bool array (N,); mean firing rate)
+    with its current v(0) after T steps (the rate per neuron and step over every step run,
+    a pre-run's included). Per image, so two variants can be compared on the same images
+    (a paired test, tables.mcnemar)."""
     check_labels(y, len(x))
-    correct, spikes, neuron_steps = 0, 0, 0
+    correct, spikes, neuron_steps = [], 0, 0
     for i, xb in enumerate(batched(x, cfg.batch_size)):
         res = simulate(snn, xb, T, count=True, mean=mean, std=std,
                        **dict(cfg.sim_kw, seed=cfg.seed + 7919 * i))
         pred = to_host(res.output.argmax(axis=1))
-        correct += int((pred == np.asarray(y[i * cfg.batch_size:i * cfg.batch_size + len(xb)])).sum())
+        correct.append(pred == np.asarray(y[i * cfg.batch_size:i * cfg.batch_size + len(xb)]))
         spikes += sum(res.spikes) + sum(res.prerun_spikes)       # pre-run spikes count too
         neuron_steps += len(xb) * res.steps * sum(res.neurons)
-    return 100.0 * correct / len(x), spikes / max(1, neuron_steps)
+    return np.concatenate(correct), spikes / max(1, neuron_steps)
+
+
+def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
+    """(accuracy %, mean firing rate) of the SNN with its current v(0) after T steps."""
+    correct, rate = snn_correct(snn, x, y, T, cfg, mean, std)
+    return 100.0 * int(correct.sum()) / len(x), rate
 
 
 def convert_balanced(model, calib, cfg: ConversionConfig):

@@ -31,14 +31,14 @@ from .backend import get_xp, xp_of
 from .checkpoint import atomic_write, check_fits_data, load_checkpoint, resolve_checkpoint
 from .data import DATASETS, load_dataset
 from .evaluate import (ConversionConfig, ann_accuracy, calibration_passes, convert_balanced, preflight,
-                       quantile_for, snn_accuracy, steps_run)
+                       quantile_for, snn_correct, steps_run)
 from .preprocess import batched, normalize
 from .partial import Partial, file_sha256
 from .progress import tracking
 from .protocol import SUBSETS, calibration_split, test_indices
 from .methods import PRERUN_STEPS
 from .simulate import ENGINES
-from .tables import markdown, plot
+from .tables import markdown, pack_correct, plot
 from .variants import calibrate_variant, setting_key
 
 # (label, variant, overrides of the config). The first four are the paper's variants with
@@ -115,9 +115,11 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
             t0 = time.perf_counter()
             calibrate_variant(snn, variant, T, calib, c.reading, c.granularity, c.comp, xp=xp,
                               v0_scope=c.v0_scope, mean=mean, std=std, **c.sim_kw, **c.method_kw)
-            acc, rate = snn_accuracy(snn, x_test, y_test, T, c, mean, std)
+            correct, rate = snn_correct(snn, x_test, y_test, T, c, mean, std)
+            acc = 100.0 * int(correct.sum()) / len(x_test)
             results[i]["T"][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
-                                       "firing_rate": round(rate, 5), **steps_run(snn, T)}
+                                       "firing_rate": round(rate, 5), **steps_run(snn, T),
+                                       "correct": pack_correct(correct)}    # for paired tests
             if memo is not None:
                 memo.put(memo_key, results[i]["T"][str(T)])
             done_steps += T

@@ -2,12 +2,16 @@
 
 Loss = ANN_ACC - SNN_ACC in points, as the paper's Tables 2-5. Rows come from
 ``reproduce.run_rows``; each row carries its variant, readings and setting (p, thresholds,
-block treatment).
+block treatment) and, per T, which images it got right (``pack_correct``), so two rows
+are compared on the same images: McNemar's exact test says whether a difference of a
+point is the variants or the draw of images.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+import numpy as np
 
 from .checkpoint import atomic_write
 from .variants import VARIANTS
@@ -34,6 +38,72 @@ def binomial_se(acc_percent: float, n: int) -> float:
     """Standard error (points) of an accuracy measured on n images: sqrt(p(1-p)/n)."""
     p = acc_percent / 100.0
     return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
+def pack_correct(correct) -> str:
+    """Which images a row got right, as hex of the packed bits (2,000 images: 500 characters)."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpack_correct(text: str, n: int) -> np.ndarray:
+    """The bool array (n,) that ``pack_correct`` packed."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def mcnemar(a, b) -> tuple[int, int, float]:
+    """McNemar's exact test of two classifiers on the same images (McNemar 1947; for
+    classifiers, Dietterich 1998): (images only ``a`` gets right, images only ``b`` gets
+    right, two-sided p-value of "equally accurate"). Images both get right or both get
+    wrong say nothing about the difference; under the null each discordant image is a fair
+    coin, so p = P(a binomial(n01 + n10, 1/2) is at least as lopsided)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return only_a, only_b, 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1))     # exact integers: n may be 2,000
+    return only_a, only_b, min(1.0, 2 * tail / 2 ** n)
+
+
+PAPER_ORDER = ("IC-SNN", "I-SNN", "C-SNN", "SNN")     # the paper's claim: loss IC < I < C < SNN
+ALPHA = 0.05
+
+
+def paired_section(res: dict) -> list[str]:
+    """Markdown lines: per setting and T, the loss differences of the paper's four rows in
+    the order it claims (IC < I < C < SNN), each with McNemar's p, and whether the order holds."""
+    lines = []
+    for setting in dict.fromkeys(r.get("setting", "") for r in res["rows"]):
+        rows = {r["label"]: r["T"] for r in res["rows"]
+                if r.get("setting", "") == setting and r["label"] in PAPER_ORDER}
+        Ts = sorted(int(t) for t in rows.get("SNN", {})
+                    if all("correct" in rows.get(name, {}).get(t, {}) for name in PAPER_ORDER))
+        if not Ts:
+            continue
+        pairs = list(zip(PAPER_ORDER, PAPER_ORDER[1:]))
+        lines += ["", f"Paired comparisons{' (' + setting + ')' if setting else ''}: loss of the first "
+                  "minus loss of the second, in points, on the same images; p: McNemar's exact test. "
+                  f"A step of the paper's order holds (or is reversed) where p < {ALPHA}; "
+                  "otherwise the two are not told apart on these images.", "",
+                  "| T | " + " | ".join(f"{a} - {b}" for a, b in pairs) + " | IC < I < C < SNN |",
+                  "|---|" + "---|" * (len(pairs) + 1)]
+        for t in Ts:
+            cells, verdicts = [], []
+            for a, b in pairs:
+                ca, cb = (unpack_correct(rows[x][str(t)]["correct"], res["n_test"]) for x in (a, b))
+                only_a, only_b, p = mcnemar(ca, cb)
+                diff = 100.0 * (only_b - only_a) / res["n_test"]     # loss(a) - loss(b)
+                cells.append(f"{diff:+.2f} (p={p:.2g})")
+                verdicts.append("holds" if p < ALPHA and diff < 0 else
+                                "reversed" if p < ALPHA and diff > 0 else "tie")
+            if all(v == "holds" for v in verdicts):
+                verdict = "holds"
+            else:
+                bad = [f"{a} vs {b} {v}" for (a, b), v in zip(pairs, verdicts) if v != "holds"]
+                verdict = ("fails: " if any(v == "reversed" for v in verdicts) else "not shown: ") \
+                    + ", ".join(bad)
+            lines.append(f"| {t} | " + " | ".join(cells) + f" | {verdict} |")
+    return lines
 
 
 def _uses(variant: str, what: str) -> bool:
@@ -72,6 +142,7 @@ def markdown(res: dict, meta: dict) -> str:
         rd, comp = ("?" if label != "C-SNN" else "-"), ("V/2T" if label != "I-SNN" else "-")
         lines.append(f"| {label} (paper, {name}) |" + (" |" if multi else "")
                      + f" {rd} | {comp} | {ann:.2f} | " + " | ".join(cells) + " |")
+    lines += paired_section(res)
     if res.get("best_ic_snn"):
         b = res["best_ic_snn"]
         lines += ["", f"Lowest summed IC-SNN loss: {b['setting']} ("

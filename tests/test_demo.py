@@ -100,6 +100,11 @@ def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
     assert set(res["rows"][0]["T"]) == {"4", "8"} and set(res["rows"][4]["T"]) == {"4"}
     md = out.with_suffix(".md").read_text()
     assert "| SNN |" in md and "T8-L" in md and "seed=0" in md
+    from icsnn_np.tables import unpack_correct
+    for r in res["rows"]:                  # the per-image record is the accuracy, image by image
+        for m in r["T"].values():
+            assert 100 * unpack_correct(m["correct"], 20).mean() == pytest.approx(m["acc"], abs=0.006)
+    assert "McNemar's exact test" in md and "| 8 |" in md     # the paired comparisons at each T
     from PIL import Image
     with Image.open(out.with_suffix(".png")) as im:
         assert im.size[0] > 100 and np.asarray(im).std() > 0
@@ -173,14 +178,14 @@ def test_reproduce_interrupted_then_resumed_equals_one_sitting(tiny_ckpt, tmp_pa
     whole, split = tmp_path / "whole", tmp_path / "split"
     common = ["--checkpoint", str(tiny_ckpt)] + RESUME_ARGS
     assert reproduce.main(common + ["--out", str(whole)]) == 0
-    real, calls, stop_at = reproduce.snn_accuracy, [], [4]
+    real, calls, stop_at = reproduce.snn_correct, [], [4]
 
     def counted(*args, **kw):           # Ctrl-C on the stop_at-th measurement, if any
         calls.append(1)
         if len(calls) == stop_at[0]:
             raise KeyboardInterrupt
         return real(*args, **kw)
-    monkeypatch.setattr(reproduce, "snn_accuracy", counted)
+    monkeypatch.setattr(reproduce, "snn_correct", counted)
     capsys.readouterr()
     assert reproduce.main(common + ["--out", str(split)]) == 130
     partial = tmp_path / "split.partial.json"
@@ -205,17 +210,17 @@ def test_reproduce_resume_refuses_a_partial_file_of_another_run(tiny_ckpt, tmp_p
     from other options (or without --resume) is an error that says what to do."""
     out = tmp_path / "res"
 
-    real, calls = reproduce.snn_accuracy, []
+    real, calls = reproduce.snn_correct, []
 
     def ctrl_c_on_the_second(*args, **kw):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args, **kw)
-    monkeypatch.setattr(reproduce, "snn_accuracy", ctrl_c_on_the_second)
+    monkeypatch.setattr(reproduce, "snn_correct", ctrl_c_on_the_second)
     common = ["--checkpoint", str(tiny_ckpt), "--out", str(out)] + RESUME_ARGS
     assert reproduce.main(common) == 130
-    monkeypatch.setattr(reproduce, "snn_accuracy", real)
+    monkeypatch.setattr(reproduce, "snn_correct", real)
     capsys.readouterr()
     assert reproduce.main(common) == 2                       # no --resume: not silently redone
     assert "add --resume to continue it" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""The reproduction's tables: per-image records and McNemar's paired test."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from icsnn_np.tables import PAPER_ORDER, markdown, mcnemar, pack_correct, paired_section, unpack_correct
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=300))
+def test_pack_correct_round_trips(bits):
+    assert unpack_correct(pack_correct(bits), len(bits)).tolist() == bits
+
+
+def test_mcnemar_matches_the_binomial_tail_by_hand():
+    """10 images only a gets right, 2 only b: p = 2 * P(X <= 2), X ~ Binomial(12, 1/2)
+    = 2 * (1 + 12 + 66) / 4096; the 30 concordant images change nothing."""
+    a = np.array([1] * 10 + [0] * 2 + [1] * 20 + [0] * 10, bool)
+    b = np.array([0] * 10 + [1] * 2 + [1] * 20 + [0] * 10, bool)
+    assert mcnemar(a, b) == (10, 2, pytest.approx(2 * 79 / 4096, rel=1e-12))
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=200))
+def test_mcnemar_is_symmetric_and_a_probability(pairs):
+    a, b = (np.array(x, bool) for x in zip(*pairs))
+    ab, ba = mcnemar(a, b), mcnemar(b, a)
+    assert (ab[0], ab[1]) == (ba[1], ba[0]) and ab[2] == ba[2]
+    assert 0 < ab[2] <= 1
+    assert (ab[2] == 1.0) == (abs(ab[0] - ab[1]) <= 1)     # balanced discordance: no evidence
+
+
+def test_mcnemar_on_two_thousand_images_has_no_overflow():
+    """The tail is summed in exact integers: 2**2000 overflows a float."""
+    a = np.zeros(2000, bool)
+    a[:1100] = True
+    only_a, only_b, p = mcnemar(a, ~a)
+    assert (only_a, only_b) == (1100, 900) and 0 < p < 1e-5
+    z = (1100 - 900) / math.sqrt(2000)                   # the normal approximation agrees
+    assert p == pytest.approx(math.erfc(z / math.sqrt(2)), rel=0.2)
+
+
+def _result(correct_by_label, n):
+    rows = [{"label": lab, "variant": lab.lower(), "setting": "", "reading": "remainder",
+             "granularity": "layer", "comp": "literal",
+             "T": {"8": {"acc": 100.0 * c.mean(), "loss": 100.0 * (1 - c.mean()),
+                         "correct": pack_correct(c)}}}
+            for lab, c in correct_by_label.items()]
+    return {"ann_acc": 100.0, "n_test": n, "rows": rows, "seconds": 1.0}
+
+
+def test_paired_section_says_where_the_order_holds_and_where_it_fails():
+    """IC-SNN right on 400 images more than I-SNN; I-SNN and C-SNN on the same images;
+    C-SNN right on 300 fewer than SNN: the first step holds, the second is not told apart,
+    the third is reversed."""
+    n = 2000
+    ic = np.arange(n) < 1500
+    i = c = np.arange(n) < 1100
+    snn = np.arange(n) < 1400
+    lines = paired_section(_result(dict(zip(PAPER_ORDER, (ic, i, c, snn))), n))
+    row = next(ln for ln in lines if ln.startswith("| 8 |"))
+    assert "-20.00 (p=" in row and "+0.00 (p=1)" in row and "+15.00 (p=" in row
+    assert row.endswith("fails: I-SNN vs C-SNN tie, C-SNN vs SNN reversed |")
+    ordered = paired_section(_result(dict(zip(PAPER_ORDER, (ic, snn, i, np.arange(n) < 600))), n))
+    assert next(ln for ln in ordered if ln.startswith("| 8 |")).endswith("| holds |")
+
+
+def test_markdown_of_old_results_without_records_has_no_paired_section():
+    res = _result({lab: np.ones(4, bool) for lab in PAPER_ORDER}, 4)
+    for r in res["rows"]:
+        del r["T"]["8"]["correct"]
+    md = markdown(res, {"title": "t", "settings": {}, "command": "c"})
+    assert "McNemar" not in md and "| SNN |" in md
