@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from icsnn_np.checkpoint import (FORMAT, VERSION, CheckpointError, check_state_dict,
+from icsnn_np.checkpoint import (FORMAT, VERSION, CheckpointError, bundled_models, check_state_dict,
                                  load_checkpoint, read_checkpoint, save_checkpoint)
 from icsnn_np.models import build_model
 
@@ -232,3 +232,24 @@ def test_check_state_dict_accepts_a_matching_dict(net):
     check_state_dict(net, state(net))          # no error
     with pytest.raises(CheckpointError):
         check_state_dict(net, {})
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_every_bundled_model_is_what_its_header_says(name):
+    """A bundled model loads by name, carries the p chosen for it (and how), is stored as
+    float16, and classifies the bundled slice's 1,000 test images (official test images,
+    100 per class) about as well as its header's full-test-set accuracy: a wrong or
+    mismatched file would land near 10 %."""
+    from icsnn_np.checkpoint import check_fits_data, resolve_checkpoint
+    from icsnn_np.data import load_dataset
+    from icsnn_np.evaluate import ann_accuracy
+    from icsnn_np.preprocess import normalize
+
+    model, header = load_checkpoint(resolve_checkpoint(name))
+    assert header["arch"] == name and header["stored_as"] == "float16"
+    assert 0 < header["p"] <= 1 and "held-out training images" in header["p_chosen_by"]
+    sl = load_dataset("cifar10-slice")
+    mean, std = check_fits_data(header, sl.num_classes, "cifar10-slice", name)
+    acc = ann_accuracy(model, normalize(sl.x_test, mean, std, np), sl.y_test)
+    se = 100 * np.sqrt(header["test_acc"] * (1 - header["test_acc"]) / len(sl.y_test))
+    assert abs(acc - 100 * header["test_acc"]) < 4 * se + 1, (acc, header["test_acc"])
