@@ -31,7 +31,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from _common import (binomial_se, finish, get_model, host, load_slice, result, savefig, see,
+from _common import (binomial_se, finish, get_model, load_slice, result, savefig, see,
                      setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
 from icsnn_np.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
@@ -211,7 +211,7 @@ savefig(fig, run, "04_signal_per_layer.png")
 # %%
 see("thresholds lie far below the largest activations",
     all(float(th) < a.max() for th, a in zip(ths, acts)))
-see(f"the plain SNN loses most at the smallest T and recovers as T grows",
+see("the plain SNN loses most at the smallest T and recovers as T grows",
     ann - accs[Ts[0]] > ann - accs[Ts[-1]] + 2 * binomial_se(ann, n_test),
     f"loss {ann - accs[Ts[0]]:.1f} points at T = {Ts[0]}, {ann - accs[Ts[-1]]:.1f} at T = {Ts[-1]}")
 see("at small T the deepest layer passes less of its signal than the first",

@@ -185,7 +185,7 @@ for a, names, title in zip(ax[:2], panels, ["(a) C-SNN: compensation only",
     a.set_title(title)
     a.legend(fontsize=8, loc="best")
 ax[2].errorbar(alphas, sweep, yerr=binomial_se(sweep, n_test), fmt="o-", color="grey", capsize=3,
-               label=f"v(0) = alpha V_th in every layer")
+               label="v(0) = alpha V_th in every layer")
 for name in variants:
     if name != "SNN" and -0.1 <= v0_mean[name, T_S] <= 1.1:
         ax[2].plot(v0_mean[name, T_S], acc[name, T_S], marker=styles[name][0],
