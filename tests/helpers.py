@@ -18,9 +18,14 @@ builder draws weights then biases from one ``default_rng(seed)``, so a seed fixe
                             and two calibration batches: (snn, [x1, x2]) for Alg. 1-3
     tiny_resnet_snn(seed)   a converted tiny_resnet, thresholds balanced: (snn, [x1, x2])
 
+Scripts: ``load_script(name)`` imports ``scripts/<name>.py`` (not part of the package).
+
 Inputs: ``images(n, hw, seed)`` normalised images (intensities in [0, 1], MEAN/STD).
 """
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -292,3 +297,12 @@ def check_backward_without_input_grad(conv, c_in, k, stride, rng):
     for (n, m, key), (_, m2, _) in zip(a.named_parameters(), b.named_parameters()):
         assert np.any(m.grads[key]), n
         np.testing.assert_array_equal(m.grads[key], m2.grads[key], err_msg=n)
+
+
+def load_script(name):
+    """A script of ``scripts/`` as a module (they are not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

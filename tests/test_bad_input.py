@@ -18,7 +18,6 @@ peak. Everything runs on the bundled slice, tiny sizes: seconds in all.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
+
+from helpers import load_script
 
 from icsnn_np import demo, progress, protocol, reproduce, resources
 from icsnn_np import train as train_mod
@@ -55,15 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
 
 
-def _script(name):
-    """A script of scripts/ as a module (they are not part of the package)."""
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build_slice, bundle_model = _script("build_slice"), _script("bundle_model")
+build_slice, bundle_model = load_script("build_slice"), load_script("bundle_model")
 
 
 # --------------------------------------------------------------------------- files

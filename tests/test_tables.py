@@ -1,4 +1,5 @@
-"""The reproduction's tables: per-image records and McNemar's paired test."""
+"""The reproduction's tables: per-image records, McNemar's paired test, the depth table."""
+import json
 import math
 
 import numpy as np
@@ -6,7 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import load_script
+
 from icsnn_np.tables import PAPER_ORDER, markdown, mcnemar, pack_correct, paired_section, unpack_correct
+
+depth_table = load_script("depth_table")
 
 
 @given(st.lists(st.booleans(), min_size=1, max_size=300))
@@ -72,3 +77,34 @@ def test_markdown_of_old_results_without_records_has_no_paired_section():
         del r["T"]["8"]["correct"]
     md = markdown(res, {"title": "t", "settings": {}, "command": "c"})
     assert "McNemar" not in md and "| SNN |" in md
+
+
+def _reproduction(tmp_path, name, arch, ann, Ts, block="node", labels=PAPER_ORDER):
+    rows = [{"label": lab, "variant": lab.lower(), "setting": f"block {block}", "block": block,
+             "T": {str(t): {"acc": ann - k - t / 100, "loss": k + t / 100} for t in Ts}}
+            for k, lab in enumerate(labels)]
+    path = tmp_path / name
+    path.write_text(json.dumps({"ann_acc": ann, "n_test": 2000, "rows": rows, "arch": arch,
+                                "settings": {"model": arch, "block treatment": block}}))
+    return path
+
+
+def test_depth_table_merges_the_files_of_one_network(tmp_path, capsys):
+    """T <= 32 and T = 64 from two files of resnet20 land in one row per variant and block
+    treatment, beside the paper's Table 4; the table names the IF layers."""
+    low = _reproduction(tmp_path, "low.json", "resnet20", 88.0, (8, 32))
+    high = _reproduction(tmp_path, "high.json", "resnet20", 88.0, (64,))
+    paper = _reproduction(tmp_path, "paper.json", "resnet20", 88.0, (8,), block="paper")
+    assert depth_table.main([str(low), str(high), str(paper)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| network | variant | T=8 | T=32 | T=64 |"
+    assert "(19 IF layers), ANN 88.00 % on 2,000 images | SNN (block node) | 3.08 | 3.32 | 3.64 |" in out[2]
+    assert "| IC-SNN (block paper) | 0.08 |  |  |" in out[9]
+    assert "paper, Table 4, ResNet20, ANN 91.46 %" in out[10] and "37.31" in out[12]
+
+
+def test_depth_table_refuses_files_of_different_runs(tmp_path, capsys):
+    a = _reproduction(tmp_path, "a.json", "vgg_cpu", 85.0, (8,))
+    b = _reproduction(tmp_path, "b.json", "vgg_cpu", 86.0, (16,))
+    assert depth_table.main([str(a), str(b)]) == 2
+    assert "not the same run" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""The README's side-by-side table: the paper's four variants on each network, by depth.
+
+    python scripts/depth_table.py results/vgg_cpu_cifar10.json results/vgg16_cpu_cifar10.json \
+        results/resnet20_cifar10.json results/resnet20_cifar10_T64-256.json
+
+reads reproduction JSONs (``python -m icsnn_np.reproduce``; files of one network merge, e.g.
+T <= 32 and T = 64 ... 256 run as two processes) and prints one Markdown table: per network
+(with its number of IF layers, where conversion error accumulates) and block treatment,
+the loss in points of SNN, I-SNN, C-SNN and IC-SNN at each T, and under it the paper's rows
+for the network it scales down (Table 2, VGG16; Table 4, ResNet20).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+try:
+    import icsnn_np  # noqa: F401
+except ImportError:                      # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from icsnn_np import cli  # noqa: E402
+from icsnn_np.convert import convert  # noqa: E402
+from icsnn_np.models import build_model  # noqa: E402
+from icsnn_np.tables import PAPER_ORDER, paper_table_for  # noqa: E402
+
+MAIN = PAPER_ORDER[::-1]                 # SNN, C-SNN, I-SNN, IC-SNN: the paper's order, worst first
+
+
+def load(paths):
+    """{arch: {"ann": acc, "n": images, "loss": {(block, label): {T: loss}}}}, files merged;
+    files of one network must agree on the ANN accuracy (same checkpoint and images)."""
+    nets = {}
+    for path in paths:
+        res = json.loads(Path(path).read_text())
+        arch = res.get("arch") or res["settings"]["model"]
+        net = nets.setdefault(arch, {"ann": res["ann_acc"], "n": res["n_test"], "loss": {}})
+        if (net["ann"], net["n"]) != (res["ann_acc"], res["n_test"]):
+            raise ValueError(f"{path}: ANN {res['ann_acc']}% on {res['n_test']} images, but an "
+                             f"earlier file of {arch} has {net['ann']}% on {net['n']}: not the same run")
+        default_block = res["settings"].get("block treatment", "node").split("/")[0]
+        for r in res["rows"]:
+            if r["label"] in MAIN:
+                key = (r.get("block", default_block), r["label"])
+                net["loss"].setdefault(key, {}).update({int(t): m["loss"] for t, m in r["T"].items()})
+    return nets
+
+
+def if_layers(arch: str) -> int:
+    return len(convert(build_model(arch)).nodes)
+
+
+def table(nets) -> str:
+    Ts = sorted({t for net in nets.values() for row in net["loss"].values() for t in row})
+    lines = ["| network | variant | " + " | ".join(f"T={t}" for t in Ts) + " |",
+             "|---|---|" + "---:|" * len(Ts)]
+    for arch, net in nets.items():
+        blocks = sorted({b for b, _ in net["loss"]})
+        head = f"**{arch}** ({if_layers(arch)} IF layers), ANN {net['ann']:.2f} % on {net['n']:,} images"
+        for block in blocks:
+            for label in MAIN:
+                row = net["loss"].get((block, label))
+                if row is None:
+                    continue
+                name = label + (f" (block {block})" if len(blocks) > 1 else "")
+                lines.append(f"| {head} | {name} | "
+                             + " | ".join(f"{row[t]:.2f}" if t in row else "" for t in Ts) + " |")
+                head = ""
+        paper, ann, rows = paper_table_for(arch)
+        head = f"paper, {paper}, ANN {ann:.2f} %"
+        for label in MAIN:
+            if label in rows:
+                lines.append(f"| {head} | {label} | "
+                             + " | ".join(f"{rows[label].get(str(t), ''):}" for t in Ts) + " |")
+                head = ""
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    """Print the table; 0, or 2 for bad input."""
+    return cli.run(_main, argv)
+
+
+def _main(argv):
+    p = cli.ArgumentParser(prog="python scripts/depth_table.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", nargs="+", help="reproduction JSON files")
+    a = p.parse_args(argv)
+    print(table(load(a.results)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
