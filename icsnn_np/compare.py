@@ -25,13 +25,13 @@ from .backend import get_xp, xp_of
 from .checkpoint import atomic_write, check_fits_data, load_checkpoint, resolve_checkpoint
 from .data import DATASETS, load_dataset
 from .evaluate import (ConversionConfig, ann_accuracy, convert_balanced, preflight, quantile_for,
-                       snn_accuracy, steps_run)
+                       snn_correct, steps_run)
 from .methods import PRERUN_STEPS, THRESHOLD_SEARCHES, quantised_ann, use_thresholds
 from .preprocess import batched, normalize
 from .progress import tracking
 from .protocol import SUBSETS, calibration_split, test_indices
 from .simulate import ENGINES
-from .tables import binomial_se
+from .tables import binomial_se, mcnemar, pack_correct, unpack_correct
 from .variants import VARIANTS, calibrate_variant
 
 # (label, variant, overrides of the config): the paper's variants at the project's default
@@ -83,10 +83,12 @@ def run_methods(model, x_calib, x_test, y_test, base: ConversionConfig, Ts, thre
                 calibrate_variant(snn, r["variant"], T, calib, c.reading, c.granularity, c.comp,
                                   xp=xp_of(x_test), v0_scope=c.v0_scope, mean=mean, std=std,
                                   **c.sim_kw, **c.method_kw)
-                acc, rate = snn_accuracy(snn, x_test, y_test, T, c, mean, std)
+                correct, rate = snn_correct(snn, x_test, y_test, T, c, mean, std)
+                acc = 100.0 * int(correct.sum()) / len(x_test)
                 r["T"][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
                                   "firing_rate": round(rate, 5), **steps_run(snn, T),
-                                  "seconds": round(time.perf_counter() - t0, 1)}
+                                  "seconds": round(time.perf_counter() - t0, 1),
+                                  "correct": pack_correct(correct)}      # for paired tests
                 log(f"[{time.strftime('%H:%M:%S')}] {thr:8s} {r['label']:38s} T={T:3d} "
                     f"(+{r['T'][str(T)]['prerun']}) acc {acc:6.2f}% loss {ann - acc:6.2f} "
                     f"rate {rate:.4f} ({time.perf_counter() - t0:.0f}s)")
@@ -108,6 +110,12 @@ def at_total(row: dict, S: int):
         if m["steps"] == S:
             return m
     return None
+
+
+def _row(res: dict, name: str) -> dict:
+    """The row ``winners`` calls ``name`` (its label, ", MSE V_th" for the MSE search)."""
+    return next(r for r in res["rows"]
+                if r["label"] + ("" if r["thresholds"] == "quantile" else ", MSE V_th") == name)
 
 
 def winners(res: dict) -> dict:
@@ -168,9 +176,15 @@ def markdown(res: dict, meta: dict) -> str:
         if rest:
             second, a2 = rest[0]
             gap = a1 - a2
-            noise = (binomial_se(a1, n) ** 2 + binomial_se(a2, n) ** 2) ** 0.5
-            text += (f"; ahead of {second} by {gap:.2f} points ({gap / noise:.1f} SE of the "
-                     f"difference: {'beyond' if gap > 2 * noise else 'within'} the noise)")
+            m1, m2 = (at_total(_row(res, label), S) for label in (best, second))
+            if "correct" in m1 and "correct" in m2:      # paired: the same images
+                p = mcnemar(unpack_correct(m1["correct"], n), unpack_correct(m2["correct"], n))[2]
+                text += (f"; ahead of {second} by {gap:.2f} points (McNemar's exact p = {p:.2g} "
+                         f"on the same images: {'shown' if p < 0.05 else 'not told apart'})")
+            else:
+                noise = (binomial_se(a1, n) ** 2 + binomial_se(a2, n) ** 2) ** 0.5
+                text += (f"; ahead of {second} by {gap:.2f} points ({gap / noise:.1f} SE of the "
+                         f"difference: {'beyond' if gap > 2 * noise else 'within'} the noise)")
         qs = [ann - a[str(S)] for a in res.get("quantised_ann", {}).values() if str(S) in a]
         if qs:
             text += (f". The T-level ANN itself (each ReLU rounded to {S} levels of its V_th: an "

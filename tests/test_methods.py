@@ -426,6 +426,31 @@ def test_the_comparison_tables_count_total_steps():
     md = compare_markdown(res, dict(title="t", data="d", command="c", settings={"p": 0.9}))
     assert "| B | quantile | 4 | T + 4 | 1.00 |" in md and "3.00 (T=4)" in md
     assert "**B**, loss 3.00" in md and "loses 1.00" in md
+    assert "SE of the difference" in md         # without per-image records: the unpaired SE
+
+
+def test_the_comparison_tells_the_winner_apart_with_a_paired_test():
+    """With each row's per-image record, the winner at S is compared with the runner-up by
+    McNemar's exact test on the same images, not by an unpaired SE: 40 images only B gets
+    right against 0 only A gets right is shown; 3 against 1 is not."""
+    from icsnn_np.tables import pack_correct
+
+    def result(only_b, only_a):
+        a = np.zeros(200, bool)
+        a[:100] = True                                   # both right on images 0..99
+        b = a.copy()
+        b[100:100 + only_b] = True
+        a[100 + only_b:100 + only_b + only_a] = True
+        rows = [dict(label=lab, variant="snn", thresholds="quantile",
+                     T={"8": dict(acc=100 * c.mean(), loss=100 - 100 * c.mean(), prerun=0, steps=8,
+                                  correct=pack_correct(c))}) for lab, c in (("A", a), ("B", b))]
+        return dict(ann_acc=100.0, n_test=200, T=[8], prerun=0, rows=rows, seconds=1.0)
+    meta = dict(title="t", data="d", command="c", settings={"p": 0.9})
+    shown = compare_markdown(result(40, 0), meta)
+    assert "**B**" in shown and "ahead of A by 20.00 points (McNemar's exact p = 1.8e-12" in shown
+    assert "shown)" in shown
+    close = compare_markdown(result(3, 1), meta)
+    assert "ahead of A by 1.00 points (McNemar's exact p = 0.62 on the same images: not told apart)" in close
 
 
 def test_run_methods_measures_every_row_with_every_threshold_search():
