@@ -7,7 +7,8 @@ reads reproduction JSONs (``python -m icsnn_np.reproduce``; files of one network
 T <= 32 and T = 64 ... 256 run as two processes) and prints one Markdown table: per network
 (with its number of IF layers, where conversion error accumulates) and block treatment,
 the loss in points of SNN, I-SNN, C-SNN and IC-SNN at each T, and under it the paper's rows
-for the network it scales down (Table 2, VGG16; Table 4, ResNet20).
+for the network it scales down (Table 2, VGG16; Table 4, ResNet20), once after the networks
+given one after another that scale down the same one.
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def table(nets) -> str:
     Ts = sorted({t for net in nets.values() for row in net["loss"].values() for t in row})
     lines = ["| network | variant | " + " | ".join(f"T={t}" for t in Ts) + " |",
              "|---|---|" + "---:|" * len(Ts)]
-    for arch, net in nets.items():
+    archs = list(nets)
+    for k, (arch, net) in enumerate(nets.items()):
         blocks = sorted({b for b, _ in net["loss"]})
         head = f"**{arch}** ({if_layers(arch)} IF layers), ANN {net['ann']:.2f} % on {net['n']:,} images"
         for block in blocks:
@@ -68,6 +70,8 @@ def table(nets) -> str:
                              + " | ".join(f"{row[t]:.2f}" if t in row else "" for t in Ts) + " |")
                 head = ""
         paper, ann, rows = paper_table_for(arch)
+        if k + 1 < len(archs) and paper_table_for(archs[k + 1])[0] == paper:
+            continue                     # the next network scales down the same one: rows once, after it
         head = f"paper, {paper}, ANN {ann:.2f} %"
         for label in MAIN:
             if label in rows:

@@ -103,6 +103,16 @@ def test_depth_table_merges_the_files_of_one_network(tmp_path, capsys):
     assert "paper, Table 4, ResNet20, ANN 91.46 %" in out[10] and "37.31" in out[12]
 
 
+def test_depth_table_prints_a_paper_table_once_after_the_nets_that_share_it(tmp_path, capsys):
+    """vgg_cpu and vgg16_cpu both scale down the paper's VGG16: Table 2 once, after both."""
+    a = _reproduction(tmp_path, "a.json", "vgg_cpu", 85.0, (8,))
+    b = _reproduction(tmp_path, "b.json", "vgg16_cpu", 86.0, (8,))
+    assert depth_table.main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [i for i, line in enumerate(out) if "paper, Table 2" in line] == [10]
+    assert "**vgg16_cpu** (15 IF layers)" in out[6] and "9.95" in out[12]
+
+
 def test_depth_table_refuses_files_of_different_runs(tmp_path, capsys):
     a = _reproduction(tmp_path, "a.json", "vgg_cpu", 85.0, (8,))
     b = _reproduction(tmp_path, "b.json", "vgg_cpu", 86.0, (16,))
