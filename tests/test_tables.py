@@ -12,6 +12,7 @@ from helpers import load_script
 from icsnn_np.tables import PAPER_ORDER, markdown, mcnemar, pack_correct, paired_section, unpack_correct
 
 depth_table = load_script("depth_table")
+merge_results = load_script("merge_results")
 
 
 @given(st.lists(st.booleans(), min_size=1, max_size=300))
@@ -118,3 +119,67 @@ def test_depth_table_refuses_files_of_different_runs(tmp_path, capsys):
     b = _reproduction(tmp_path, "b.json", "vgg_cpu", 86.0, (16,))
     assert depth_table.main([str(a), str(b)]) == 2
     assert "not the same run" in capsys.readouterr().err
+
+
+def _measured(tmp_path, name, Ts, block="node", seed=0, acc_shift=0.0, command="run"):
+    """A reproduction JSON of resnet20 on 40 images: the paper's four rows at Ts, with which
+    images each row got right (a seeded draw per row and T, the same in every file)."""
+    n, rows = 40, []
+    for k, lab in enumerate(PAPER_ORDER):
+        T = {}
+        for t in Ts:
+            c = np.random.default_rng([seed, k, t]).random(n) < 0.5 + 0.1 * k
+            T[str(t)] = {"acc": 100.0 * c.mean() + acc_shift, "loss": 100.0 * (1 - c.mean()),
+                         "correct": pack_correct(c)}
+        rows.append({"label": lab, "variant": lab.lower(), "setting": "", "p": 0.99,
+                     "thresholds": "layer", "block": block, "reading": "remainder",
+                     "comp": "literal", "granularity": "layer", "T": T})
+    settings = {"model": "resnet20", "checkpoint": "resnet20", "images": f"the first {n} images",
+                "n_calib": 8, "seed": 0, "coding": "direct", "p": "0.99", "thresholds": "layer",
+                "default reading": "remainder", "default granularity": "layer",
+                "default compensation": "literal", "block treatment": block, "engine": "fast"}
+    path = tmp_path / name
+    path.write_text(json.dumps({"ann_acc": 100.0, "n_test": n, "n_calib": 8, "rows": rows,
+                                "arch": "resnet20", "settings": settings, "command": command,
+                                "seconds": 60.0}))
+    return path
+
+
+def test_merge_results_joins_the_T_columns_of_separate_runs(tmp_path):
+    """T = 8 (node and paper blocks) and T = 64 (node) from three runs: one row per variant
+    and block, the T = 64 measurements in the node rows, paired tests at T = 64 too; merging
+    a file into itself changes nothing."""
+    low = _measured(tmp_path, "low.json", (8,), command="a")
+    paper = _measured(tmp_path, "paper.json", (8,), block="paper", command="b")
+    high = _measured(tmp_path, "high.json", (64,), command="c")
+    out = tmp_path / "all"
+    assert merge_results.main([str(low), str(paper), str(high), "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["label"], r["setting"], list(r["T"])) for r in res["rows"]][:2] == [
+        (PAPER_ORDER[0], "block node", ["8", "64"]), (PAPER_ORDER[1], "block node", ["8", "64"])]
+    assert [r["setting"] for r in res["rows"]][4:] == ["block paper"] * 4
+    high_rows = json.loads(high.read_text())["rows"]
+    assert res["rows"][3]["T"]["64"] == high_rows[3]["T"]["64"]
+    assert res["settings"]["block treatment"] == "node/paper" and res["command"] == "a && b && c"
+    assert res["seconds"] == 180.0
+    md = out.with_suffix(".md").read_text()
+    assert "| 64 | " in md and "Paired comparisons (block paper)" in md and out.with_suffix(".png").exists()
+    assert merge_results.main([str(out.with_suffix(".json")), str(high), "--out", str(out)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["rows"] == res["rows"]
+
+
+def test_merge_results_refuses_other_images_and_disagreeing_measurements(tmp_path, capsys):
+    a = _measured(tmp_path, "a.json", (8,))
+    out = tmp_path / "out"
+    other = json.loads(a.read_text())
+    other["ann_acc"] = 99.0
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    assert merge_results.main([str(a), str(tmp_path / "b.json"), "--out", str(out)]) == 2
+    assert "not the same network and images" in capsys.readouterr().err
+    shifted = _measured(tmp_path, "c.json", (8,), acc_shift=0.5)
+    assert merge_results.main([str(a), str(shifted), "--out", str(out)]) == 2
+    assert "SNN at T = 8 differs" in capsys.readouterr().err
+    (tmp_path / "d.json").write_text("{}")
+    assert merge_results.main([str(a), str(tmp_path / "d.json"), "--out", str(out)]) == 2
+    assert "d.json: not a reproduction result (no ann_acc" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out*"))                 # nothing written on a refusal

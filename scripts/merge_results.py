@@ -1,0 +1,120 @@
+"""Merge reproduction results of one network, made by separate runs, into one table.
+
+    python scripts/merge_results.py results/resnet20_cifar10.json \
+        results/resnet20_cifar10_T64.json results/resnet20_cifar10_T128.json \
+        --out results/resnet20_cifar10
+
+A table of hours is faster made as several runs side by side, one per core (T <= 32 in one,
+T = 64 in another, ...). Each run writes its own ``.json``; this puts their measurements
+into one ``.json``, ``.md`` and ``.png``, as if one run had made them all, with the paired
+tests at every T where all four of the paper's rows were measured.
+
+Rows are the same row when their label, variant, p, thresholds, block treatment, readings
+and compensation agree; their T columns are joined. The files must be of one network on the
+same images (same ANN accuracy, number of test and calibration images, seed, checkpoint
+name and coding); a T that two files both measured must have the same result in both, or
+nothing is written. The output may be one of the inputs: a merge only adds measurements.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+try:
+    import icsnn_np  # noqa: F401
+except ImportError:                      # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from icsnn_np import cli  # noqa: E402
+from icsnn_np.checkpoint import atomic_write  # noqa: E402
+from icsnn_np.tables import markdown, plot  # noqa: E402
+
+# what must agree between the files: the same network, images and conversion settings
+SAME = ("model", "checkpoint", "images", "n_calib", "seed", "coding", "p", "thresholds",
+        "default reading", "default granularity", "default compensation", "engine")
+NEEDED = ("ann_acc", "n_test", "rows", "settings", "arch", "command")
+ROW_KEY = ("label", "variant", "p", "thresholds", "block", "reading", "comp", "granularity")
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(row.get(k) for k in ROW_KEY)
+
+
+def merge(results: list[dict], names: list[str]) -> dict:
+    """One result dict holding every row and T of ``results`` (reproduction JSONs)."""
+    first, rows, index = results[0], [], {}
+    out = {k: v for k, v in first.items() if k not in ("rows", "settings", "command", "seconds")}
+    settings = dict(first["settings"])
+    blocks = []
+    for res, name in zip(results, names):
+        for k in ("ann_acc", "n_test", "n_calib", "arch"):
+            if res.get(k) != first.get(k):
+                raise ValueError(f"{name}: {k} = {res.get(k)!r}, but {names[0]} has "
+                                 f"{first.get(k)!r}: not the same network and images")
+        for k in SAME:
+            if res["settings"].get(k) != settings.get(k):
+                raise ValueError(f"{name}: setting {k} = {res['settings'].get(k)!r}, but "
+                                 f"{names[0]} has {settings.get(k)!r}")
+        blocks += [b for b in res["settings"].get("block treatment", "node").split("/") if b not in blocks]
+        for row in res["rows"]:
+            key = _row_key(row)
+            if key not in index:
+                index[key] = dict(row, T={})
+                rows.append(index[key])
+            merged = index[key]["T"]
+            for t, m in row["T"].items():
+                if t in merged and merged[t] != m:
+                    raise ValueError(f"{name}: {row['label']} at T = {t} differs from another file "
+                                     f"({m.get('acc')} % against {merged[t].get('acc')} %)")
+                merged[t] = m
+    for row in rows:                     # T columns in order, whichever file came first
+        row["T"] = dict(sorted(row["T"].items(), key=lambda kv: int(kv[0])))
+    settings["block treatment"] = "/".join(blocks)
+    multi = len({r.get("block") for r in rows}) > 1
+    for row in rows:                     # a row of a one-setting run gets a sweep's name for its block
+        if multi and not row.get("setting"):
+            row["setting"] = f"block {row.get('block', 'node')}"
+    return dict(out, rows=rows, settings=settings,
+                command=" && ".join(r["command"] for r in results),
+                seconds=round(sum(r.get("seconds", 0.0) for r in results), 1))
+
+
+def main(argv=None):
+    """Write the merged .json, .md and .png; 0, or 2 for bad input."""
+    return cli.run(_main, argv)
+
+
+def _main(argv):
+    p = cli.ArgumentParser(prog="python scripts/merge_results.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", nargs="+", help="reproduction JSON files of one network")
+    p.add_argument("--out", required=True, help="output path without extension (.json/.md/.png)")
+    a = p.parse_args(argv)
+    loaded = []
+    for path in a.results:
+        try:
+            res = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable reproduction result ({e})") from None
+        missing = [k for k in NEEDED if not isinstance(res, dict) or k not in res]
+        if missing:
+            raise ValueError(f"{path}: not a reproduction result (no {', '.join(missing)})")
+        loaded.append(res)
+    try:
+        res = merge(loaded, a.results)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"the files are not reproduction results (missing or malformed {e})") from None
+    out = Path(a.out)
+    title = f"{res['arch']} on CIFAR-10: ANN vs converted SNNs"
+    meta = {"title": title, "settings": res["settings"], "command": res["command"],
+            "data": res["settings"]["images"], "arch": res["arch"]}
+    atomic_write(cli.with_ext(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
+    atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
+    plot(res, cli.with_ext(out, ".png"), title)
+    print(f"wrote {cli.with_ext(out, '.md')}, .json, .png: {len(res['rows'])} rows from "
+          f"{len(loaded)} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
