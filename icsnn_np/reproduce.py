@@ -87,7 +87,7 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
     # the paper's four rows run at every T (also when --rows picks a few), the others at reading_Ts
     jobs = [(i, T) for i in range(len(rows)) for T in (Ts if rows[i] in ROWS[:MAIN_ROWS] else reading_Ts)]
     total_steps = sum(T for _, T in {(_key(rows[i][1], replace(cfg, **rows[i][2])), T) for i, T in jobs})
-    done_steps, done = 0, {}                     # (setting, T) -> the row that measured it
+    done_steps, done, earlier = 0, {}, 0         # (setting, T) -> the row that measured it
     results = [dict(label=r[0], variant=r[1], setting=setting, p=cfg.p,
                     thresholds="mse" if cfg.threshold_search == "mse" else
                     "channel" if cfg.channelwise else "layer", block=cfg.block,
@@ -108,6 +108,7 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
             memo_key = f"{setting}|{label}|{T}"
             if memo is not None and memo.get(memo_key) is not None:    # measured in a past sitting
                 results[i]["T"][str(T)] = memo.get(memo_key)
+                earlier += 1
                 total_steps -= T
                 tracker.total = max(1.0, tracker.total - T * (len(x_test) + n_cal * calibration_passes(variant)))
                 log(f"{label:45s} T={T:4d} taken from {memo.path.name}")
@@ -128,7 +129,8 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
                 f"loss {ann - acc:6.2f}  rate {rate:.4f}  ({time.perf_counter() - t0:.0f}s, ETA {eta / 60:.0f} min)")
     return {"ann_acc": round(ann, 2), "rows": results, "n_test": int(len(x_test)),
             "n_calib": int(min(cfg.n_calib, len(x_calib))),
-            "seconds": round(time.perf_counter() - t_start, 1)}
+            "seconds": round(time.perf_counter() - t_start, 1),   # this sitting's time only
+            "earlier_measurements": earlier}
 
 
 def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds, blocks, Ts,
@@ -149,6 +151,7 @@ def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds
         else:
             merged["rows"] += res["rows"]
             merged["seconds"] = round(merged["seconds"] + res["seconds"], 1)
+            merged["earlier_measurements"] += res["earlier_measurements"]
     if len(combos) > 1:
         ic = [r for r in merged["rows"] if r["label"] == "IC-SNN" and r["T"]]
         if ic:

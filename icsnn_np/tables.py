@@ -148,8 +148,22 @@ def markdown(res: dict, meta: dict) -> str:
         lines += ["", f"Lowest summed IC-SNN loss: {b['setting']} ("
                   + " / ".join(f"{v:.2f}" for v in b["loss"].values()) + ")."]
     lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()), "",
-              f"Command: `{meta['command']}`", "", f"Wall time: {res['seconds'] / 60:.1f} min."]
+              f"Command: `{meta['command']}`", "", wall_time(res)]
     return "\n".join(lines) + "\n"
+
+
+def wall_time(res: dict) -> str:
+    """The time line of a table: a resumed run's time covers its last sitting only, and a
+    merged table's (scripts/merge_results.py) is the sum of runs that ran side by side."""
+    runs, earlier = res.get("merged_runs", 1), res.get("earlier_measurements", 0)
+    text = f"Wall time: {res['seconds'] / 60:.1f} min"
+    if runs > 1:
+        text += f", the sum of {runs} runs made side by side"
+    if earlier:
+        text += (f" ({'their' if runs > 1 else 'its'} last sittings only: {earlier} measurements "
+                 f"were made in an earlier one)") if runs > 1 else \
+            f" in the last sitting ({earlier} measurements were made in an earlier one)"
+    return text + "."
 
 
 def plot(res: dict, path: Path, title: str, main=("snn", "i-snn", "c-snn", "ic-snn")):

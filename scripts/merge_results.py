@@ -44,7 +44,9 @@ def _row_key(row: dict) -> tuple:
 def merge(results: list[dict], names: list[str]) -> dict:
     """One result dict holding every row and T of ``results`` (reproduction JSONs)."""
     first, rows, index = results[0], [], {}
-    out = {k: v for k, v in first.items() if k not in ("rows", "settings", "command", "seconds")}
+    out = {k: v for k, v in first.items()
+           if k not in ("rows", "settings", "command", "seconds", "runs", "merged_runs",
+                         "earlier_measurements")}
     settings = dict(first["settings"])
     blocks = []
     for res, name in zip(results, names):
@@ -75,9 +77,15 @@ def merge(results: list[dict], names: list[str]) -> dict:
     for row in rows:                     # a row of a one-setting run gets a sweep's name for its block
         if multi and not row.get("setting"):
             row["setting"] = f"block {row.get('block', 'node')}"
-    return dict(out, rows=rows, settings=settings,
-                command=" && ".join(r["command"] for r in results),
-                seconds=round(sum(r.get("seconds", 0.0) for r in results), 1))
+    runs = {}                            # command -> its run; a merged input brings its runs along
+    for res in results:
+        for run in res.get("runs") or [{"command": res["command"], "seconds": res.get("seconds", 0.0),
+                                        "earlier_measurements": res.get("earlier_measurements", 0)}]:
+            runs.setdefault(run["command"], run)
+    return dict(out, rows=rows, settings=settings, runs=list(runs.values()),
+                command=" && ".join(runs), merged_runs=len(runs),
+                seconds=round(sum(r["seconds"] for r in runs.values()), 1),
+                earlier_measurements=sum(r["earlier_measurements"] for r in runs.values()))
 
 
 def main(argv=None):
@@ -112,7 +120,7 @@ def _main(argv):
     atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
     plot(res, cli.with_ext(out, ".png"), title)
     print(f"wrote {cli.with_ext(out, '.md')}, .json, .png: {len(res['rows'])} rows from "
-          f"{len(loaded)} files")
+          f"{len(loaded)} file{'s' if len(loaded) > 1 else ''}")
     return 0
 
 

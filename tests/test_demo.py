@@ -199,8 +199,12 @@ def test_reproduce_interrupted_then_resumed_equals_one_sitting(tiny_ckpt, tmp_pa
     n_measured = 2 * 3 + 2       # SNN, I-SNN, IC-SNN at T=4 and 6; two reading rows at T=4
     assert len(calls) == n_measured - 3          # only what the first sitting had not measured
     assert not partial.exists()                  # the table is written: the partial file goes
-    rows = [json.loads((tmp_path / f"{s}.json").read_text())["rows"] for s in ("whole", "split")]
+    res = [json.loads((tmp_path / f"{s}.json").read_text()) for s in ("whole", "split")]
+    rows = [r["rows"] for r in res]
     assert rows[0] == rows[1]
+    assert [r["earlier_measurements"] for r in res] == [0, 3]     # the time covers the last sitting
+    assert "in the last sitting (3 measurements were made in an earlier one)." in \
+        (tmp_path / "split.md").read_text()
     assert set(rows[0][2]["T"]) == {"4", "6"} and set(rows[0][3]["T"]) == {"4"}   # IC-SNN; a reading row
 
 
