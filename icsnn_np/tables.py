@@ -159,10 +159,10 @@ def wall_time(res: dict) -> str:
     text = f"Wall time: {res['seconds'] / 60:.1f} min"
     if runs > 1:
         text += f", the sum of {runs} runs made side by side"
-    if earlier:
-        text += (f" ({'their' if runs > 1 else 'its'} last sittings only: {earlier} measurements "
-                 f"were made in an earlier one)") if runs > 1 else \
-            f" in the last sitting ({earlier} measurements were made in an earlier one)"
+    if earlier and runs > 1:
+        text += f" (their last sittings only: {earlier} measurements were made in earlier ones)"
+    elif earlier:
+        text += f" in the last sitting ({earlier} measurements were made in an earlier one)"
     return text + "."
 
 
