@@ -1,30 +1,20 @@
 """Choose the array module once: NumPy (default) or CuPy.
 
-This is the only module of the package that imports CuPy. Everything else receives an
-array module ``xp`` (``numpy`` or ``cupy``) and writes one code path for both
-(CuPy user guide, "CPU/GPU agnostic code").
+The only module of the package that imports CuPy. Everything else receives an array
+module ``xp`` and writes one code path for both (CuPy user guide, "CPU/GPU agnostic code").
 
     xp = get_xp("numpy")            # or "cupy"
     x_dev = to_device(x_host, xp)   # host -> device (a no-op on NumPy)
     x_host = to_host(x_dev)         # device -> host: an explicit sync point
-
-For tests without a GPU, ``ICSNN_CUPY_STANDIN=1`` makes ``get_xp("cupy")`` return a strict
-CPU stand-in for CuPy (``icsnn_np.testing.cupy_standin``): the same code path, checked for
-implicit host/device conversions on every CI run.
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
 BACKENDS = ("numpy", "cupy")
-STANDIN_ENV = "ICSNN_CUPY_STANDIN"
-_devices: list = []            # the device array modules in use (CuPy, the stand-in)
-
-_cupy = None
-_cupy_error: str | None = None
-_cupy_tried = False
+_devices: list = []            # the device array modules in use (CuPy, a stand-in)
+_standin = None                # a CPU module that plays CuPy (use_standin), or None
+_cupy, _cupy_error, _cupy_tried = None, None, False
 
 
 class BackendError(RuntimeError):
@@ -34,24 +24,21 @@ class BackendError(RuntimeError):
 def _try_cupy():
     """Import CuPy once and remember why it failed, without raising."""
     global _cupy, _cupy_error, _cupy_tried
-    if _cupy_tried:
-        return _cupy
-    _cupy_tried = True
-    try:
-        import cupy  # noqa: PLC0415 - the one place cupy is imported
+    if not _cupy_tried:
+        _cupy_tried = True
+        try:
+            import cupy  # noqa: PLC0415 - the one place cupy is imported
 
-        n = cupy.cuda.runtime.getDeviceCount()
-        if n < 1:
-            raise RuntimeError("no CUDA device is visible")
-        _cupy = cupy
-        _devices.append(cupy)
-    except ImportError:
-        _cupy_error = ("CuPy is not installed: install the GPU extra with "
-                       "`pip install 'icsnn-np[gpu]'` (or `pip install cupy-cuda12x`), "
-                       "or use --backend numpy")
-    except Exception as e:  # CUDA driver/runtime errors come in many classes
-        _cupy_error = (f"CuPy is installed but no usable GPU was found ({e}); "
-                       "use --backend numpy")
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no CUDA device is visible")
+            _cupy = cupy
+            _devices.append(cupy)
+        except ImportError:
+            _cupy_error = ("CuPy is not installed: install the GPU extra with `pip install "
+                           "'icsnn-np[gpu]'` (CUDA 12; `pip install cupy-cuda13x` for CUDA 13), "
+                           "or use --backend numpy")
+        except Exception as e:  # noqa: BLE001 - CUDA errors come in many classes
+            _cupy_error = f"CuPy is installed but no usable GPU was found ({e}); use --backend numpy"
     return _cupy
 
 
@@ -60,31 +47,27 @@ def cupy_available() -> bool:
     return _try_cupy() is not None
 
 
-def get_xp(backend: str = "numpy"):
-    """Return the array module for ``backend`` ("numpy" or "cupy").
+def use_standin(module):
+    """From now on ``get_xp("cupy")`` returns ``module``, a CPU stand-in for CuPy (tests and
+    ``ICSNN_CUPY_STANDIN=1`` plug one in from outside; ``None`` unplugs it)."""
+    global _standin
+    _standin = module
+    if module is not None and module not in _devices:
+        _devices.append(module)
 
-    Raises BackendError with a single actionable line when CuPy is asked for but
-    missing, and ValueError for an unknown name.
-    """
+
+def get_xp(backend: str = "numpy"):
+    """The array module for ``backend``: a clear BackendError when CuPy is missing."""
     name = str(backend).lower()
     if name == "numpy":
         return np
-    if name == "cupy" and os.environ.get(STANDIN_ENV) == "1":
-        return standin()
     if name == "cupy":
-        cp = _try_cupy()
-        if cp is None:
+        if _standin is not None:
+            return _standin
+        if _try_cupy() is None:
             raise BackendError(_cupy_error)
-        return cp
+        return _cupy
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-
-def standin():
-    """The strict CPU stand-in for CuPy (a testing aid), registered as a device module."""
-    from .testing import cupy_standin  # noqa: PLC0415 - only when asked for
-    if cupy_standin not in _devices:
-        _devices.append(cupy_standin)
-    return cupy_standin
 
 
 def xp_of(a):
@@ -97,9 +80,7 @@ def xp_of(a):
 
 def to_device(a, xp):
     """Copy a host array onto ``xp``'s device (returns it unchanged for NumPy)."""
-    if xp is np:
-        return np.asarray(a)
-    return xp.asarray(a)
+    return np.asarray(a) if xp is np else xp.asarray(a)
 
 
 def to_host(a):

@@ -1,22 +1,14 @@
-"""Argument checks shared by the package: bad input gets a clear error, never a silent answer.
+"""Argument checks: bad input gets one clear line, never a silent answer.
 
-Each check runs once where a value enters (a function's arguments, a loaded file), never
-inside a time-step loop, and raises ValueError with one line that says what is wrong.
+Each check runs once where a value enters, never inside the time-step loop.
 """
 from __future__ import annotations
-
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from .backend import to_host, xp_of
 
-
-# The most time steps a simulation may run: the output layer and Alg. 2 sum T float32
-# values, and beyond 2**24 steps a float32 sum no longer changes by one step's contribution
-# (its 24-bit significand), so more steps would not change the answer, only the run time.
+# Float32 sums over more than 2**24 steps no longer register one step's contribution.
 MAX_T = 1 << 24
 
 
@@ -26,8 +18,7 @@ def check_T(T) -> int:
         raise ValueError(f"T must be a positive integer number of time steps, got {T!r}")
     if T > MAX_T:
         raise ValueError(f"T = {T} time steps is more than {MAX_T:,} (2**24): float32 sums over "
-                         f"that many steps no longer register a single step, so the answer "
-                         f"would not change; use T <= {MAX_T}")
+                         f"that many steps no longer register a single step; use T <= {MAX_T}")
     return int(T)
 
 
@@ -68,8 +59,8 @@ def check_finite(a, what: str):
 
 
 def check_threshold(v_th, where: str = "IF node"):
-    """V_th must be finite and > 0 everywhere: a threshold <= 0 fires at every step and a
-    NaN one never fires, either way the layer turns into a constant. Returns v_th."""
+    """V_th must be finite and > 0: a threshold <= 0 fires at every step and a NaN one never
+    fires; either way the layer turns into a constant. Returns v_th."""
     host = np.asarray(to_host(v_th) if hasattr(v_th, "shape") else v_th)   # sync point: once
     if not np.issubdtype(host.dtype, np.number) or not np.all(np.isfinite(host)):
         raise ValueError(f"{where}: threshold V_th has NaN or inf; it must be finite and > 0")
@@ -79,8 +70,7 @@ def check_threshold(v_th, where: str = "IF node"):
 
 
 def check_batch(x, what: str = "the input batch"):
-    """A non-empty, finite, floating-point (normalised) batch of images (N, C, H, W): raw
-    uint8/int images and empty batches are refused here, where they enter. Returns x."""
+    """A non-empty, finite, floating-point (normalised) batch of images (N, C, H, W)."""
     shape = tuple(getattr(x, "shape", ()))
     if len(shape) != 4:
         raise ValueError(f"{what} must be a normalised batch of images (N, C, H, W), "
@@ -89,59 +79,16 @@ def check_batch(x, what: str = "the input batch"):
         raise ValueError(f"{what} is empty (0 images)")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{what} is {x.dtype}, not a normalised float batch: raw images "
-                         f"go through preprocess.normalize(x, mean, std) first")
+                         f"go through normalize(x, mean, std) first")
     return check_finite(x, what)
 
 
-def check_labels(y, n: int, what: str = "the labels"):
-    """One integer label per image."""
+def check_labels(y, n: int, what: str = "the labels", classes: int | None = None):
+    """One integer label per image, each in [0, classes) when ``classes`` is given."""
     y = np.asarray(to_host(y) if hasattr(y, "shape") else y)
     if y.ndim != 1 or len(y) != n or (len(y) and not np.issubdtype(y.dtype, np.integer)):
         raise ValueError(f"{what}: expected {n} integer labels, got {y.dtype} {y.shape}")
+    if classes is not None and len(y) and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"{what}: labels must lie in [0, {classes}) for a {classes}-class "
+                         f"model, found {int(y.min())} .. {int(y.max())}")
     return y
-
-
-def check_normalisation(mean, std, where: str = "normalisation"):
-    """Per-channel mean and std of x/255 (what ``preprocess.normalize`` divides by): finite,
-    mean in [0, 1] and std in (0, 1]. Statistics on the 0-255 scale (mean 125, std 63) are
-    refused by name: with them every normalised image is nearly the same constant."""
-    m = np.asarray(mean, dtype=np.float64).reshape(-1)
-    s = np.asarray(std, dtype=np.float64).reshape(-1)
-    if m.size == 0 or s.size == 0 or m.size != s.size:
-        raise ValueError(f"{where}: mean {m.tolist()} and std {s.tolist()} must hold one value "
-                         f"per channel each")
-    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))):
-        raise ValueError(f"{where}: mean {m.tolist()} / std {s.tolist()} contain NaN or inf")
-    if np.any(s <= 0):
-        raise ValueError(f"{where}: std {s.tolist()} has a value <= 0; it must be > 0")
-    if m.max() > 1 or s.max() > 1:
-        scale = " (they look like statistics of 0-255 pixels)" if m.max() > 1.5 or s.max() > 1.5 else ""
-        raise ValueError(f"{where}: mean {m.tolist()} / std {s.tolist()} are not on the scale "
-                         f"of x/255 that the data loader uses{scale}: expected mean in [0, 1] "
-                         f"and std in (0, 1]; divide them by 255")
-    if m.min() < 0:
-        raise ValueError(f"{where}: mean {m.tolist()} has a negative value; the mean of x/255 "
-                         f"lies in [0, 1]")
-    return mean, std
-
-
-def check_output_file(path, what: str = "output file"):
-    """Before any work starts: ``path`` can be written (atomically, as ``checkpoint.
-    atomic_write`` does). It must not be an existing folder, and the folder that will hold it
-    (or, if that does not exist yet, its nearest existing ancestor) must take a new file;
-    this is tried with a temporary file, removed at once, so nothing stray is left."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is an existing folder; name a file")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"{what} {path}: {folder} is a file, not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=folder)
-    except OSError as e:
-        raise ValueError(f"{what} {path}: cannot write in {folder} ({e.strerror or e})") from None
-    os.close(fd)
-    os.unlink(tmp)
-    return path

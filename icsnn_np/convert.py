@@ -1,12 +1,11 @@
-"""ANN -> SNN conversion: every ReLU becomes an IF node; thresholds by balancing.
+"""ANN -> SNN conversion (Sec. 3.1): every ReLU becomes an IF node; thresholds by balancing.
 
-``convert(model)`` returns an ``SNN`` that *shares* the ANN's weight arrays (no copies):
-the module tree is rebuilt with each ``ReLU`` replaced by an ``IFNode`` and every other
-layer reused as is, so residual blocks convert like plain stacks.
+``convert(model)`` returns an ``SNN`` that *shares* the ANN's weight arrays: the module tree
+is rebuilt with each ``ReLU`` replaced by an ``IFNode`` and every other layer reused as is,
+so residual blocks convert like plain stacks.
 
-Threshold balancing (Rueckauer et al. 2017, "robust normalisation"; paper Sec. 3.1 and
-4.1.3): V_th^l = p-quantile of layer l's ReLU outputs over a calibration subset of the
-training set, per layer (the paper) or per channel (an option).
+Threshold balancing (Rueckauer et al. 2017, "robust normalisation"; Sec. 3.1 and 4.1.3):
+V_th^l = p-quantile of layer l's ReLU outputs over calibration images of the training set.
 """
 from __future__ import annotations
 
@@ -26,28 +25,21 @@ MAX_QUANTILE_SAMPLES = 1 << 24
 class SNN:
     """A converted network: the rebuilt module tree and its IF nodes in execution order.
 
-    ``flat``      the top-level modules in execution order (blocks kept whole)
-    ``nodes``     every IFNode, in the order of the ANN's ReLUs
-    ``first``     index in ``flat`` of the first module that holds an IF node
-    ``last``      index in ``flat`` of the last module that holds an IF node; the modules
-                  after it form the *readout*, which must be linear (Linear, Flatten,
-                  AvgPool2d, Conv2d): the output layer integrates without spiking, and the
-                  prediction is the readout applied to the time-average of its input.
-    ``blocks``    per residual block, the indices in ``nodes`` of its IF nodes (relu1, relu2),
-                  for the paper's block treatment (README, Readings of the paper)
-    ``ann``       the ANN it was converted from (``convert``), whose weights it shares: what
-                  the ANN-guided methods (methods.py: SNN Calibration, MSE thresholds) compare to
-    ``prerun``    a ``simulate.PreRun`` every simulation of it starts with, or None (set by
-                  ``calibrate_variant`` for the pre-run methods COS and SRP, methods.py)
+    ``flat``    the top-level modules in execution order (residual blocks kept whole)
+    ``nodes``   every IFNode, in the order of the ANN's ReLUs
+    ``first``, ``last``  indices in ``flat`` of the first and last module holding an IF node;
+                the modules after ``last`` are the *readout*, which must be linear: the output
+                layer integrates without spiking
+    ``blocks``  per residual block, the indices in ``nodes`` of its IF nodes (Sec. 4.3)
+    ``ann``     the ANN it was converted from, whose weights it shares
     """
 
     def __init__(self, tree, nodes, blocks=(), ann=None):
-        self.tree = tree
-        self.ann, self.prerun = ann, None
-        self.nodes = nodes
+        self.tree, self.nodes, self.ann = tree, nodes, ann
         self.blocks = [list(b) for b in blocks]
         self.flat = list(tree.flat()) if isinstance(tree, Sequential) else [tree]
-        holds = [i for i, m in enumerate(self.flat) if _contains_node(m)]
+        holds = [i for i, m in enumerate(self.flat)
+                 if any(isinstance(c, IFNode) for _, c in m.named_modules())]
         if not holds:
             raise ValueError("the model has no ReLU: nothing to convert into spiking neurons")
         self.first, self.last = holds[0], holds[-1]
@@ -73,11 +65,8 @@ class SNN:
         return [n.v0 for n in self.nodes]
 
     def block_first(self):
-        """Per node: False for the IF nodes of a residual block after its first one.
-
-        The paper (Sec. 4.1.3) applies v(0) "only to the first layer in the block"; with
-        ``v0_scope="block-first"`` the other nodes of a block keep v(0) = 0.
-        """
+        """Per node: False for the IF nodes of a residual block after its first one (the paper
+        applies v(0) "only to the first layer in the block", Sec. 4.3)."""
         keep = [True] * len(self.nodes)
         for b in self.blocks:
             for i in b[1:]:
@@ -85,15 +74,11 @@ class SNN:
         return keep
 
 
-def _contains_node(m) -> bool:
-    return isinstance(m, IFNode) or any(_contains_node(c) for c in m.children.values())
-
-
 def convert(model: Module) -> SNN:
     """Rebuild ``model`` with each ReLU replaced by an IFNode (weights shared, not copied).
 
-    Each node remembers ``source``, the weight layer that drives it (the last Conv2d/Linear
-    before it in its container), which the weight-based Alg. 1 reads.
+    Each node remembers ``source``, the last Conv2d/Linear before it in its container: the
+    weight layer that drives it, which Alg. 1 reads.
     """
     for name, m, k in model.named_parameters():
         check_finite(m.params[k], f"weight tensor {name}")
@@ -114,10 +99,8 @@ def convert(model: Module) -> SNN:
 
 
 def relu_outputs(model: Module, x_batches):
-    """Run the ANN (eval mode) and collect every ReLU's outputs: list over ReLUs of host arrays.
-
-    ``x_batches`` yields normalised input batches on the model's device.
-    """
+    """Every ReLU's outputs of the ANN (eval mode) over the normalised ``x_batches``: a list
+    over ReLUs of host arrays (N_total, ...)."""
     relus = [m for _, m in model.named_modules() if isinstance(m, ReLU)]
     model.eval()
     outs = [[] for _ in relus]
@@ -137,14 +120,10 @@ def relu_outputs(model: Module, x_batches):
     return [np.concatenate(o) for o in outs]
 
 
-def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0):
-    """p-quantile of ``values`` (host array), exact up to MAX_QUANTILE_SAMPLES values.
-
-    Layer-wise: over all values (zeros included). Beyond MAX_QUANTILE_SAMPLES values a
-    seeded uniform random subsample of that many is used, which keeps memory bounded and
-    moves a 0.99-quantile by far less than the spread between images.
-    ``axis=1`` on a (C, M) array gives one quantile per row (channel-wise).
-    """
+def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0, positive=False):
+    """p-quantile of ``values`` (host), exact up to MAX_QUANTILE_SAMPLES values, beyond that
+    on a seeded uniform subsample. ``axis=1`` on (C, M) gives one per row; ``positive``: of
+    each row's entries > 0 only (NaN for a row without any), as ``np.quantile`` would."""
     rng = np.random.default_rng(seed)
     if axis is None:
         flat = values.reshape(-1)
@@ -154,27 +133,50 @@ def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0):
     if values.shape[1] > MAX_QUANTILE_SAMPLES // max(1, values.shape[0]):
         k = MAX_QUANTILE_SAMPLES // values.shape[0]
         values = values[:, rng.choice(values.shape[1], k, replace=False)]
-    return np.quantile(values, p, axis=1)
+    if not positive:
+        return np.quantile(values, p, axis=1)
+    s = np.sort(values, axis=1)                     # (C, M): each row's positives at its end
+    k = (s > 0).sum(axis=1)
+    h = (s.shape[1] - k) + p * np.maximum(k - 1, 0)  # np.quantile's linear position among them
+    lo = np.minimum(np.floor(h), s.shape[1] - 1).astype(np.int64)
+    hi = np.minimum(lo + 1, s.shape[1] - 1)
+    rows = np.arange(len(s))
+    q = s[rows, lo] + (h - lo) * (s[rows, hi] - s[rows, lo])
+    return np.where(k > 0, q, np.nan)
+
+
+def quantile_threshold(a, p: float, name: str, channelwise: bool = False):
+    """V_th from one layer's ReLU outputs ``a`` (N, C, ...) at quantile p.
+
+    Layer-wise (the paper): the p-quantile of all its outputs, zeros included; where that is
+    0 (p below the layer's share of zeros) the run stops, naming the smallest p that works.
+    Channel-wise (ours): the p-quantile of each channel's *positive* outputs (SNN-Toolbox's
+    rule, Rueckauer et al. 2017), since many channels are 0 on over 99.9 % of the images;
+    a channel never positive on the calibration images takes the layer's threshold.
+    Both are non-decreasing in p.
+    """
+    zeros = float(np.mean(a == 0))
+    layer = robust_quantile(a, p)
+    if layer <= 0:
+        raise ValueError(f"threshold balancing: the p-quantile of {name}'s outputs is 0 at "
+                         f"p = {p:g}: {100 * zeros:.2f} % of them are 0 on the calibration "
+                         f"images; use a p above {zeros:.4f}")
+    if not channelwise:
+        return np.float32(layer)
+    per_c = robust_quantile(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1), p, axis=1, positive=True)
+    th = np.where(np.isnan(per_c), layer, per_c)                               # (C,)
+    return th.astype(np.float32).reshape((-1,) + (1,) * (a.ndim - 2))
 
 
 def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
                        channelwise: bool = False, xp=np, per_block: bool = False):
-    """Threshold balancing: set each IF node's V_th to the p-quantile of its ReLU's outputs.
-
-    Layer-wise (default, the paper): one scalar per layer. Channel-wise: one value per
-    channel, shape (C, 1, 1) for conv layers and (F,) for linear ones. A threshold that
-    comes out 0 (a silent layer or channel) falls back to the layer's maximum, or 1.0 if
-    the layer never activates, so no neuron gets V_th = 0. Returns the list of thresholds.
-
-    ``per_block=True`` is the paper's ResNet treatment (Sec. 4.1.3; README, Readings of the
-    paper): the IF nodes of a residual block share one threshold, the p-quantile of all their ReLU
-    outputs together (both have the block's output shape). The default gives every node
-    its own.
-    """
+    """Set each IF node's V_th by ``quantile_threshold`` of its ReLU's outputs over
+    ``x_batches``; returns the thresholds. ``per_block=True`` is the paper's ResNet treatment
+    (Sec. 4.3): the nodes of a residual block share one quantile over all their outputs."""
     p = check_quantile(p)
     acts = relu_outputs(model, x_batches)
-    for node, a in zip(snn.nodes, acts):       # a NaN quantile would silently become V_th = 1
-        if not np.all(np.isfinite(a)):         # (the images are checked: weights or overflow)
+    for node, a in zip(snn.nodes, acts):       # a NaN quantile would be a silent threshold
+        if not np.all(np.isfinite(a)):
             raise ValueError(f"{node.name}: the calibration activations contain NaN or inf "
                              f"(NaN/inf weights, or values beyond float32's range)")
     if per_block:
@@ -182,18 +184,7 @@ def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
             pooled = np.concatenate([acts[i] for i in b])     # (len(b) * N, C, H, W)
             for i in b:
                 acts[i] = pooled
-    ths = []
     for node, a in zip(snn.nodes, acts):
-        layer_max = float(a.max()) if a.size else 0.0
-        fallback = layer_max if layer_max > 0 else 1.0
-        if not channelwise:
-            th = robust_quantile(a, p)
-            th = np.float32(th if th > 0 else fallback)
-        else:
-            C = a.shape[1]
-            per_c = robust_quantile(np.moveaxis(a, 1, 0).reshape(C, -1), p, axis=1)
-            per_c = np.where(per_c > 0, per_c, fallback).astype(np.float32)
-            th = per_c.reshape((C,) + (1,) * (a.ndim - 2))
+        th = quantile_threshold(a, p, node.name, channelwise)
         node.v_th = check_threshold(to_device(th, xp) if np.ndim(th) else th, node.name)
-        ths.append(node.v_th)
-    return ths
+    return [n.v_th for n in snn.nodes]

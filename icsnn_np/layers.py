@@ -9,9 +9,6 @@ into a column, so the whole convolution of a batch is ``W (O, C*k*k) @ cols (C*k
 and its backward is two more products and the adjoint scatter ``col2im``. The loops run
 over the k*k kernel offsets only, never over pixels, channels or images. ``conv2d_naive`` at
 the bottom is the four-loop definition the tests (and tutorial A1) check it against.
-
-This is the teaching path. The fast engine (``icsnn_np.fast``: Winograd convolutions,
-channels-last buffers, threads) computes the same functions and is tested equal to these.
 """
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ from .module import Module, he_normal
 
 # --------------------------------------------------------------------------- im2col
 def conv_out_size(n: int, k: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis: floor((n + 2p - k) / s) + 1."""
+    """floor((n + 2p - k) / s) + 1, a convolution's output length along one axis."""
     return (n + 2 * padding - k) // stride + 1
 
 
@@ -82,8 +79,7 @@ class Conv2d(Module):
                 f"s={self.stride}, p={self.padding}")
 
     def out_size(self, H: int, W: int):
-        k, s, p = self.kernel_size, self.stride, self.padding
-        return conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
+        return tuple(conv_out_size(n, self.kernel_size, self.stride, self.padding) for n in (H, W))
 
     def check_input(self, x):
         """A clear error for a wrong shape, before any work."""
@@ -192,7 +188,7 @@ class AvgPool2d(Module):
         return f"k={self.kernel_size}, s={self.stride}"
 
     def out_size(self, H: int, W: int):
-        return conv_out_size(H, self.kernel_size, self.stride, 0), conv_out_size(W, self.kernel_size, self.stride, 0)
+        return tuple(conv_out_size(n, self.kernel_size, self.stride, 0) for n in (H, W))
 
     def check_input(self, x):
         if x.ndim != 4:

@@ -1,9 +1,9 @@
 """The two building blocks every network here is made of: ``Module`` and ``Sequential``.
 
 A module has ``forward(x)`` and ``backward(grad_out) -> grad_in`` (explicit backprop, no
-autograd); its parameters live in ``self.params`` and their gradients under the same keys in
-``self.grads``; sub-modules live in ``self.children``. Names follow PyTorch's ``state_dict``
-(``features.0.weight``), so a PyTorch checkpoint maps onto ours name for name.
+autograd). Parameters live in ``params``, their gradients under the same keys in ``grads``,
+sub-modules in ``children``. Names follow PyTorch's ``state_dict`` (``features.0.weight``),
+so a PyTorch checkpoint maps onto ours name for name.
 
     net = Sequential(Conv2d(3, 8, 3, padding=1), ReLU(), Flatten(), Linear(8 * 32 * 32, 10))
     out = net.forward(x)                 # (N, 10)
@@ -11,6 +11,7 @@ autograd); its parameters live in ``self.params`` and their gradients under the 
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 
@@ -20,14 +21,8 @@ from .backend import to_host, xp_of
 
 
 class Module:
-    """Base class: parameters, gradients, buffers, children, train/eval mode, state_dict.
-
-    ``buffers`` hold state that is saved and loaded with the parameters but is not trained
-    (BatchNorm's running statistics): ``state_dict`` lists, module by module, the
-    parameters then the buffers (PyTorch's order); ``named_parameters`` (what the optimiser
-    walks) lists parameters only. A layer caches what its backward needs only while
-    ``training`` is true.
-    """
+    """Parameters, gradients, buffers (saved, not trained: BatchNorm's statistics), children,
+    train/eval mode. A layer caches what its backward needs only while ``training``."""
 
     def __init__(self):
         self.params: dict = {}
@@ -45,7 +40,6 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
-    # -- traversal -------------------------------------------------------------
     def named_modules(self, prefix: str = ""):
         yield prefix, self
         for name, child in self.children.items():
@@ -75,11 +69,10 @@ class Module:
         if missing or unexpected:
             raise KeyError(f"state_dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
         for n, (d, k) in own.items():
-            src = state[n]
-            if tuple(src.shape) != tuple(d[k].shape):
+            if tuple(state[n].shape) != tuple(d[k].shape):
                 raise ValueError(f"shape mismatch for {n}: expected {tuple(d[k].shape)}, "
-                                 f"got {tuple(src.shape)}")
-            d[k][...] = move(src, xp_of(d[k]), d[k].dtype)
+                                 f"got {tuple(state[n].shape)}")
+            d[k][...] = move(state[n], xp_of(d[k]), d[k].dtype)
 
     def train(self, mode: bool = True):
         for _, m in self.named_modules():
@@ -124,12 +117,10 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (dict, OrderedDict)):
-            for name, layer in layers[0].items():
-                self.children[name] = layer
-        else:
-            for i, layer in enumerate(layers):
-                self.children[str(i)] = layer
+        named = layers[0].items() if len(layers) == 1 and isinstance(layers[0], dict) \
+            else ((str(i), layer) for i, layer in enumerate(layers))
+        for name, layer in named:
+            self.children[name] = layer
 
     def __iter__(self):
         return iter(self.children.values())
@@ -146,13 +137,11 @@ class Sequential(Module):
         return x
 
     def backward(self, grad, input_grad: bool = True):
-        """Backprop through the children, last to first. ``input_grad=False``: the caller
-        does not need dL/dx (in a training step x is the data), so a first layer that can
-        skip computing it (``backward(g, input_grad=False)``) does; parameter gradients are
-        the same."""
+        """Last child to first. ``input_grad=False``: the caller does not need dL/dx (x is the
+        data), so a first layer that can skip computing it does."""
         layers = list(self.children.values())
-        for i in range(len(layers) - 1, 0, -1):
-            grad = layers[i].backward(grad)
+        for layer in layers[:0:-1]:
+            grad = layer.backward(grad)
         if not input_grad and getattr(layers[0], "skips_input_grad", False):
             return layers[0].backward(grad, input_grad=False)
         return layers[0].backward(grad)
@@ -160,32 +149,26 @@ class Sequential(Module):
     def flat(self):
         """Leaf modules in execution order, nested Sequentials expanded (blocks stay whole)."""
         for layer in self.children.values():
-            if isinstance(layer, Sequential):
-                yield from layer.flat()
-            else:
-                yield layer
+            yield from (layer.flat() if isinstance(layer, Sequential) else (layer,))
 
 
 def rebuild(m, leaf, path: str = ""):
     """A copy of the module tree ``m`` with every leaf replaced by ``leaf(module, path)``.
 
-    Containers (modules with children) are shallow-copied with new children, so parameters
-    are *shared*, not copied: ``convert`` uses this to turn each ReLU into an IF node, the
-    fast engine to swap in its layer twins. ``leaf`` returns the module itself to keep it.
+    Containers are shallow copies with new children, so parameters are *shared*, not copied:
+    ``convert`` turns each ReLU into an IF node this way. ``leaf`` may return the module.
     """
     if not m.children:
         return leaf(m, path)
-    new = object.__new__(type(m))
-    new.__dict__.update(m.__dict__)
+    new = copy.copy(m)
     new.children = OrderedDict((name, rebuild(c, leaf, f"{path}.{name}" if path else name))
                                for name, c in m.children.items())
     return new
 
 
 def move(a, xp, dtype=None):
-    """The array ``a`` (host or device) on ``xp``'s device as ``dtype`` (default its own);
-    back to NumPy through ``to_host``, since CuPy refuses ``np.asarray`` of its arrays."""
-    a = to_host(a) if xp is np else a
+    """The array ``a`` (host or device) on ``xp``'s device as ``dtype`` (default its own)."""
+    a = to_host(a) if xp is np else a        # CuPy refuses np.asarray of its arrays
     return xp.asarray(a, dtype=dtype or a.dtype)
 
 

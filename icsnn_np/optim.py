@@ -1,8 +1,9 @@
-"""What training needs besides the layers: the loss, the optimiser and the lr schedule.
+"""Training: the loss, the optimiser, the lr schedule and one SGD step.
 
 The paper's recipe (Sec. 4.1.3): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, batch 128,
-300 epochs, lr divided by 5 at epochs 70/130/190/240 (scaled proportionally when fewer
-epochs are asked for).
+300 epochs, lr divided by 5 at epochs 70/130/190/240 (scaled when fewer epochs are asked for).
+
+    loss, logits = train_step(model, SGD(model), x_batch, y_batch)
 """
 from __future__ import annotations
 
@@ -16,18 +17,13 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf: training stops instead of producing garbage."""
 
 
-# --------------------------------------------------------------------------- loss
 def cross_entropy(logits, labels):
-    """Mean softmax cross-entropy and its gradient w.r.t. the logits.
-
-    Numerically stable: the row maximum is subtracted before exponentiating (log-sum-exp).
-    logits: (N, K) float, labels: (N,) int  ->  (loss scalar array, dlogits (N, K))
-    """
+    """Mean softmax cross-entropy of (N, K) logits and (N,) int labels, and its gradient
+    (N, K) w.r.t. the logits. The row maximum is subtracted first (log-sum-exp)."""
     xp = xp_of(logits)
     N = logits.shape[0]
     z = logits - logits.max(axis=1, keepdims=True)
-    logsum = xp.log(xp.exp(z).sum(axis=1, keepdims=True))
-    logp = z - logsum                                        # (N, K) log-softmax
+    logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))     # (N, K) log-softmax
     loss = -logp[xp.arange(N), labels].mean()
     grad = xp.exp(logp)
     grad[xp.arange(N), labels] -= 1.0
@@ -35,12 +31,9 @@ def cross_entropy(logits, labels):
     return loss, grad
 
 
-# --------------------------------------------------------------------------- optimiser
 class SGD:
-    """SGD with momentum and L2 weight decay, PyTorch semantics.
-
-    g = grad + wd * p;  buf = momentum * buf + g;  p -= lr * buf   (parameters updated in place)
-    """
+    """SGD with momentum and L2 weight decay, PyTorch semantics:
+    g = grad + wd * p;  buf = momentum * buf + g;  p -= lr * buf   (in place)."""
 
     def __init__(self, model, lr=0.1, momentum=0.9, weight_decay=5e-4):
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
@@ -68,12 +61,23 @@ class SGD:
         return {n: b for n, b in zip(self.names, self.buffers) if b is not None}
 
     def load_momentum_state(self, state: dict, xp):
-        """Restore ``momentum_state()``'s buffers onto ``xp``'s device (copies: the steps
-        update them in place, which must not reach the caller's arrays)."""
+        """Restore ``momentum_state()``'s buffers on ``xp`` (copies: steps update them in place)."""
         unknown = set(state) - set(self.names)
         if unknown:
             raise ValueError(f"momentum for unknown parameters {sorted(unknown)[:3]}")
         self.buffers = [None if n not in state else xp.array(state[n]) for n in self.names]
+
+
+def train_step(model, opt: SGD, x, y):
+    """One SGD step on a normalised batch x (N, C, H, W) with labels y (N,): forward, loss,
+    backward, update. Returns (loss as a 0-d device array, logits (N, K))."""
+    model.train()
+    model.zero_grad()
+    logits = model.forward(x)
+    loss, dlogits = cross_entropy(logits, y)
+    model.backward(dlogits, input_grad=False)       # dL/dx of the data is never used
+    opt.step()
+    return loss, logits
 
 
 def scaled_milestones(epochs: int, milestones=PAPER_MILESTONES, total=PAPER_EPOCHS):

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from icsnn_np import cli  # noqa: E402
-from icsnn_np.checks import check_output_file  # noqa: E402
-from icsnn_np.data import file_digest, load_dataset  # noqa: E402
+from icsnn_np.cli import common as cli  # noqa: E402
+from icsnn_np.io.files import check_output_file  # noqa: E402
+from icsnn_np.io.data import file_digest, load_dataset  # noqa: E402
 
 PER_CLASS = 100
 BIN_FOLDER = "cifar-10-batches-bin"
@@ -46,7 +46,7 @@ def bin_folder(src: Path) -> Path:
 
 
 def build(src: Path, per_class: int = PER_CLASS) -> dict[str, np.ndarray]:
-    """The slice's arrays, read (and hash-checked) through icsnn_np.data."""
+    """The slice's arrays, read (and hash-checked) through icsnn_np.io.data."""
     folder = bin_folder(src)
     ds = load_dataset("cifar10", folder)            # verifies the official SHA-1s
     tr, te = first_per_class(ds.y_train, per_class), first_per_class(ds.y_test, per_class)

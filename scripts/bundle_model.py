@@ -26,12 +26,12 @@ try:
 except ImportError:                      # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icsnn_np import cli  # noqa: E402
-from icsnn_np.checkpoint import (ASSETS, check_fits_data, load_checkpoint, resolve_checkpoint,  # noqa: E402
+from icsnn_np.cli import common as cli  # noqa: E402
+from icsnn_np.io.checkpoint import (ASSETS, check_fits_data, load_checkpoint, resolve_checkpoint,  # noqa: E402
                                  save_checkpoint)
-from icsnn_np.checks import check_output_file  # noqa: E402
-from icsnn_np.data import load_dataset  # noqa: E402
-from icsnn_np.train import evaluate  # noqa: E402
+from icsnn_np.io.files import check_output_file  # noqa: E402
+from icsnn_np.io.data import load_dataset  # noqa: E402
+from icsnn_np.runs.training import evaluate  # noqa: E402
 
 
 def main(argv=None):

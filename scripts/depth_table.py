@@ -21,10 +21,10 @@ try:
 except ImportError:                      # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icsnn_np import cli  # noqa: E402
+from icsnn_np.cli import common as cli  # noqa: E402
 from icsnn_np.convert import convert  # noqa: E402
 from icsnn_np.models import build_model  # noqa: E402
-from icsnn_np.tables import PAPER_ORDER, paper_table_for  # noqa: E402
+from icsnn_np.runs.tables import PAPER_ORDER, paper_table_for  # noqa: E402
 
 MAIN = PAPER_ORDER[::-1]                 # SNN, C-SNN, I-SNN, IC-SNN: the paper's order, worst first
 

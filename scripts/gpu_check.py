@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                  # run from a checkout without installing
 
-from icsnn_np.checkpoint import atomic_write  # noqa: E402
+from icsnn_np.io.files import atomic_write  # noqa: E402
 
 BUDGET_S = 560          # the whole check, GPU start-up aside: under 10 minutes
 MIN_STEP_S = 30         # a step with less time than this left is skipped (and said so)

@@ -26,9 +26,9 @@ try:
 except ImportError:                      # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icsnn_np import cli  # noqa: E402
-from icsnn_np.checkpoint import atomic_write  # noqa: E402
-from icsnn_np.tables import markdown, plot  # noqa: E402
+from icsnn_np.cli import common as cli  # noqa: E402
+from icsnn_np.io.files import atomic_write  # noqa: E402
+from icsnn_np.runs.tables import markdown, plot  # noqa: E402
 
 # what must agree between the files: the same network, images and conversion settings
 SAME = ("model", "checkpoint", "images", "n_calib", "seed", "coding", "p", "thresholds",

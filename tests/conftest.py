@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from icsnn_np.backend import cupy_available, get_xp, standin
+from icsnn_np.backend import cupy_available, get_xp, use_standin
+from icsnn_np.testing import cupy_standin
 
 # Session-wide hypothesis defaults (STYLE 8): no deadline (the first example pays for lazy
 # imports and thread-pool start-up) and few examples, so the suite stays fast on 2 cores.
@@ -36,7 +37,8 @@ def backend_module(name):
     """The array module of a backend row: numpy, the CuPy stand-in, or CuPy (skipped
     without CuPy and a GPU)."""
     if name == "standin":
-        return standin()
+        use_standin(cupy_standin)      # a testing aid, plugged into the backend from outside
+        return cupy_standin
     if name == "cupy" and not cupy_available():
         pytest.skip(_NO_GPU)
     return get_xp(name)

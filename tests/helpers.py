@@ -306,3 +306,13 @@ def load_script(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# --------------------------------------------------------------------------- running
+def run_sim(snn, x, T, engine="reference", chunk=None, prerun=None, **kw):
+    """A simulation as the runs layer makes it (``runs.engine.simulator``: the engine by name,
+    the memory check, progress), after ``prerun``'s steps when one is given (beyond/prerun.py)."""
+    from icsnn_np.beyond.prerun import simulate_prerun
+    from icsnn_np.runs.engine import simulator
+    sim = simulator(engine, chunk)
+    return sim(snn, x, T, **kw) if prerun is None else simulate_prerun(snn, x, T, prerun, sim, **kw)

@@ -29,6 +29,7 @@ def fresh_backend(monkeypatch):
     monkeypatch.setattr(backend, "_cupy_tried", False)
     monkeypatch.setattr(backend, "_cupy", None)
     monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_standin", None)         # no stand-in plugged in
     return monkeypatch
 
 
@@ -92,6 +93,6 @@ def test_to_host_accepts_host_values():
 
 def test_backend_name_roundtrips(xp, monkeypatch):
     if xp.__name__.endswith("cupy_standin"):       # --backend cupy means the stand-in here
-        monkeypatch.setenv(backend.STANDIN_ENV, "1")
+        monkeypatch.setenv("ICSNN_CUPY_STANDIN", "1")
     assert get_xp(backend_name(xp)) is xp
     assert xp_of(xp.zeros(2)) is xp

@@ -29,28 +29,31 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pytest
 
-from helpers import load_script
+from helpers import load_script, run_sim
 
-from icsnn_np import demo, progress, protocol, reproduce, resources
-from icsnn_np import train as train_mod
+from icsnn_np.cli import demo, reproduce
+from icsnn_np.cli import train as train_cli
+from icsnn_np.runs import progress, protocol, resources
+from icsnn_np.runs import training as train_mod
 from icsnn_np.bench import __main__ as bench_cli
-from icsnn_np.checkpoint import (CheckpointError, check_fits_data, load_checkpoint,
+from icsnn_np.io.checkpoint import (CheckpointError, check_fits_data, load_checkpoint,
                                  read_checkpoint, resolve_checkpoint, save_checkpoint)
 from icsnn_np.checks import MAX_T, check_T
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.data import load_dataset
-from icsnn_np.evaluate import ConversionConfig, ann_accuracy, calibrated_snn, evaluate_conversion
-from icsnn_np.imports import import_state_dict, match_state_dict
+from icsnn_np.io.data import load_dataset
+from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, calibrated_snn, evaluate_conversion
+from icsnn_np.io.imports import import_state_dict, match_state_dict
 from icsnn_np.init_mem import alg2_data_init
 from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
 from icsnn_np.models import build_model
+from icsnn_np.io.batchnorm import build_any
 from icsnn_np.module import Sequential
-from icsnn_np.preprocess import channel_stats, normalize
-from icsnn_np.protocol import calibration_split
-from icsnn_np.resources import SimulationTooLarge, check_memory, simulation_bytes
+from icsnn_np.io.preprocess import channel_stats, normalize
+from icsnn_np.runs.protocol import calibration_split
+from icsnn_np.runs.resources import SimulationTooLarge, check_memory, simulation_bytes
 from icsnn_np.simulate import simulate
-from icsnn_np.stats import spike_stats
-from icsnn_np.train import TrainConfig, train
+from icsnn_np.runs.stats import spike_stats
+from icsnn_np.runs.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -143,7 +146,7 @@ class Cli(NamedTuple):
     base: bool = True           # start from the command's BASE arguments
 
 
-MAINS = {"demo": demo.main, "train": train_mod.main, "reproduce": reproduce.main,
+MAINS = {"demo": demo.main, "train": train_cli.main, "reproduce": reproduce.main,
          "bench": bench_cli.main, "build_slice": build_slice.main, "bundle_model": bundle_model.main}
 BASE = {  # arguments every case of a command starts with (a case's own come after: they win)
     "demo": ["--checkpoint", "{ckpt}", "--n-test", "5", "--n-calib", "5", "--T", "2",
@@ -331,7 +334,7 @@ def test_cli_bad_input_is_one_line_and_an_exit_code(c, files, tmp_path, capsys, 
 def test_ctrl_c_in_train_names_the_checkpoint_it_kept(files, tmp_path, capsys, monkeypatch):
     ctrl_c_after_epoch_1(monkeypatch)
     out = tmp_path / "t.npz"
-    rc = train_mod.main(_fill(BASE["train"] + ["--epochs", "2"], files, tmp_path))
+    rc = train_cli.main(_fill(BASE["train"] + ["--epochs", "2"], files, tmp_path))
     err = capsys.readouterr().err.strip()
     assert rc == 130
     assert err == (f"error: interrupted (Ctrl-C); kept the last complete checkpoint {out} (epoch 1 "
@@ -421,7 +424,7 @@ API = [
         lambda e: simulate(_snn(e), _with(e.x, (2, 1, 3, 3), NAN), 4), ValueError,
         "the input batch contains NaN or inf"),
     Api("inf input to the simulation (fast)",
-        lambda e: simulate(_snn(e), _with(e.x, (2, 1, 3, 3), -INF), 4, engine="fast"), ValueError,
+        lambda e: run_sim(_snn(e), _with(e.x, (2, 1, 3, 3), -INF), 4, engine="fast"), ValueError,
         "the input batch contains NaN or inf"),
     Api("NaN input to ann_accuracy", lambda e: ann_accuracy(e.model, _with(e.x, (0, 0, 0, 0), NAN), e.y),
         ValueError, "the image batch contains NaN or inf"),
@@ -429,8 +432,8 @@ API = [
         "weight tensor 0.weight contains NaN or inf"),
     Api("NaN weights after convert (calibration activations)", _nan_weights_after_convert, ValueError,
         "1: the calibration activations contain NaN or inf"),
-    Api("V_th = 0", lambda e: simulate(_snn(e, 0.0), e.x, 4), ValueError, "1: threshold V_th has a value <= 0"),
-    Api("V_th < 0 (fast engine)", lambda e: simulate(_snn(e, -0.5), e.x, 4, engine="fast"), ValueError,
+    Api("V_th = 0", lambda e: run_sim(_snn(e, 0.0), e.x, 4), ValueError, "1: threshold V_th has a value <= 0"),
+    Api("V_th < 0 (fast engine)", lambda e: run_sim(_snn(e, -0.5), e.x, 4, engine="fast"), ValueError,
         "threshold V_th has a value <= 0 (-0.5)"),
     Api("V_th NaN", lambda e: simulate(_snn(e, NAN), e.x, 4), ValueError, "threshold V_th has NaN or inf"),
     Api("V_th inf", lambda e: simulate(_snn(e, INF), e.x, 4), ValueError, "threshold V_th has NaN or inf"),
@@ -518,12 +521,12 @@ API = [
     Api("simulation too large for any batch", lambda e: check_memory(_snn(e), e.x, 8, available=100),
         SimulationTooLarge, "even one image at --chunk 1 does not fit"),
     Api("simulate refuses before allocating",
-        lambda e: _little(lambda: simulate(_snn(e), e.x, 10 ** 6, engine="fast", chunk=10 ** 6)),
+        lambda e: _little(lambda: run_sim(_snn(e), e.x, 10 ** 6, engine="fast", chunk=10 ** 6)),
         SimulationTooLarge, "would need about"),
     Api("T above 2**24", lambda e: simulate(_snn(e), e.x, MAX_T + 1), ValueError, "more than 16,777,216"),
     Api("T = 0", lambda e: simulate(_snn(e), e.x, 0), ValueError, "T must be a positive integer"),
     Api("T not an integer", lambda e: check_T(2.5), ValueError, "T must be a positive integer"),
-    Api("chunk = 0", lambda e: simulate(_snn(e), e.x, 4, engine="fast", chunk=0), ValueError,
+    Api("chunk = 0", lambda e: run_sim(_snn(e), e.x, 4, engine="fast", chunk=0), ValueError,
         "chunk must be >= 1"),
     Api("p = nan in the config", lambda e: ConversionConfig(p=NAN).validate(), ValueError, "p must lie in"),
     # protocol
@@ -632,7 +635,7 @@ def test_a_flat_sequential_state_dict_imports_by_order():
 def test_a_flat_sequential_with_batchnorm_and_bias_free_convs_imports_by_order():
     """vgg_cpu_bn written flat: conv(no bias), BN, ReLU, ... ; BN statistics and
     num_batches_tracked as PyTorch saves them."""
-    src = build_model("vgg_cpu_bn", seed=5)
+    src = build_any("vgg_cpu_bn", seed=5)
     convs = [p for p, m in src.named_modules() if isinstance(m, Conv2d)]
     paths = list(dict.fromkeys(k.rpartition(".")[0] for k in src.state_dict()))
     index = [int(p.split(".")[1]) if p.startswith("features.") else 22 for p in paths]   # 21: Flatten
@@ -683,14 +686,14 @@ def test_the_import_guide_runs_as_written(tmp_path, monkeypatch):
     """Every python block of docs/import.md, in order, in one namespace: the export (with a
     stand-in for the torch model and for safetensors.torch), import, fold, convert, balance,
     statistics. Only the sizes in GUIDE_SMALLER change."""
-    from icsnn_np.imports import save_safetensors
+    from icsnn_np.io.imports import save_safetensors
     text = (ROOT / "docs" / "import.md").read_text()
     for old, new in GUIDE_SMALLER.items():
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 4
-    src = build_model("vgg_cpu_bn", seed=11)
+    src = build_any("vgg_cpu_bn", seed=11)
     sd = {k: np.asarray(v) for k, v in src.state_dict().items()}
     sd["features.1.num_batches_tracked"] = np.array(3, dtype=np.int64)
     st = types.ModuleType("safetensors")
@@ -763,10 +766,10 @@ def test_the_memory_estimate_is_close_to_the_measured_peak(engine, chunk):
     model, _ = load_checkpoint(resolve_checkpoint("vgg_cpu"))
     snn = convert(model)
     x = np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32)
-    simulate(snn, x[:2], 2, engine=engine, chunk=chunk)              # warm caches and threads
+    run_sim(snn, x[:2], 2, engine=engine, chunk=chunk)              # warm caches and threads
     tracemalloc.start()
     try:
-        simulate(snn, x, 12, engine=engine, chunk=chunk, count=True)
+        run_sim(snn, x, 12, engine=engine, chunk=chunk, count=True)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

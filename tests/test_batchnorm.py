@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from helpers import buffer_names
 
-from icsnn_np.batchnorm import BatchNorm2d, fold_batchnorm, plain_arch
-from icsnn_np.checkpoint import load_checkpoint, save_checkpoint
+from icsnn_np.io.batchnorm import BatchNorm2d, bn_block, build_any, fold_batchnorm, plain_arch
+from icsnn_np.io.checkpoint import load_checkpoint, save_checkpoint
 from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.layers import Conv2d, ReLU
 from icsnn_np.models import BasicBlock, build_model
@@ -126,7 +126,7 @@ def test_matches_torch():
 
 # --------------------------------------------------------------------------- buffers in Module
 def test_buffers_in_state_dict_not_in_optimiser(tmp_path):
-    m = build_model("vgg_cpu_bn")
+    m = build_any("vgg_cpu_bn")
     names = list(m.state_dict())
     assert names[:6] == ["features.0.weight", "features.0.bias", "features.1.weight",
                          "features.1.bias", "features.1.running_mean", "features.1.running_var"]
@@ -153,18 +153,18 @@ def test_plain_models_unchanged():
     assert all(not m.buffers for _, m in build_model("resnet20").named_modules())
     names = list(build_model("resnet20").state_dict())
     assert names[:4] == ["conv1.weight", "conv1.bias", "layer1.0.conv1.weight", "layer1.0.conv1.bias"]
-    bb = BasicBlock(16, 32, 2, bn=True)
+    bb = bn_block(16, 32, 2)
     assert list(bb.children) == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "shortcut"]
     assert list(bb.children["shortcut"].children) == ["0", "1"]
     # same seed, same conv weights with and without BN
-    a, c = build_model("vgg_cpu"), build_model("vgg_cpu_bn")
+    a, c = build_model("vgg_cpu"), build_any("vgg_cpu_bn")
     np.testing.assert_array_equal(a.state_dict()["features.2.weight"], c.state_dict()["features.3.weight"])
 
 
 def test_bn_block_gradient_check():
     """Backprop through a BasicBlock with BN and a projection shortcut (float64, train)."""
     rng = np.random.default_rng(4)
-    blk = BasicBlock(2, 3, 2, rng=rng, dtype=np.float64, bn=True).train()
+    blk = bn_block(2, 3, 2, rng=rng, dtype=np.float64).train()
     x = rng.normal(0, 1, (3, 2, 4, 4))
     R = rng.normal(0, 1, (3, 3, 2, 2))
     blk.zero_grad()
@@ -185,7 +185,7 @@ def test_bn_block_gradient_check():
 # --------------------------------------------------------------------------- folding
 @pytest.mark.parametrize("arch", ["vgg_cpu_bn", "resnet20_bn"])
 def test_fold_is_exact_and_plain(arch):
-    m = randomize_bn(build_model(arch, dtype=np.float64), seed=5).eval()
+    m = randomize_bn(build_any(arch, dtype=np.float64), seed=5).eval()
     x = np.random.default_rng(6).normal(size=(2, 3, 32, 32))
     y = m.forward(x)
     f = fold_batchnorm(m)
@@ -206,7 +206,7 @@ def test_fold_refuses_bn_after_relu():
 
 def test_converted_bn_model_runs(tmp_path):
     """vgg_cpu_bn -> fold -> convert -> simulate; the folded model saves as a plain vgg_cpu."""
-    m = randomize_bn(build_model("vgg_cpu_bn"), seed=7).eval()
+    m = randomize_bn(build_any("vgg_cpu_bn"), seed=7).eval()
     x = np.random.default_rng(8).normal(size=(4, 3, 32, 32)).astype(np.float32)
     ann = fold_batchnorm(m)
     snn = convert(ann)

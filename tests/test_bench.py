@@ -68,6 +68,6 @@ def test_quick_without_out_writes_to_a_temporary_folder(quick, tmp_path, monkeyp
 def test_torch_is_not_imported_by_the_package():
     # the bench imports torch inside its functions only; importing the package must not
     code = ("import sys, icsnn_np.bench, icsnn_np.bench.__main__, icsnn_np.simulate, "
-            "icsnn_np.train, icsnn_np.fast.engine; print('torch' in sys.modules)")
+            "icsnn_np.runs.training, icsnn_np.fast.engine; print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from icsnn_np.checkpoint import (FORMAT, VERSION, CheckpointError, bundled_models, check_state_dict,
+from icsnn_np.io.checkpoint import (FORMAT, VERSION, CheckpointError, bundled_models, check_state_dict,
                                  load_checkpoint, read_checkpoint, save_checkpoint)
 from icsnn_np.models import build_model
 
@@ -240,10 +240,10 @@ def test_every_bundled_model_is_what_its_header_says(name):
     float16, and classifies the bundled slice's 1,000 test images (official test images,
     100 per class) about as well as its header's full-test-set accuracy: a wrong or
     mismatched file would land near 10 %."""
-    from icsnn_np.checkpoint import check_fits_data, resolve_checkpoint
-    from icsnn_np.data import load_dataset
-    from icsnn_np.evaluate import ann_accuracy
-    from icsnn_np.preprocess import normalize
+    from icsnn_np.io.checkpoint import check_fits_data, resolve_checkpoint
+    from icsnn_np.io.data import load_dataset
+    from icsnn_np.runs.evaluate import ann_accuracy
+    from icsnn_np.io.preprocess import normalize
 
     model, header = load_checkpoint(resolve_checkpoint(name))
     assert header["arch"] == name and header["stored_as"] == "float16"

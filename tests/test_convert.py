@@ -9,8 +9,9 @@ from helpers import F64, tiny_resnet, tiny_vgg
 
 from icsnn_np import convert as convert_mod
 from icsnn_np.backend import to_device, to_host, xp_of
-from icsnn_np.batchnorm import BatchNorm2d
-from icsnn_np.convert import SNN, balance_thresholds, convert, relu_outputs, robust_quantile
+from icsnn_np.io.batchnorm import BatchNorm2d
+from icsnn_np.convert import (SNN, balance_thresholds, convert, quantile_threshold, relu_outputs,
+                              robust_quantile)
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.models import BasicBlock, resnet20
 from icsnn_np.module import Sequential
@@ -130,7 +131,7 @@ def test_non_finite_weights_are_refused_and_named(bad):
 
 
 # --------------------------------------------------------------------------- threshold balancing
-@pytest.mark.parametrize("p", [0.5, 0.9, 0.99, 1.0])
+@pytest.mark.parametrize("p", [0.6, 0.9, 0.99, 1.0])
 def test_layerwise_thresholds_are_the_quantile_of_relu_outputs(p):
     net = vgg_like()
     x = images(8)
@@ -140,9 +141,7 @@ def test_layerwise_thresholds_are_the_quantile_of_relu_outputs(p):
     assert len(ths) == len(acts) == 3
     for node, a, th in zip(snn.nodes, acts, ths):
         assert np.ndim(th) == 0 and th > 0
-        q = np.quantile(a, p)
-        expect = q if q > 0 else a.max()           # a quantile of 0 falls back to the max
-        assert th == pytest.approx(expect, rel=1e-6) and node.v_th is th
+        assert th == pytest.approx(np.quantile(a, p), rel=1e-6) and node.v_th is th
         if p == 1.0:
             assert th == pytest.approx(a.max(), rel=1e-6)
 
@@ -165,10 +164,9 @@ def test_channelwise_thresholds_shapes_and_values():
     ths = balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
     assert ths[0].shape == (8, 1, 1) and ths[1].shape == (8, 1, 1) and ths[2].shape == (6,)
     for a, th in zip(acts, ths):
-        C = a.shape[1]
-        per_c = np.array([np.quantile(a[:, c], 0.9) for c in range(C)])
-        fallback = a.max()
-        expect = np.where(per_c > 0, per_c, fallback)
+        chans = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)          # (C, everything else)
+        expect = [np.quantile(c[c > 0], 0.9) if (c > 0).any() else np.quantile(a, 0.9)
+                  for c in chans]                                  # of the positive outputs
         np.testing.assert_allclose(th.reshape(-1), expect, rtol=1e-6)
         assert np.all(th > 0)
 
@@ -189,24 +187,43 @@ def test_nan_calibration_activations_are_a_clear_error():
         balance_thresholds(convert(net), net, [x], p=0.9)
 
 
-def test_zero_quantile_falls_back_to_a_positive_threshold():
-    """A layer mostly silent (quantile 0) gets its max; a dead layer or channel gets >0 too."""
+def test_a_zero_quantile_stops_the_run_naming_the_layer_and_the_smallest_p():
+    """A layer whose p-quantile is 0 is never given another threshold: the run stops with the
+    layer, its share of zeros and the p that would work. Channel-wise, a channel that is never
+    positive takes the layer's threshold; the others the quantile of their positive outputs."""
     net = Sequential(Conv2d(1, 2, 1, dtype=F64), ReLU(), Flatten(), Linear(8, 2, dtype=F64), ReLU(),
                      Linear(2, 2, dtype=F64))
     conv = net[0]
     conv.params["weight"][...] = np.array([1.0, -1.0]).reshape(2, 1, 1, 1)   # channel 1 dead
     conv.params["bias"][...] = 0.0
-    net[3].params["weight"][...] = -1.0                                     # layer 2 dead
-    net[3].params["bias"][...] = -1.0
     x = np.zeros((4, 1, 2, 2))
-    x[0, 0, 0, 0] = 3.0                                                     # one active neuron
+    x[:, 0, 0, 0] = [3.0, 2.0, 1.0, 0.5]                                    # 4 of 32 outputs > 0
     snn = convert(net)
-    ths = balance_thresholds(snn, net, [x], p=0.9)
-    assert ths[0] == pytest.approx(3.0)            # quantile 0 -> the layer's max
-    assert ths[1] == 1.0                           # never active -> 1.0
-    ths = balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
-    np.testing.assert_allclose(ths[0].ravel(), [3.0, 3.0])
-    np.testing.assert_allclose(ths[1], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"the p-quantile of 1's outputs is 0 at p = 0.5: "
+                                         r"87.50 % of them are 0 .* use a p above 0.8750"):
+        balance_thresholds(snn, net, [x], p=0.5)
+    net[3].params["weight"][...] = 1.0                                      # layer 4 lives
+    th = balance_thresholds(snn, net, [x], p=0.95, channelwise=True)[0].ravel()
+    layer = np.quantile(relu_outputs(net, [x])[0], 0.95)
+    np.testing.assert_allclose(th, [np.quantile([3.0, 2.0, 1.0, 0.5], 0.95), layer])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), zeros=st.floats(0.0, 0.95), channelwise=st.booleans(),
+       ps=st.lists(st.floats(0.01, 1.0), min_size=2, max_size=6))
+def test_thresholds_never_decrease_with_p(seed, zeros, channelwise, ps):
+    """For any activations and any p at which balancing succeeds, V_th is non-decreasing in p,
+    layer-wise and channel by channel: no p gets another p's thresholds by a fallback."""
+    rng = np.random.default_rng(seed)
+    a = rng.gamma(1.2, 1.0, (6, 4, 3, 3)) * (rng.random((6, 4, 3, 3)) > zeros)
+    a[:, 3] = 0.0                                                  # a dead channel
+    got = []
+    for p in sorted(ps):
+        try:
+            got.append(np.atleast_1d(quantile_threshold(a, p, "relu", channelwise)).ravel())
+        except ValueError as e:
+            assert "is 0 at p" in str(e) and np.quantile(a, p) == 0
+    assert all(np.all(b >= c) for b, c in zip(got[1:], got[:-1]))
 
 
 @settings(max_examples=30, deadline=None)

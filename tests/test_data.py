@@ -1,4 +1,4 @@
-"""Tests of icsnn_np.data: the four official CIFAR formats (as folders and as .tar.gz), integrity
+"""Tests of icsnn_np.io.data: the four official CIFAR formats (as folders and as .tar.gz), integrity
 errors, download failure, the bundled slice, real CIFAR-10 (when present). (Normalisation,
 augmentation and batching: test_preprocess.py.)
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icsnn_np import data
-from icsnn_np.data import DATA_ENV, Dataset, DatasetError, default_data_dir, load_dataset
-from icsnn_np.preprocess import channel_stats
+from icsnn_np.io import data
+from icsnn_np.io.data import DATA_ENV, Dataset, DatasetError, default_data_dir, load_dataset
+from icsnn_np.io.preprocess import channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

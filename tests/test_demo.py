@@ -4,10 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from icsnn_np import backend, demo, reproduce
-from icsnn_np.checkpoint import save_checkpoint
-from icsnn_np.data import load_dataset
-from icsnn_np.preprocess import channel_stats
+from helpers import run_sim
+
+from icsnn_np import backend
+from icsnn_np.cli import demo, reproduce
+from icsnn_np.io.checkpoint import save_checkpoint
+from icsnn_np.io.data import load_dataset
+from icsnn_np.io.preprocess import channel_stats
 from icsnn_np.models import build_model
 
 
@@ -48,7 +51,7 @@ def test_demo_table_output(tiny_ckpt, capsys):
 def test_demo_uses_the_p_stored_with_the_model_unless_given(tiny_ckpt, tmp_path, capsys):
     """A checkpoint may carry the threshold quantile chosen for it (the bundled one does);
     --p overrides it; without either the package default 0.99 applies."""
-    from icsnn_np.checkpoint import load_checkpoint
+    from icsnn_np.io.checkpoint import load_checkpoint
     model, header = load_checkpoint(tiny_ckpt)
     with_p = tmp_path / "with_p.npz"
     save_checkpoint(with_p, model, header["arch"], 10, dict(header, p=0.9995, p_chosen_by="a test"))
@@ -84,6 +87,8 @@ def test_demo_cupy_missing_says_how_to_install(tiny_ckpt, capsys, monkeypatch):
     monkeypatch.setattr(backend, "_cupy", None)
     monkeypatch.setattr(backend, "_cupy_error", "CuPy is not installed: install the GPU extra with "
                         "`pip install 'icsnn-np[gpu]'`")
+    monkeypatch.setattr(backend, "_standin", None)              # no stand-in plugged in
+    monkeypatch.delenv("ICSNN_CUPY_STANDIN", raising=False)
     rc = demo.main(["--backend", "cupy", "--checkpoint", str(tiny_ckpt)])
     err = capsys.readouterr().err
     assert rc == 2 and "pip install" in err and len(err.strip().splitlines()) == 1
@@ -100,7 +105,7 @@ def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
     assert set(res["rows"][0]["T"]) == {"4", "8"} and set(res["rows"][4]["T"]) == {"4"}
     md = out.with_suffix(".md").read_text()
     assert "| SNN |" in md and "T8-L" in md and "seed=0" in md
-    from icsnn_np.tables import unpack_correct
+    from icsnn_np.runs.tables import unpack_correct
     for r in res["rows"]:                  # the per-image record is the accuracy, image by image
         for m in r["T"].values():
             assert 100 * unpack_correct(m["correct"], 20).mean() == pytest.approx(m["acc"], abs=0.006)
@@ -129,10 +134,10 @@ def test_demo_stats_counts_the_spikes_of_the_calibrated_variant(tiny_ckpt, capsy
     with the demo's protocol (a seeded calibration sample of training images, the first
     test images) and the same engine (the fast one, named explicitly)."""
     engine = "fast"
-    from icsnn_np.checkpoint import load_checkpoint
-    from icsnn_np.evaluate import ConversionConfig, calibrated_snn
-    from icsnn_np.preprocess import normalize
-    from icsnn_np.protocol import calibration_split
+    from icsnn_np.io.checkpoint import load_checkpoint
+    from icsnn_np.runs.evaluate import ConversionConfig, calibrated_snn
+    from icsnn_np.io.preprocess import normalize
+    from icsnn_np.runs.protocol import calibration_split
     from icsnn_np.simulate import simulate
 
     rc = demo.main(["--checkpoint", str(tiny_ckpt), "--T", "4", "--n-test", "12", "--n-calib", "10",
@@ -152,8 +157,8 @@ def test_demo_stats_counts_the_spikes_of_the_calibrated_variant(tiny_ckpt, capsy
     x_cal = normalize(ds.x_train[cal], h["mean"], h["std"], np)
     x = normalize(ds.x_test[:6], h["mean"], h["std"], np)
     cfg = ConversionConfig(T=(4,), n_calib=10, batch_size=6, engine=engine)
-    snn = calibrated_snn(model, x_cal, "ic-snn", 4, cfg, mean=h["mean"], std=h["std"])
-    counted = simulate(snn, x, 4, count=True, engine=engine)
+    snn, _ = calibrated_snn(model, x_cal, "ic-snn", 4, cfg, mean=h["mean"], std=h["std"])
+    counted = run_sim(snn, x, 4, count=True, engine=engine)
     spikes = [r["spikes"] for r in d["layers"][1:]]
     assert spikes == pytest.approx([s / 6 for s in counted.spikes])
     assert sum(counted.spikes) > 0

@@ -6,10 +6,10 @@ import pytest
 from helpers import F64, tiny_resnet, tiny_vgg
 
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.evaluate import (ConversionConfig, ann_accuracy, calibrated_snn, convert_balanced,
+from icsnn_np.runs.evaluate import (ConversionConfig, ann_accuracy, calibrated_snn, convert_balanced,
                                evaluate_conversion, format_accuracy_table, format_table,
                                quantile_for, snn_accuracy)
-from icsnn_np.preprocess import batched
+from icsnn_np.io.preprocess import batched
 from icsnn_np.simulate import simulate
 from icsnn_np.variants import calibrate_variant
 
@@ -93,14 +93,14 @@ def test_config_validate_normalises_and_accepts_defaults():
     assert cfg.T == (8, 16) and all(type(t) is int for t in cfg.T)
     ConversionConfig().validate()
     ConversionConfig(variants=("ic-snn-fp", "i-snn-alg1"), p=1.0).validate()
-    assert ConversionConfig().engine == "reference" and ConversionConfig().chunk is None
+    assert ConversionConfig().engine == "fast" and ConversionConfig().chunk is None   # runs/engine.py
     ConversionConfig(engine="fast", chunk=8).validate()
 
 
-def test_sim_kw_carries_the_simulation_settings():
+def test_sim_kw_carries_the_input_settings():
     cfg = ConversionConfig(coding="rate", engine="fast", chunk=3, seed=4)
-    assert cfg.sim_kw == dict(coding="rate", engine="fast", chunk=3, seed=4)
-    assert ConversionConfig().sim_kw == dict(coding="direct", engine="reference", chunk=None, seed=0)
+    assert cfg.sim_kw((0.5,), (0.2,)) == dict(coding="rate", seed=4, mean=(0.5,), std=(0.2,))
+    assert ConversionConfig().sim_kw() == dict(coding="direct", seed=0, mean=None, std=None)
 
 
 @pytest.mark.parametrize("coding", ["direct", "rate"])
@@ -109,7 +109,8 @@ def test_fast_engine_gives_the_reference_table(coding):
     net the same accuracies and firing rates as the step-by-step reference."""
     net, xc, xt, yt = tiny_setup()
     kw = dict(T=(3, 8), n_calib=10, batch_size=5, coding=coding)
-    ref = evaluate_conversion(net, xc, xt, yt, ConversionConfig(**kw), mean=MEAN, std=STD)
+    ref = evaluate_conversion(net, xc, xt, yt, ConversionConfig(engine="reference", **kw), mean=MEAN,
+                              std=STD)
     fast = evaluate_conversion(net, xc, xt, yt, ConversionConfig(engine="fast", chunk=3, **kw),
                                mean=MEAN, std=STD)
     assert fast["variants"] == ref["variants"]
@@ -168,12 +169,12 @@ def test_paper_block_treatment_reaches_the_resnet_blocks():
     net = tiny_resnet(0, widths=(4, 4), pool=2, bias_scale=None, dtype=F64)
     x = (np.random.default_rng(0).random((8, 3, 4, 4)) - 0.5) / 0.25
     cfg = ConversionConfig(T=(4,), n_calib=8, batch_size=4, block="paper", comp="half")
-    snn = calibrated_snn(net, x, "c-snn", 4, cfg)
+    snn, _ = calibrated_snn(net, x, "c-snn", 4, cfg)
     assert snn.nodes[1].v_th == snn.nodes[2].v_th != snn.nodes[0].v_th
     assert snn.nodes[3].v_th == snn.nodes[4].v_th
     assert snn.get_v0()[2] == 0.0 and snn.get_v0()[1] == pytest.approx(snn.nodes[1].v_th / 2)
     assert snn.get_v0()[4] == 0.0 and snn.get_v0()[3] == pytest.approx(snn.nodes[3].v_th / 2)
-    plain = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4,
+    plain, _ = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4,
                                                                 comp="half"))
     assert plain.get_v0()[2] == pytest.approx(plain.nodes[2].v_th / 2)
     with pytest.raises(ValueError, match="unknown block treatment"):

@@ -25,9 +25,9 @@ from icsnn_np.fast.blas import thread_count
 from icsnn_np.fast.conv import FastConv2d
 from icsnn_np.fast.engine import simulate_fast
 from icsnn_np.fast.layers import accelerate
-from icsnn_np.preprocess import batched
+from icsnn_np.io.preprocess import batched
 from icsnn_np.simulate import simulate
-from helpers import MEAN, STD, block_first_net, images, tiny_resnet, tiny_vgg
+from helpers import MEAN, STD, block_first_net, images, tiny_resnet, tiny_vgg, run_sim
 
 # Every conv kind of the fast engine: the few-channel im2col (the 3-channel stem), Winograd
 # (3x3 'same' with >= 16 input channels), the channels-last im2col (strided, 1x1 projection).
@@ -69,8 +69,8 @@ def test_fast_engine_gives_the_reference_spikes(name, seed, T, chunk, coding, v0
     _, snn, x = converted(name, seed, channelwise=channelwise)
     random_v0(snn, np.random.default_rng(seed), v0_scale)
     kw = dict(coding=coding, record=True, mean=MEAN, std=STD, seed=seed)
-    ref = simulate(snn, x, T, **kw)
-    fast = simulate(snn, x, T, engine="fast", chunk=chunk, **kw)
+    ref = run_sim(snn, x, T, **kw)
+    fast = run_sim(snn, x, T, engine="fast", chunk=chunk, **kw)
     assert sum(int(r["spike_count"].sum()) for r in ref.layers) > 0       # the net does spike
     for r, f in zip(ref.layers, fast.layers):
         np.testing.assert_array_equal(f["spike_count"], r["spike_count"])
@@ -100,7 +100,7 @@ def test_the_fast_network_really_uses_every_conv_path():
 def test_the_fast_engine_leaves_the_reference_nodes_and_blas_alone():
     _, snn, x = converted("vgg", 1)
     before = thread_count()
-    simulate(snn, x, 5, engine="fast")
+    run_sim(snn, x, 5, engine="fast")
     assert thread_count() == before
     assert all(n.v is None for n in snn.nodes)       # the twins held the state, not the originals
 

@@ -6,11 +6,11 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from icsnn_np.batchnorm import BatchNorm2d, fold_batchnorm
-from icsnn_np.checkpoint import CheckpointError
+from icsnn_np.io.batchnorm import BatchNorm2d, build_any, fold_batchnorm
+from icsnn_np.io.checkpoint import CheckpointError
 from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.layers import Conv2d
-from icsnn_np.imports import (bf16_to_float32, float32_to_bf16, import_state_dict,
+from icsnn_np.io.imports import (bf16_to_float32, float32_to_bf16, import_state_dict,
                               load_pytorch_state_dict, read_safetensors, read_state_dict,
                               save_safetensors)
 from icsnn_np.models import build_model
@@ -110,7 +110,7 @@ def test_safetensors_damage(tmp_path):
 @pytest.mark.parametrize("arch", ["vgg_cpu_bn", "resnet20_bn"])
 @pytest.mark.parametrize("fmt", ["npz", "safetensors"])
 def test_import_export_like_file(tmp_path, arch, fmt):
-    ours = randomize(build_model(arch, num_classes=7), seed=1)
+    ours = randomize(build_any(arch, num_classes=7), seed=1)
     sd = torch_like_export(ours)
     path = tmp_path / f"net.{fmt}"
     if fmt == "npz":
@@ -127,7 +127,7 @@ def test_import_export_like_file(tmp_path, arch, fmt):
 def test_name_variants_and_conv_biases():
     """module. prefix, Dropout-shifted head indices, a bare Linear head, linear->fc and
     downsample->shortcut, and conv biases before BN present or absent."""
-    vgg = randomize(build_model("vgg_cpu_bn"), seed=2)
+    vgg = randomize(build_any("vgg_cpu_bn"), seed=2)
     sd = torch_like_export(vgg)
     head = {k: sd.pop(k) for k in ["classifier.0.weight", "classifier.0.bias"]}
     conv_biases = [k for k in sd if k.startswith("features.") and k.endswith(".bias")
@@ -146,7 +146,7 @@ def test_name_variants_and_conv_biases():
         bare[f"classifier.{k}"] = bare.pop(f"classifier.0.{k}")
     np.testing.assert_array_equal(import_state_dict(bare, "vgg_cpu_bn").forward(X), vgg.forward(X))
 
-    res = randomize(build_model("resnet20_bn"), seed=3)
+    res = randomize(build_any("resnet20_bn"), seed=3)
     sd = OrderedDict()
     rng = np.random.default_rng(4)
     for k, v in torch_like_export(res).items():
@@ -161,7 +161,7 @@ def test_name_variants_and_conv_biases():
 
 
 def test_errors_name_the_tensor(tmp_path):
-    base = torch_like_export(randomize(build_model("vgg_cpu_bn"), seed=5))
+    base = torch_like_export(randomize(build_any("vgg_cpu_bn"), seed=5))
 
     def load(sd, **kw):
         return import_state_dict(sd, "vgg_cpu_bn", 10, source="net.npz", **kw)

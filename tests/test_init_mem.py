@@ -15,6 +15,7 @@ from icsnn_np.init_mem import (COMPENSATIONS, GRANULARITIES, READINGS, alg1_weig
                                masked, record_v_T)
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.module import Sequential
+from icsnn_np.runs.engine import simulator
 
 
 # --------------------------------------------------------------------------- Alg. 1
@@ -248,12 +249,14 @@ def test_alg2_input_errors_are_clear():
 # --------------------------------------------------------------------------- simulation settings
 @pytest.mark.parametrize("engine", ["reference", "fast"])
 def test_alg2_passes_the_simulation_settings_on(engine):
-    """``sim_kw`` reach ``simulate``: rate coding changes v(T); both engines read the same."""
+    """``sim_kw`` reach ``sim`` (an engine plugged in from outside): rate coding changes v(T);
+    both engines read the same."""
     snn, batches = tiny_vgg_snn()
     mean, std = (0.5, 0.5), (0.5, 0.5)
-    direct = alg2_data_init(snn, batches, 6, reading="raw", engine=engine, chunk=4)
+    sim = simulator(engine, chunk=4)
+    direct = alg2_data_init(snn, batches, 6, reading="raw", sim=sim)
     rate = alg2_data_init(snn, batches, 6, reading="raw", coding="rate", mean=mean, std=std,
-                          seed=3, engine=engine, chunk=4)
+                          seed=3, sim=sim)
     ref = alg2_data_init(snn, batches, 6, reading="raw", coding="rate", mean=mean, std=std, seed=3)
     assert direct != rate
     np.testing.assert_allclose(rate, ref, rtol=1e-6, atol=1e-9)
@@ -296,7 +299,7 @@ def test_fixed_point_keep_and_start():
 # --------------------------------------------------------------------------- backends
 def _all_inits(snn, batches, xp, granularity, engine):
     """Alg. 1, Alg. 2 (every reading), Alg. 3 and the fixed point: v(0) lists as host arrays."""
-    kw = dict(engine=engine, chunk=2)
+    kw = dict(sim=simulator(engine, chunk=2))
     out = {"alg1": alg1_weight_init(snn, 5)}
     for reading in READINGS:
         snn.set_v0([0.0] * len(snn.nodes))

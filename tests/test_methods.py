@@ -1,6 +1,6 @@
-"""methods.py: the training-free family beside IC-SNN, held to laws that hold exactly.
+"""beyond/: the training-free family beside IC-SNN, held to laws that hold exactly.
 
-* the pre-run (simulate's ``prerun``, both engines, tested equal): an identity rule gives the
+* the pre-run (``simulate_prerun``, both engines, tested equal): an identity rule gives the
   plain simulation for any rho, a continuing rule gives a run of rho + T steps, and a run
   never takes more than rho + T steps (counted by the progress tracker);
 * COS moves v(0) by exactly -V_th, 0 or +V_th, where the pre-run's residual potential says
@@ -16,23 +16,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import MEAN, STD, converted, images, tiny_vgg
+from helpers import MEAN, STD, converted, images, run_sim, tiny_vgg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from icsnn_np.backend import to_device, to_host
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
-from icsnn_np.evaluate import ConversionConfig, evaluate_conversion, steps_run
-from icsnn_np.compare import ROWS as COMPARE_ROWS
-from icsnn_np.compare import at_total, run_methods, winners
-from icsnn_np.compare import markdown as compare_markdown
-from icsnn_np.methods import (Quantiser, clip_floor, cos_prerun, cos_rule, layer_errors,
-                              mse_threshold, mse_thresholds, quantisation_error, quantised_ann,
-                              snn_calibration_init, srp_prerun, srp_rule, use_thresholds)
+from icsnn_np.beyond.calibration import layer_errors, snn_calibration_init
+from icsnn_np.beyond.methods import METHOD_VARIANTS, TABLE
+from icsnn_np.beyond.prerun import PreRun, cos_prerun, cos_rule, simulate_prerun, srp_prerun, srp_rule
+from icsnn_np.beyond.quantised import Quantiser, quantised_ann
+from icsnn_np.beyond.thresholds import (Thresholds, clip_floor, mse_threshold, mse_thresholds,
+                                        quantisation_error)
+from icsnn_np.cli.compare import ROWS as COMPARE_ROWS
+from icsnn_np.cli.compare import at_total, run_methods, winners
+from icsnn_np.cli.compare import markdown as compare_markdown
 from icsnn_np.neurons import IFNode
-from icsnn_np.progress import tracking
-from icsnn_np.simulate import ENGINES, PreRun, simulate
-from icsnn_np.variants import METHOD_VARIANTS, VARIANTS, calibrate_variant
+from icsnn_np.runs.engine import ENGINES
+from icsnn_np.runs.evaluate import ConversionConfig, calibrate, evaluate_conversion
+from icsnn_np.runs.progress import tracking
+from icsnn_np.simulate import simulate
+from icsnn_np.variants import calibrate_variant
 
 NETS = ("vgg", "resnet", "block_first")
 
@@ -43,11 +47,10 @@ def half(snn):
 
 def keep(rule, store):
     """``rule``, remembering per node the state it saw and what it returned."""
-    def wrapped(node):
-        out = rule(node)
-        store.append(dict(v=to_host(node.v).copy(), count=to_host(node.spike_count).copy(),
-                          v0=np.asarray(to_host(node.v0) if hasattr(node.v0, "shape") else node.v0),
-                          th=float(np.max(to_host(node.v_th_dev))), v_start=out[0], gate=out[1]))
+    def wrapped(v, count, v0, v_th):
+        out = rule(v, count, v0, v_th)
+        store.append(dict(v=v.copy(), count=count.copy(), v0=np.asarray(v0),
+                          th=float(np.max(v_th)), v_start=out[0], gate=out[1]))
         return out
     return wrapped
 
@@ -67,10 +70,10 @@ def test_a_prerun_that_restarts_at_v0_changes_nothing(name, engine):
     pre-run gives the plain simulation, spike for spike."""
     _, snn, x = converted(name, seed=3)
     half(snn)
-    plain = simulate(snn, x, 5, record=True, engine=engine, chunk=2)
+    plain = run_sim(snn, x, 5, record=True, engine=engine, chunk=2)
     for rho in (0, 1, 3):
-        pre = simulate(snn, x, 5, record=True, engine=engine, chunk=2,
-                       prerun=PreRun(rho, lambda node: (None, None)))
+        pre = run_sim(snn, x, 5, record=True, engine=engine, chunk=2,
+                       prerun=PreRun(rho, lambda *state: (None, None)))
         same_run(pre, plain)
         assert pre.prerun == rho and pre.steps == rho + 5
 
@@ -84,8 +87,8 @@ def test_a_prerun_that_continues_is_one_longer_run(name, coding, engine):
     _, snn, x = converted(name, seed=5)
     kw = dict(coding=coding, mean=MEAN, std=STD, seed=4, engine=engine, chunk=3)
     rho, T = 3, 4
-    long = simulate(snn, x, rho + T, record=True, **kw)
-    split = simulate(snn, x, T, record=True, prerun=PreRun(rho, lambda n: (n.v.copy(), None)), **kw)
+    long = run_sim(snn, x, rho + T, record=True, **kw)
+    split = run_sim(snn, x, T, record=True, prerun=PreRun(rho, lambda v, *rest: (v.copy(), None)), **kw)
     np.testing.assert_array_equal(
         [sum(r["spike_count"].sum() for r in long.layers)],
         [sum(split.spikes) + sum(split.prerun_spikes)])
@@ -104,8 +107,8 @@ def test_fast_engine_runs_the_prerun_methods_as_the_reference(name, seed, T, rho
     half(snn)
     pre = (cos_prerun if method == "cos" else srp_prerun)(rho)
     kw = dict(coding=coding, record=True, mean=MEAN, std=STD, seed=seed, prerun=pre)
-    ref = simulate(snn, x, T, **kw)
-    fast = simulate(snn, x, T, engine="fast", chunk=chunk, **kw)
+    ref = run_sim(snn, x, T, **kw)
+    fast = run_sim(snn, x, T, engine="fast", chunk=chunk, **kw)
     same_run(fast, ref)
     for r, f in zip(ref.layers, fast.layers):
         np.testing.assert_array_equal(f["first_spike"], r["first_spike"])
@@ -120,7 +123,7 @@ def test_a_prerun_method_never_runs_more_than_rho_plus_T_steps(method, engine):
     half(snn)
     rho, T = 3, 5
     with tracking(1, lambda s: None) as done:
-        res = simulate(snn, x, T, count=True, engine=engine, chunk=2,
+        res = run_sim(snn, x, T, count=True, engine=engine, chunk=2,
                        prerun=(cos_prerun if method == "cos" else srp_prerun)(rho))
     assert done.done == len(x) * (rho + T) and res.steps == rho + T
     n = len(x) * res.steps * sum(res.neurons)
@@ -135,12 +138,12 @@ def test_the_prerun_methods_run_on_every_backend(xp, method, engine):
     half(snn)
     kw = dict(engine=engine, chunk=3, record=True,
               prerun=(cos_prerun if method == "cos" else srp_prerun)(2))
-    expect = simulate(snn, x, 5, **kw)
+    expect = run_sim(snn, x, 5, **kw)
     v0 = snn.get_v0()
     net.to(xp)
     snn.set_v0([to_device(np.asarray(v), xp) for v in v0])
     try:
-        got = simulate(snn, to_device(x, xp), 5, **kw)
+        got = run_sim(snn, to_device(x, xp), 5, **kw)
     finally:
         net.to(np)
         snn.set_v0(v0)
@@ -152,10 +155,12 @@ def test_the_prerun_methods_run_on_every_backend(xp, method, engine):
 
 def test_a_bad_prerun_is_a_clear_error():
     _, snn, x = converted("vgg")
+    with pytest.raises(ValueError, match="pre-run steps must be an integer"):
+        simulate_prerun(snn, x, 4, PreRun(-1, cos_rule))
     for bad in (3, PreRun(-1, cos_rule), PreRun(2.5, cos_rule), PreRun(True, cos_rule),
                 PreRun(2, "cos")):
         with pytest.raises(ValueError, match="pre-run|prerun"):
-            simulate(snn, x, 4, prerun=bad)
+            run_sim(snn, x, 4, prerun=bad)
 
 
 # --------------------------------------------------------------------------- COS
@@ -166,7 +171,7 @@ def test_cos_moves_v0_by_one_threshold_where_the_residual_says(name):
     _, snn, x = converted(name, seed=7, n=6)
     half(snn)
     seen = []
-    simulate(snn, x, 4, prerun=PreRun(3, keep(cos_rule, seen)))
+    run_sim(snn, x, 4, prerun=PreRun(3, keep(cos_rule, seen)))
     assert len(seen) == len(snn.nodes)
     moved = 0
     for s in seen:
@@ -204,7 +209,7 @@ def test_cos_prerun_on_one_image_is_a_plain_run_from_its_v0():
     _, snn, x = converted("resnet", seed=11)
     half(snn)
     seen = []
-    got = simulate(snn, x[:1], 6, record=True, prerun=PreRun(4, keep(cos_rule, seen)))
+    got = run_sim(snn, x[:1], 6, record=True, prerun=PreRun(4, keep(cos_rule, seen)))
     snn.set_v0([s["v_start"][0] for s in seen])
     same_run(got, simulate(snn, x[:1], 6, record=True))
 
@@ -216,7 +221,7 @@ def test_srp_silences_exactly_the_neurons_at_or_below_zero(name, engine):
     _, snn, x = converted(name, seed=9, n=6)
     half(snn)
     seen = []
-    res = simulate(snn, x, 6, record=True, engine=engine, chunk=4,
+    res = run_sim(snn, x, 6, record=True, engine=engine, chunk=4,
                    prerun=PreRun(3, keep(srp_rule, seen)))
     silenced = 0
     for s, rec in zip(seen, res.layers):
@@ -234,7 +239,7 @@ def test_srp_leaves_the_unsilenced_first_layer_as_it_was():
     _, snn, x = converted("vgg", seed=4, n=6)
     half(snn)
     seen = []
-    got = simulate(snn, x, 7, record=True, prerun=PreRun(2, keep(srp_rule, seen)))
+    got = run_sim(snn, x, 7, record=True, prerun=PreRun(2, keep(srp_rule, seen)))
     plain = simulate(snn, x, 7, record=True)
     gate = seen[0]["gate"]
     np.testing.assert_array_equal(got.layers[0]["spike_count"][gate],
@@ -335,13 +340,16 @@ def test_mse_thresholds_set_every_layer_and_quantile_restores(T):
     net, snn, x = converted("resnet", seed=4, n=6)
     q = [float(n.v_th) for n in snn.nodes]
     ths = mse_thresholds(snn, [x], T)
+    assert [float(n.v_th) for n in snn.nodes] == q                   # the SNN is not changed
     acts = relu_outputs(net, [x])
-    for node, a, qq, th in zip(snn.nodes, acts, q, ths):
-        assert float(node.v_th) == pytest.approx(mse_threshold(a, T, extra=(qq,))[0], rel=1e-6)
-        assert quantisation_error(a, T, node.v_th) <= quantisation_error(a, T, qq) * (1 + 1e-6)
-    use_thresholds(snn, "quantile")
+    for a, qq, th in zip(acts, q, ths):
+        assert float(th) == pytest.approx(mse_threshold(a, T, extra=(qq,))[0], rel=1e-6)
+        assert quantisation_error(a, T, th) <= quantisation_error(a, T, qq) * (1 + 1e-6)
+    keeper = Thresholds(snn, [x])
+    assert [float(t) for t in keeper.use("mse", T)] == [float(t) for t in ths]
+    assert [float(n.v_th) for n in snn.nodes] == [float(t) for t in ths]
+    keeper.use("quantile", T)
     assert [float(n.v_th) for n in snn.nodes] == q
-    assert [float(t) for t in use_thresholds(snn, "mse", [x], T)] == [float(t) for t in ths]
 
 
 def test_mse_thresholds_are_layer_wise():
@@ -353,28 +361,26 @@ def test_mse_thresholds_are_layer_wise():
 
 # --------------------------------------------------------------------------- by name
 def test_the_methods_are_variants_by_name():
-    assert set(METHOD_VARIANTS) <= set(VARIANTS)
+    assert set(METHOD_VARIANTS) <= set(TABLE)
     net = tiny_vgg(1, widths=(4, 4), hidden=5)
     x = images(6)
     snn = convert(net)
     balance_thresholds(snn, net, [x], p=0.95)
     for v, steps in (("cos", 3), ("srp", 2)):
-        v0 = calibrate_variant(snn, v, 8, prerun=steps)
-        assert v0 == [n.v_th / 2 for n in snn.nodes]
-        assert snn.prerun.steps == steps and snn.prerun.name == v
-        assert steps_run(snn, 8) == {"prerun": steps, "steps": 8 + steps}
-    calibrate_variant(snn, "c-snn", 8)
-    assert snn.prerun is None and steps_run(snn, 8) == {"prerun": 0, "steps": 8}
+        cfg = ConversionConfig(prerun=steps)
+        run = calibrate(snn, v, 8, [x], cfg)
+        assert snn.get_v0() == [n.v_th / 2 for n in snn.nodes]
+        assert run.prerun == steps and run.steps(8) == {"prerun": steps, "steps": 8 + steps}
+    assert calibrate(snn, "c-snn", 8, [x], ConversionConfig()).steps(8) == {"prerun": 0, "steps": 8}
     with pytest.raises(ValueError, match="calibration batches"):
-        calibrate_variant(snn, "snn-calib", 8)
-    with pytest.raises(ValueError, match="calibration batches"):
-        calibrate_variant(snn, "cos", 8, thresholds="mse")
-    v0 = calibrate_variant(snn, "snn-calib", 8, [x])
+        calibrate_variant(snn, "snn-calib", 8, table=TABLE)
+    v0 = calibrate_variant(snn, "snn-calib", 8, [x], table=TABLE)
     assert [np.shape(v) for v in v0] == [(4, 1, 1), (4, 1, 1), (5,)]
     q = [float(n.v_th) for n in snn.nodes]
-    calibrate_variant(snn, "srp", 8, [x], thresholds="mse")
-    assert [float(n.v_th) for n in snn.nodes] != q and snn.prerun.name == "srp"
-    calibrate_variant(snn, "snn", 8, [x])
+    keeper = Thresholds(snn, [x])
+    run = calibrate(snn, "srp", 8, [x], ConversionConfig(threshold_search="mse"), keeper)
+    assert [float(n.v_th) for n in snn.nodes] != q and run.prerun == 4
+    calibrate(snn, "snn", 8, [x], ConversionConfig(), keeper)
     assert [float(n.v_th) for n in snn.nodes] == q
 
 
@@ -433,7 +439,7 @@ def test_the_comparison_tells_the_winner_apart_with_a_paired_test():
     """With each row's per-image record, the winner at S is compared with the runner-up by
     McNemar's exact test on the same images, not by an unpaired SE: 40 images only B gets
     right against 0 only A gets right is shown; 3 against 1 is not."""
-    from icsnn_np.tables import pack_correct
+    from icsnn_np.runs.tables import pack_correct
 
     def result(only_b, only_a):
         a = np.zeros(200, bool)

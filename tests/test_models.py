@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from strategies import block_cases, seeds
 
 from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, conv2d_naive
-from icsnn_np.models import (INITS, MODELS, VGG_CFGS, VGG_HIDDEN, BasicBlock, build_model,
-                             fixup_init, resnet20, vgg)
+from icsnn_np.models import MODELS, VGG_CFGS, VGG_HIDDEN, BasicBlock, build_model, resnet20, vgg
+from icsnn_np.runs.training import INITS, fixup_init
 from icsnn_np.module import Sequential
 
 PAPER_MODELS = ["vgg16", "resnet20", "vgg_cpu", "vgg_bench", "vgg16_cpu"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import F64, tiny_resnet
 
-from icsnn_np.batchnorm import BatchNorm2d
+from icsnn_np.io.batchnorm import BatchNorm2d
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.models import BasicBlock
 from icsnn_np.module import Module, Sequential, he_normal, rebuild

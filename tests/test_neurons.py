@@ -198,7 +198,8 @@ def test_threshold_and_v0_broadcast_per_channel_and_per_neuron():
     v0 = np.arange(12, dtype=F64).reshape(3, 2, 2) / 10
     cur = np.full((2, 3, 2, 2), 0.6)
     node, out = run_node(cur, 1, 2, v_th, v0)
-    np.testing.assert_allclose(node.v_th_full(), np.broadcast_to(v_th, (3, 2, 2)))
+    np.testing.assert_allclose(np.broadcast_to(node.v_th_dev, node.v.shape),
+                               np.broadcast_to(v_th, (2, 3, 2, 2)))
     fired = (v0 + 0.6) > v_th
     np.testing.assert_array_equal(out[0, 0] != 0, fired)
     np.testing.assert_allclose(node.v[0], v0 + 0.6 - fired * v_th)
@@ -284,7 +285,7 @@ def test_if_node_on_backend_agrees_with_numpy(xp, kind):
         spikes = np.stack([to_host(node.forward(to_device(c, xp_))) for c in cur])
         rate = eq11_rate(to_device(cur.mean(axis=0), xp_), dev(v0), node.v, dev(v_th), T)
         return (spikes, to_host(node.v), to_host(node.spike_count), to_host(node.first_spike),
-                to_host(rate), to_host(node.v_th_full(xp_)))
+                to_host(rate), to_host(xp_.broadcast_to(node.v_th_dev, node.v.shape)))
 
     for got, want in zip(run(xp), run(np)):
         assert type(got) is np.ndarray

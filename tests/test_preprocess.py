@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from icsnn_np.backend import to_host
-from icsnn_np.preprocess import augment, batched, batches, channel_stats, normalize
+from icsnn_np.io.preprocess import augment, batched, batches, channel_stats, normalize
 
 
 def test_channel_stats_and_normalize():

@@ -3,8 +3,8 @@ validation images disjoint from them; test images are the first n or a seeded sa
 import numpy as np
 import pytest
 
-from icsnn_np import protocol
-from icsnn_np.protocol import SUBSETS, calibration_split
+from icsnn_np.runs import protocol
+from icsnn_np.runs.protocol import SUBSETS, calibration_split
 
 
 def test_calibration_split_is_seeded_sorted_and_disjoint():

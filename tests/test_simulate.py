@@ -1,12 +1,13 @@
 """The step-by-step simulation (simulate.py, the reference engine): Eq. 11 end to end,
-records, input coding, bounded memory, backends and clear errors. Networks are tiny and
-float64 (tests/helpers.py). The fast engine is checked equal to this one in test_fast.py;
-here only ``simulate``'s dispatch to it (same arguments, same checks)."""
+records, input coding, bounded memory, backends and clear errors, and no hidden work.
+Networks are tiny and float64 (tests/helpers.py). The fast engine is checked equal to this
+one in test_fast.py; here only the runner's choice of it (runs/engine.py: same arguments,
+same checks)."""
 import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import F64, MEAN, STD, converted, images, make_v0, random_biases
+from helpers import F64, MEAN, STD, converted, images, make_v0, random_biases, run_sim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,8 @@ from icsnn_np.backend import to_device, to_host
 from icsnn_np.convert import convert
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.module import Sequential
-from icsnn_np.simulate import CODINGS, ENGINES, SimResult, predict, rate_encode, simulate
+from icsnn_np.runs.engine import ENGINES
+from icsnn_np.simulate import CODINGS, SimResult, predict, rate_encode, simulate
 
 
 def node_shapes(snn, x):
@@ -171,7 +173,7 @@ def test_rate_encode_is_seeded_chunk_independent_and_unbiased():
 def _peak(snn, x, T, **kw):
     tracemalloc.start()
     try:
-        simulate(snn, x, T, **kw)
+        (run_sim if kw else simulate)(snn, x, T, **kw)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -193,7 +195,7 @@ def test_fast_engine_memory_is_bounded_by_its_chunk():
     chunk 4), and one chunk of 64 steps needs far more."""
     net, snn, x = converted("vgg")
     x = np.repeat(x, 3, axis=0)
-    simulate(snn, x, 4, engine="fast", chunk=4)
+    run_sim(snn, x, 4, engine="fast", chunk=4)
     p8, p64 = _peak(snn, x, 8, engine="fast", chunk=4), _peak(snn, x, 64, engine="fast", chunk=4)
     assert p64 <= 1.3 * p8 + 64 * 1024
     assert _peak(snn, x, 64, engine="fast", chunk=64) > 3 * p64
@@ -209,15 +211,15 @@ def test_engine_on_backend_agrees_with_numpy(xp, engine, coding):
     v0 = make_v0(snn, node_shapes(snn, x), "channel")
     kw = dict(engine=engine, coding=coding, mean=MEAN, std=STD, seed=3, chunk=4)
     snn.set_v0(v0)
-    expect = simulate(snn, x, 9, record=True, **kw)
-    expect_count = simulate(snn, x, 9, count=True, **kw)
+    expect = run_sim(snn, x, 9, record=True, **kw)
+    expect_count = run_sim(snn, x, 9, count=True, **kw)
     net.to(xp)
     snn.set_v0([to_device(np.asarray(v), xp) for v in v0])
     try:
-        res = simulate(snn, to_device(x, xp), 9, record=True, **kw)
-        count = simulate(snn, to_device(x, xp), 9, count=True, **kw)
-        keep = simulate(snn, to_device(x, xp), 9, keep_v=True, **kw)
-        pred = predict(snn, to_device(x, xp), 9, **kw)
+        res = run_sim(snn, to_device(x, xp), 9, record=True, **kw)
+        count = run_sim(snn, to_device(x, xp), 9, count=True, **kw)
+        keep = run_sim(snn, to_device(x, xp), 9, keep_v=True, **kw)
+        pred = to_host(run_sim(snn, to_device(x, xp), 9, **kw).output.argmax(axis=1))
     finally:
         net.to(np)
     np.testing.assert_allclose(to_host(res.output), to_host(expect.output), rtol=1e-9, atol=1e-9)
@@ -241,7 +243,7 @@ def test_engine_on_backend_agrees_with_numpy(xp, engine, coding):
 def test_bad_T_is_a_clear_error(T, engine):
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="T must be a positive integer"):
-        simulate(snn, x, T, engine=engine)
+        run_sim(snn, x, T, engine=engine)
 
 
 def test_numpy_integer_T_is_accepted():
@@ -253,13 +255,13 @@ def test_numpy_integer_T_is_accepted():
 def test_unknown_coding_is_a_clear_error(engine):
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="unknown input coding 'poisson'.*direct, rate"):
-        simulate(snn, x, 4, coding="poisson", engine=engine)
+        run_sim(snn, x, 4, coding="poisson", engine=engine)
 
 
 def test_unknown_engine_is_a_clear_error():
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="unknown engine 'turbo'; choose one of reference, fast"):
-        simulate(snn, x, 4, engine="turbo")
+        run_sim(snn, x, 4, engine="turbo")
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -267,9 +269,9 @@ def test_rate_coding_without_normalisation_is_a_clear_error(engine):
     """(The reference used to run on NaN inputs: np.asarray(None, float32) is NaN.)"""
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
-        simulate(snn, x, 4, coding="rate", engine=engine)
+        run_sim(snn, x, 4, coding="rate", engine=engine)
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
-        simulate(snn, x, 4, coding="rate", mean=MEAN, engine=engine)
+        run_sim(snn, x, 4, coding="rate", mean=MEAN, engine=engine)
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
         rate_encode(x, None, STD, 0, 2, 0)
 
@@ -277,16 +279,16 @@ def test_rate_coding_without_normalisation_is_a_clear_error(engine):
 def test_bad_chunk_is_a_clear_error():
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="chunk must be >= 1"):
-        simulate(snn, x, 4, engine="fast", chunk=0)
+        run_sim(snn, x, 4, engine="fast", chunk=0)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_wrong_input_shape_is_a_clear_error(engine):
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match=r"expected a normalised batch \(N, 3, H, W\), got \(3, 2, 4, 4\)"):
-        simulate(snn, x[:, :2], 4, engine=engine)
+        run_sim(snn, x[:, :2], 4, engine=engine)
     with pytest.raises(ValueError, match="expected a normalised batch"):
-        simulate(snn, x[0], 4, engine=engine)
+        run_sim(snn, x[0], 4, engine=engine)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -294,23 +296,41 @@ def test_bad_input_values_are_clear_errors(engine):
     """An empty batch, raw uint8 images and NaN pixels are refused before any work."""
     net, snn, x = converted("vgg")
     with pytest.raises(ValueError, match=r"the input batch is empty \(0 images\)"):
-        simulate(snn, x[:0], 4, engine=engine)
+        run_sim(snn, x[:0], 4, engine=engine)
     with pytest.raises(ValueError, match="is uint8, not a normalised float batch.*normalize"):
-        simulate(snn, (x * 50 + 100).clip(0, 255).astype(np.uint8), 4, engine=engine)
+        run_sim(snn, (x * 50 + 100).clip(0, 255).astype(np.uint8), 4, engine=engine)
     bad = x.copy()
     bad[1, 2, 0, 3] = np.nan
     with pytest.raises(ValueError, match="the input batch contains NaN or inf"):
-        simulate(snn, bad, 4, engine=engine)
+        run_sim(snn, bad, 4, engine=engine)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(record=True), dict(count=True), dict(keep_v=True)])
-def test_fast_engine_is_reached_through_simulate(kw):
-    """engine="fast" returns the same kind of SimResult with the same records (the spikes
-    themselves are compared in test_fast.py)."""
+def test_fast_engine_is_reached_through_the_runner(kw):
+    """runs.engine's ``fast`` returns the same kind of SimResult with the same records (the
+    spikes themselves are compared in test_fast.py)."""
     net, snn, x = converted("resnet")
-    ref = simulate(snn, x, 6, **kw)
-    fast = simulate(snn, x, 6, engine="fast", chunk=4, **kw)
+    ref = run_sim(snn, x, 6, **kw)
+    fast = run_sim(snn, x, 6, engine="fast", chunk=4, **kw)
     assert isinstance(fast, SimResult) and fast.T == ref.T == 6
     assert fast.output.shape == ref.output.shape
     assert [set(r) for r in fast.layers] == [set(r) for r in ref.layers]
     assert len(fast.spikes) == len(ref.spikes) and fast.neurons == ref.neurons
+
+
+@pytest.mark.parametrize("via", ["simulate", "runner"])
+def test_a_T_step_run_calls_each_if_node_T_times_and_no_more(monkeypatch, via):
+    """No hidden forward pass: a T = 2 run of a 6-node VGG calls IFNode.forward exactly 12
+    times, through the core ``simulate`` and through the runner, whose memory estimate
+    measures layer sizes on a throw-away copy, never on the SNN's nodes."""
+    from icsnn_np.models import build_model
+    from icsnn_np.neurons import IFNode
+    net = build_model("vgg_cpu", dtype=F64)
+    snn = convert(net)
+    assert len(snn.nodes) == 6
+    calls = []
+    forward = IFNode.forward
+    monkeypatch.setattr(IFNode, "forward", lambda self, c: calls.append(self.name) or forward(self, c))
+    x = images(2, hw=32)
+    (simulate if via == "simulate" else run_sim)(snn, x, 2)
+    assert len(calls) == 12 and sorted(set(calls)) == sorted(n.name for n in snn.nodes)

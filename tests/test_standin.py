@@ -17,14 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MEAN, STD, converted_on, make_v0
+from helpers import MEAN, STD, converted_on, make_v0, run_sim
 
 from icsnn_np import backend
 from icsnn_np.backend import get_xp, to_device, to_host, xp_of
 from icsnn_np.neurons import IFNode
-from icsnn_np.simulate import ENGINES, simulate
+from icsnn_np.runs.engine import ENGINES
+from icsnn_np.simulate import simulate
+from icsnn_np.testing import cupy_standin
 
-cp = backend.standin()
+cp = cupy_standin
+backend.use_standin(cp)
 T_ = cp.TRANSFERS
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,13 +95,22 @@ def test_results_stay_on_the_device_and_copies_are_copies():
     assert cp.get_array_module(a) is cp and cp.get_array_module(np.ones(1)) is np
 
 
-def test_the_environment_variable_selects_the_standin(monkeypatch):
-    monkeypatch.setenv(backend.STANDIN_ENV, "1")
-    assert get_xp("cupy") is cp and backend.backend_name(cp) == "cupy"
-    monkeypatch.setenv(backend.STANDIN_ENV, "0")
-    if not backend.cupy_available():
-        with pytest.raises(backend.BackendError):
-            get_xp("cupy")
+def test_the_environment_variable_plugs_the_standin_into_the_commands(monkeypatch):
+    """The core never imports the testing aids: the command lines plug the stand-in in when
+    ICSNN_CUPY_STANDIN=1, and unplugged, --backend cupy means CuPy again."""
+    from icsnn_np.cli import common
+    backend.use_standin(None)
+    try:
+        monkeypatch.setenv(common.STANDIN_ENV, "0")
+        common.plug_standin()
+        if not backend.cupy_available():
+            with pytest.raises(backend.BackendError):
+                get_xp("cupy")
+        monkeypatch.setenv(common.STANDIN_ENV, "1")
+        common.plug_standin()
+        assert get_xp("cupy") is cp and backend.backend_name(cp) == "cupy"
+    finally:
+        backend.use_standin(cp)
 
 
 # --------------------------------------------------------------------------- syncs bounded
@@ -114,18 +126,19 @@ def test_simulate_syncs_do_not_grow_with_T_or_chunks(engine, flags):
     net, snn, x = converted_on(cp, "vgg", channelwise=True)
     shapes = [tuple(r["v_T"].shape[1:]) for r in simulate(snn, x, 1, keep_v=True).layers]
     snn.set_v0([to_device(v, cp) for v in make_v0(snn, shapes, "channel")])
-    simulate(snn, x, 1, engine=engine, **flags)           # the first call also probes layer sizes
+    run_sim(snn, x, 1, engine=engine, **flags)           # the first call also probes layer sizes
     counts = {}
     for T in (4, 16, 64):
         for chunk in ((1, 4, 16) if engine == "fast" else (None,)):
             T_.reset()
-            simulate(snn, x, T, engine=engine, chunk=chunk, **flags)
+            run_sim(snn, x, T, engine=engine, chunk=chunk, **flags)
             counts[T, chunk] = T_.to_host
     assert len(set(counts.values())) == 1, f"{counts}; last call: {T_.report()}"
-    # the input check; per node V_th and v(0) checked at the reset; the spike totals in one
-    # transfer; per node v(T) (keep_v), and counts, first spikes and V_th too (record)
+    # the input check (twice on the reference engine: the runner's, then the core simulate's);
+    # per node V_th and v(0) checked at the reset; the spike totals in one transfer; per node
+    # v(T) (keep_v), and counts, first spikes and V_th too (record)
     n = len(snn.nodes)
-    per_call = (1 + 2 * n + ("count" in flags or "record" in flags)
+    per_call = (1 + (engine == "reference") + 2 * n + ("count" in flags or "record" in flags)
                 + n * (("keep_v" in flags) + 4 * ("record" in flags)))
     assert set(counts.values()) == {per_call}, T_.report()
 
@@ -133,11 +146,11 @@ def test_simulate_syncs_do_not_grow_with_T_or_chunks(engine, flags):
 def test_rate_coding_copies_its_draws_to_the_device_without_syncs():
     net, snn, x = converted_on(cp, "resnet")
     kw = dict(coding="rate", mean=MEAN, std=STD, count=True, engine="fast", chunk=4)
-    simulate(snn, x, 4, **kw)                   # the first call also copies constants over
+    run_sim(snn, x, 4, **kw)                    # the first call also copies constants over
     to_host_, to_dev = {}, {}
     for T in (4, 16):
         T_.reset()
-        simulate(snn, x, T, **kw)
+        run_sim(snn, x, T, **kw)
         to_host_[T], to_dev[T] = T_.to_host, T_.to_device
     assert to_host_[4] == to_host_[16]
     # the host RNG's draws: one copy per step (and the normalisation per chunk of 4)
@@ -176,7 +189,7 @@ def test_a_host_array_planted_in_the_step_loop_is_caught(monkeypatch):
 # --------------------------------------------------------------------------- the CLIs
 def both(main, argv, monkeypatch, capsys):
     """Run a CLI with --backend numpy and --backend cupy (the stand-in): both stdouts."""
-    monkeypatch.setenv(backend.STANDIN_ENV, "1")
+    monkeypatch.setenv("ICSNN_CUPY_STANDIN", "1")
     outs = []
     for be in ("numpy", "cupy"):
         rc = main(argv(be) if callable(argv) else argv + ["--backend", be])
@@ -187,7 +200,7 @@ def both(main, argv, monkeypatch, capsys):
 
 
 def test_demo_and_stats_on_the_standin_give_numpys_numbers(monkeypatch, capsys):
-    from icsnn_np import demo
+    from icsnn_np.cli import demo
     a, b = (json.loads(o) for o in both(demo.main, [
         "--T", "4", "--n-test", "20", "--n-calib", "16", "--batch-size", "20", "--variants",
         "snn", "ic-snn", "--stats", "--n-stats", "8", "--json"], monkeypatch, capsys))
@@ -197,7 +210,7 @@ def test_demo_and_stats_on_the_standin_give_numpys_numbers(monkeypatch, capsys):
 
 
 def test_reproduce_on_the_standin_gives_numpys_table(tmp_path, monkeypatch, capsys):
-    from icsnn_np import reproduce
+    from icsnn_np.cli import reproduce
     both(reproduce.main, lambda be: [
         "--checkpoint", "vgg_cpu", "--dataset", "cifar10-slice", "--n-test", "20", "--n-calib",
         "16", "--T", "4", "--reading-T", "4", "--rows", "0", "3", "--batch-size", "20",
@@ -213,9 +226,10 @@ def test_train_on_the_standin_follows_numpy(tmp_path, monkeypatch, capsys):
     the CPU path by blocks and threads)."""
     from dataclasses import replace
 
-    from icsnn_np import train
-    load = train.load_dataset
-    monkeypatch.setattr(train, "load_dataset", lambda *a, **k: (lambda d: replace(
+    from icsnn_np.cli import train
+    from icsnn_np.runs import training
+    load = training.load_dataset
+    monkeypatch.setattr(training, "load_dataset", lambda *a, **k: (lambda d: replace(
         d, x_test=d.x_test[:200], y_test=d.y_test[:200]))(load(*a, **k)))
     lines = both(train.main, lambda be: [
         "--dataset", "cifar10-slice", "--model", "vgg_cpu", "--epochs", "1", "--train-limit",

@@ -8,7 +8,7 @@ from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
 from icsnn_np.module import Sequential
 from icsnn_np.models import resnet20
-from icsnn_np.stats import E_AC_PJ, E_MAC_PJ, fanout_maps, format_stats, stats_for_demo
+from icsnn_np.runs.stats import E_AC_PJ, E_MAC_PJ, fanout_maps, format_stats, stats_for_demo
 
 
 def brute_conv_fanout(C, H, W, O, k, s, p):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from helpers import load_script
 
-from icsnn_np.tables import PAPER_ORDER, markdown, mcnemar, pack_correct, paired_section, unpack_correct
+from icsnn_np.runs.tables import PAPER_ORDER, markdown, mcnemar, pack_correct, paired_section, unpack_correct
 
 depth_table = load_script("depth_table")
 merge_results = load_script("merge_results")

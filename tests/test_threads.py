@@ -164,7 +164,7 @@ def test_importing_the_package_leaves_the_blas_alone():
             "before = probe.thread_count()\n"
             "assert not [m for m in sys.modules if m.startswith('icsnn_np')]\n"
             "import icsnn_np, icsnn_np.layers, icsnn_np.simulate, icsnn_np.fast, icsnn_np.fast.engine\n"
-            "import icsnn_np.fast.threads, icsnn_np.fast.conv, icsnn_np.train\n"
+            "import icsnn_np.fast.threads, icsnn_np.fast.conv, icsnn_np.runs.training\n"
             "from icsnn_np.fast.blas import thread_count\n"
             "print(before, probe.thread_count(), thread_count())\n")
     before, after, seen = map(int, _fresh_python(code, OPENBLAS_NUM_THREADS="2",

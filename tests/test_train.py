@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from icsnn_np import train as train_mod
+from icsnn_np.runs import training as train_mod
 from icsnn_np.backend import to_host
-from icsnn_np.checkpoint import CheckpointError, load_checkpoint
-from icsnn_np.data import SLICE_PATH
+from icsnn_np.io.checkpoint import CheckpointError, load_checkpoint
+from icsnn_np.io.data import SLICE_PATH
 from icsnn_np.models import build_model
 from icsnn_np.optim import TrainingDiverged
-from icsnn_np.train import RESUME_KEYS, TrainConfig, main, resume_path, train
+from icsnn_np.cli.train import main
+from icsnn_np.runs.training import RESUME_KEYS, TrainConfig, resume_path, train
 
 
 # --------------------------------------------------------------------------- end to end
@@ -36,8 +37,9 @@ def _run(cfg):
 
 @needs_slice
 def test_train_one_epoch_saves_loadable_checkpoints(tmp_path):
-    """On the teaching layers (engine="reference", TrainConfig's default)."""
-    assert TrainConfig().engine == "reference"
+    """On the teaching layers (engine="reference"; TrainConfig's default is the fast engine,
+    runs/engine.py)."""
+    assert TrainConfig().engine == "fast"
     res, lines = _run(_cfg(tmp_path, train_limit=64, batch_size=32, engine="reference"))
     assert len(res["history"]) == 1
     rec = res["history"][0]
@@ -228,7 +230,7 @@ def test_train_step_on_backend_agrees_with_numpy(xp, engine):
     from helpers import tiny_vgg
     from icsnn_np.fast.layers import accelerate
     from icsnn_np.optim import SGD
-    from icsnn_np.preprocess import channel_stats
+    from icsnn_np.io.preprocess import channel_stats
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8)

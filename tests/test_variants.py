@@ -7,6 +7,8 @@ from helpers import tiny_resnet_snn, tiny_vgg_snn
 
 from icsnn_np.init_mem import (alg1_weight_init, alg2_data_init, alg3_ic_init, compensation,
                                fixed_point_init)
+from icsnn_np.beyond.methods import TABLE
+from icsnn_np.runs.engine import simulator
 from icsnn_np.simulate import simulate
 from icsnn_np.variants import PAPER_VARIANTS, V0_SCOPES, VARIANTS, calibrate_variant, setting_key
 
@@ -15,8 +17,8 @@ def test_the_variant_table():
     assert PAPER_VARIANTS == ("snn", "i-snn", "c-snn", "ic-snn")
     assert set(PAPER_VARIANTS) < set(VARIANTS) and {"i-snn-alg1", "ic-snn-fp"} < set(VARIANTS)
     assert [VARIANTS[v].label for v in PAPER_VARIANTS] == ["SNN", "I-SNN", "C-SNN", "IC-SNN"]
-    assert {v for v, spec in VARIANTS.items() if spec.needs_data} == {"i-snn", "ic-snn", "ic-snn-fp",
-                                                                       "snn-calib"}
+    assert {v for v, spec in VARIANTS.items() if spec.needs_data} == {"i-snn", "ic-snn", "ic-snn-fp"}
+    assert set(VARIANTS) == set(PAPER_VARIANTS) | {"i-snn-alg1", "ic-snn-fp"}   # the paper's only
     assert V0_SCOPES == ("all", "block-first")
 
 
@@ -61,14 +63,15 @@ def test_calibrated_v0_changes_the_simulation():
 
 
 def test_simulation_settings_reach_the_calibration():
-    """``sim_kw`` (coding, engine, chunk, ...) go to every simulation the variant runs."""
+    """``sim`` (an engine plugged in from outside) and ``sim_kw`` (coding, mean, std, seed)
+    go to every simulation the variant runs."""
     snn, batches = tiny_vgg_snn()
     mean, std = (0.5, 0.5), (0.5, 0.5)
     direct = calibrate_variant(snn, "i-snn", 6, batches, reading="raw")
     rate = calibrate_variant(snn, "i-snn", 6, batches, reading="raw", coding="rate", mean=mean,
                              std=std, seed=1)
     fast = calibrate_variant(snn, "i-snn", 6, batches, reading="raw", coding="rate", mean=mean,
-                             std=std, seed=1, engine="fast", chunk=4)
+                             std=std, seed=1, sim=simulator("fast", chunk=4))
     assert direct != rate
     np.testing.assert_allclose(fast, rate, rtol=1e-6, atol=1e-9)
 
@@ -104,7 +107,7 @@ def test_variant_errors_are_clear():
         calibrate_variant(snn, "i-snn", 4, batches, reading="mean")
 
 
-# --------------------------------------------------------------------------- ResNet blocks (DESIGN 5)
+# --------------------------------------------------------------------------- ResNet blocks (Sec. 4.3)
 @pytest.mark.parametrize("variant", ["c-snn", "i-snn", "ic-snn", "ic-snn-fp"])
 def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
     snn, batches = tiny_resnet_snn()
@@ -144,14 +147,14 @@ def test_every_variant_on_backend_agrees_with_numpy(xp, v0_scope, granularity):
     from icsnn_np.backend import to_device, to_host, xp_of
     from icsnn_np.init_mem import host
     snn, batches = tiny_resnet_snn()
-    kw = dict(granularity=granularity, v0_scope=v0_scope, engine="fast", chunk=3)
+    kw = dict(granularity=granularity, v0_scope=v0_scope, sim=simulator("fast", chunk=3), table=TABLE)
     want = {}
-    for v in VARIANTS:
+    for v in TABLE:
         want[v] = ([host(a) for a in calibrate_variant(snn, v, 4, batches, **kw)],
                    to_host(simulate(snn, batches[0], 4).output))
     snn.tree.to(xp)
     dev = [to_device(b, xp) for b in batches]
-    for v in VARIANTS:
+    for v in TABLE:
         v0 = calibrate_variant(snn, v, 4, dev, xp=xp, **kw)
         assert all(np.ndim(a) == 0 or xp_of(a) is xp for a in v0), v
         for g, w in zip(v0, want[v][0]):

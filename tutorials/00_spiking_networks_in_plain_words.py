@@ -20,7 +20,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from _common import finish, host, result, savefig, see, setup
 from icsnn_np.neurons import IFNode
-from icsnn_np.stats import E_AC_PJ, E_MAC_PJ
+from icsnn_np.runs.stats import E_AC_PJ, E_MAC_PJ
 
 run = setup("Step 0: spiking networks in plain words")
 xp = run.xp
@@ -119,7 +119,7 @@ result("lif_silent_below", currents[r_lif == 0].max())
 # to its potential (an accumulate, AC), and a neuron that receives nothing does nothing.
 # On neuromorphic chips (e.g. Loihi, TrueNorth) neurons are event-driven: idle until a spike
 # arrives (paper Sec. 1). In 45 nm CMOS a 32-bit float add costs about 0.9 pJ and a
-# multiply-add about 4.6 pJ (Horowitz, ISSCC 2014; the constants `icsnn_np.stats` uses for
+# multiply-add about 4.6 pJ (Horowitz, ISSCC 2014; the constants `icsnn_np.runs.stats` uses for
 # `python -m icsnn_np.demo --stats`). So an SNN saves energy only while its neurons spike
 # rarely: the number of steps T and the firing rate decide. Fewer steps also mean a faster
 # answer. That is why the paper cares about *low latency*: high accuracy at small T.

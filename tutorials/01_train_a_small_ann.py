@@ -4,7 +4,7 @@
 # **After this step you can**
 #
 # * say why the paper's ANN has no BatchNorm, no Dropout and average instead of max pooling;
-# * train a network with `icsnn_np.train.train(TrainConfig(...))` and read its training curves;
+# * train a network with `icsnn_np.runs.training.train(TrainConfig(...))` and read its training curves;
 # * save a model as a checkpoint and load it back, bit for bit.
 #
 # Conversion starts from a trained ReLU network (the *ANN*). The paper (Sec. 4.1.1) trains
@@ -36,10 +36,10 @@ import matplotlib.pyplot as plt
 
 from _common import BUNDLED_MODEL, finish, load_slice, result, savefig, see, setup
 from icsnn_np.backend import to_host
-from icsnn_np.checkpoint import load_checkpoint, read_checkpoint
+from icsnn_np.io.checkpoint import load_checkpoint, read_checkpoint
 from icsnn_np.models import build_model
-from icsnn_np.preprocess import normalize
-from icsnn_np.train import TrainConfig, evaluate, train
+from icsnn_np.io.preprocess import normalize
+from icsnn_np.runs.training import TrainConfig, evaluate, train
 
 run = setup("Step 1: train a small ANN")
 xp = run.xp

@@ -30,8 +30,8 @@ import numpy as np
 from _common import (binomial_se, fig_to_array, finish, get_model, host, load_slice, result,
                      save_gif, savefig, see, setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
-from icsnn_np.preprocess import channel_stats, normalize
+from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
+from icsnn_np.io.preprocess import channel_stats, normalize
 from icsnn_np.simulate import rate_encode
 
 run = setup("Step 3: direct and rate coding")

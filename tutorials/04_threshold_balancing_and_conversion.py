@@ -34,7 +34,7 @@ import numpy as np
 from _common import (binomial_se, finish, get_model, load_slice, result, savefig, see,
                      setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
-from icsnn_np.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
+from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.simulate import simulate
 
 run = setup("Step 4: threshold balancing and conversion")
@@ -46,7 +46,7 @@ xp = run.xp
 # Full mode converts the bundled `vgg_cpu` trained on CIFAR-10; quick mode a tiny 3-layer
 # network trained on the slice. Calibration images (thresholds here, Alg. 2 later) are a
 # seeded sample of the slice's *training* images, as `python -m icsnn_np.demo` picks them
-# (`icsnn_np.protocol.calibration_split`); accuracy is measured on its test images.
+# (`icsnn_np.runs.protocol.calibration_split`); accuracy is measured on its test images.
 
 # %%
 ds = load_slice()

@@ -31,7 +31,7 @@ from _common import (binomial_se, finish, get_model, host, load_slice, result, s
                      setup, split_data)
 from icsnn_np.backend import to_device
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
+from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.init_mem import alg1_weight_init, alg2_data_init, record_v_T
 from icsnn_np.neurons import IFNode, eq11_rate, error_term
 from icsnn_np.simulate import simulate

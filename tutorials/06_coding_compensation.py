@@ -35,7 +35,7 @@ import numpy as np
 from _common import (binomial_se, finish, get_model, host, load_slice, result, savefig, see,
                      setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
+from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.init_mem import alg2_data_init, alg3_ic_init, compensation
 from icsnn_np.neurons import error_term
 from icsnn_np.simulate import simulate

@@ -31,7 +31,7 @@ import numpy as np
 from _common import (binomial_se, finish, get_model, host, load_slice, result, savefig, see,
                      setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
-from icsnn_np.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
+from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.simulate import simulate
 from icsnn_np.variants import PAPER_VARIANTS, VARIANTS, calibrate_variant
 

@@ -30,7 +30,7 @@
 # A shift delta of v(0) moves the decoded output by delta/T (Eq. 11, as long as v(T) does
 # not move with it): that is why a per-channel mean error e is cancelled by T e. A pre-run
 # spends time steps on *this* image before the counted ones; the package counts them
-# (`SimResult.prerun`, `steps`), and so must every comparison.
+# (`PreRunResult.prerun`, `steps`), and so must every comparison.
 
 # %%
 import matplotlib.pyplot as plt
@@ -38,14 +38,14 @@ import numpy as np
 
 from _common import (binomial_se, finish, get_model, host, load_slice, result, savefig, see,
                      setup, split_data)
-from icsnn_np.compare import ROWS, at_total, run_methods, winners
+from icsnn_np.beyond.calibration import layer_errors
+from icsnn_np.beyond.prerun import PreRun, cos_rule, simulate_prerun, srp_rule
+from icsnn_np.beyond.thresholds import mse_threshold, quantisation_error
+from icsnn_np.cli.compare import ROWS, at_total, run_methods, winners
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
-from icsnn_np.evaluate import ConversionConfig
-from icsnn_np.methods import (cos_rule, layer_errors, mse_threshold, quantisation_error,
-                              srp_rule)
 from icsnn_np.neurons import IFNode
-from icsnn_np.simulate import PreRun, simulate
-from icsnn_np.variants import calibrate_variant
+from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.evaluate import ConversionConfig, calibrate
 
 run = setup("Step 8: beyond the paper, the training-free family")
 xp = run.xp
@@ -78,8 +78,8 @@ methods = [("SNN", "snn", {}), ("C-SNN half", "c-snn", {"comp": "half"}), ("IC-S
 ann_few = relu_outputs(net.model, [x_few])
 mean_err = {}
 for label, v, kw in methods:
-    calibrate_variant(snn, v, T_E, calib, engine="fast", **kw)
-    errs = layer_errors(snn, [x_few], T_E, ann_outputs=ann_few, engine="fast")
+    sim = calibrate(snn, v, T_E, calib, ConversionConfig(p=net.p, **kw))   # COS, SRP: with the pre-run
+    errs = layer_errors(snn, [x_few], T_E, ann_outputs=ann_few, sim=sim)
     mean_err[label] = [float(np.abs(e).mean()) / th for e, th in zip(errs, v_th)]
     print(f"{label:16s} mean |ANN - SNN| per channel / V_th, layers 1..{L}: "
           + " ".join(f"{e:.3f}" for e in mean_err[label]))
@@ -132,16 +132,15 @@ seen = []
 
 def watch(rule):
     """``rule``, keeping what it saw (v(rho), spike counts) and what it decided."""
-    def wrapped(node):
-        out = rule(node)
-        seen.append((host(node.v), host(node.spike_count), out))
+    def wrapped(v, count, v0, v_th):
+        out = rule(v, count, v0, v_th)
+        seen.append((v, count, out))
         return out
     return wrapped
 
 
 snn.set_v0([th / 2 for th in v_th])
-snn.prerun = None
-simulate(snn, x_few, T_E, prerun=PreRun(rho, watch(cos_rule)), engine="fast")
+simulate_prerun(snn, x_few, T_E, PreRun(rho, watch(cos_rule)), sim=simulator("fast"))
 for l, (v, count, (v_start, _)) in enumerate(seen):
     shift = (host(v_start) - v_th[l] / 2) / v_th[l]
     print(f"COS layer {l + 1}: v(0) moved down by V_th for {100 * np.mean(shift < 0):.1f}% of "
@@ -158,7 +157,7 @@ for l, (v, count, (v_start, _)) in enumerate(seen):
 
 # %%
 seen.clear()
-simulate(snn, x_few, T_E, prerun=PreRun(rho, watch(srp_rule)), engine="fast")
+simulate_prerun(snn, x_few, T_E, PreRun(rho, watch(srp_rule)), sim=simulator("fast"))
 precision = []
 for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
     off = ~host(gate).astype(bool)
@@ -207,7 +206,7 @@ savefig(fig, run, "08_mse_threshold_search.png")
 # %% [markdown]
 # ## 5. The comparison, steps counted honestly
 #
-# `icsnn_np.compare.run_methods` measures every method with both threshold searches; COS
+# `icsnn_np.cli.compare.run_methods` measures every method with both threshold searches; COS
 # and SRP are also run at T = S - rho so that each total S = rho + T has a number. The
 # plot's x axis is the total number of steps an image needed. (`python -m icsnn_np.compare`
 # runs the same on 2,000 test images: `results/methods_vgg_cpu.md`.) Error bars: one
@@ -252,7 +251,7 @@ savefig(fig, run, "08_comparison.png")
 #    and show that the mean error left in each channel is *exactly* the mean change of v(T)
 #    divided by T. Why is it not zero?
 # 2. **The cost of a pre-run.** Count the image-steps a COS run takes with
-#    `icsnn_np.progress.tracking` and check that it is (rho + T) per image; then compute the
+#    `icsnn_np.runs.progress.tracking` and check that it is (rho + T) per image; then compute the
 #    firing rate per step with and without the pre-run's spikes.
 # 3. **SRP in the first layer.** Show that with direct coding SRP never silences a
 #    first-layer neuron whose ANN output is positive (a proof and a measurement). Why does

@@ -159,7 +159,8 @@ result("winograd_vs_naive_maxdiff", diff_wino)
 # ## The fast engine against the teaching simulation
 #
 # `simulate(snn, x, T)` runs the teaching path: every time step, the whole network once
-# (`icsnn_np/simulate.py`). `engine="fast"` runs the same network layer by layer over
+# (`icsnn_np/simulate.py`). `simulator("fast")` (`icsnn_np/runs/engine.py`, the one place an
+# engine is chosen) runs the same network layer by layer over
 # chunks of time steps, with Winograd convolutions and threads. Both must give the same
 # spikes; the membrane potentials differ by float32 rounding (a different order of
 # additions). A potential that lands within rounding of the threshold could in principle
@@ -167,7 +168,7 @@ result("winograd_vs_naive_maxdiff", diff_wino)
 
 # %%
 from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
-from icsnn_np.simulate import simulate  # noqa: E402
+from icsnn_np.runs.engine import simulator  # noqa: E402
 
 net = get_model(run, ds)
 calib, x_test, _ = split_data(run, ds, net, n_calib=64, n_test=run.pick(10, 20))
@@ -176,7 +177,7 @@ balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
 timing = {}
 for engine in ("reference", "fast"):
     t0 = time.perf_counter()
-    timing[engine] = (simulate(snn, x_test, 16, record=True, engine=engine), time.perf_counter() - t0)
+    timing[engine] = (simulator(engine)(snn, x_test, 16, record=True), time.perf_counter() - t0)
 (ref_res, t_ref), (fast_res, t_fast) = timing["reference"], timing["fast"]
 same = np.mean([(a["spike_count"] == b["spike_count"]).mean()
                 for a, b in zip(ref_res.layers, fast_res.layers)])

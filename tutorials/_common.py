@@ -35,14 +35,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from icsnn_np.backend import get_xp, to_host  # noqa: E402
-from icsnn_np.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from icsnn_np.data import load_dataset  # noqa: E402
-from icsnn_np.evaluate import quantile_for  # noqa: E402
+from icsnn_np.io.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from icsnn_np.io.data import load_dataset  # noqa: E402
+from icsnn_np.runs.evaluate import quantile_for  # noqa: E402
 from icsnn_np.models import vgg  # noqa: E402
 from icsnn_np.optim import SGD, cross_entropy, lr_at  # noqa: E402
-from icsnn_np.preprocess import augment, batched, batches, channel_stats, normalize  # noqa: E402
-from icsnn_np.protocol import calibration_split  # noqa: E402
-from icsnn_np.train import evaluate  # noqa: E402
+from icsnn_np.io.preprocess import augment, batched, batches, channel_stats, normalize  # noqa: E402
+from icsnn_np.runs.protocol import calibration_split  # noqa: E402
+from icsnn_np.runs.training import evaluate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -199,7 +199,7 @@ class Net:
 def train_tiny(ds, epochs: int = 30, lr: float = 0.02, seed: int = 0):
     """Train the TINY_CFG network on the slice; returns (model, mean, std).
 
-    The recipe of ``icsnn_np.train`` (SGD with momentum, weight decay, a step schedule, crop
+    The recipe of ``icsnn_np.runs.training`` (SGD with momentum, weight decay, a step schedule, crop
     and flip) in a dozen lines. It steps through the fast engine's twins of the layers
     (``accelerate``: the same functions, tested equal, ~5x sooner on 2 cores); step 01 trains
     with the teaching layers themselves.
@@ -245,7 +245,7 @@ def get_model(run: Run, ds) -> Net:
     Quick mode: the tiny model of ``tutorials/assets`` (trained on the slice; if the file is
     missing it is trained on the spot, ~1 minute). ``p`` is the quantile stored with the
     model (the bundled one carries 0.9995, chosen on held-out training images), else the
-    package default 0.99 (``icsnn_np.evaluate.quantile_for``).
+    package default 0.99 (``icsnn_np.runs.evaluate.quantile_for``).
     """
     path = Path(run.checkpoint) if run.checkpoint else BUNDLED_MODEL
     if not run.quick and path.is_file():
@@ -274,7 +274,7 @@ def split_data(run: Run, ds, net: Net, n_calib: int, n_test: int, batch: int = 1
     """Calibration batches and test images, as ``python -m icsnn_np.demo`` picks them.
 
     Calibration (threshold balancing, Alg. 2): a seeded sample of ``n_calib`` *training*
-    images (``icsnn_np.protocol.calibration_split``, seed 0), as a list of normalised
+    images (``icsnn_np.runs.protocol.calibration_split``, seed 0), as a list of normalised
     batches (Alg. 2 iterates it more than once). Test: the first ``n_test`` test images.
     """
     cal, _ = calibration_split(len(ds.x_train), n_calib, seed=0)

@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import cli
-from ..checkpoint import atomic_write
-from ..checks import check_output_file
+from ..cli import common as cli
+from ..io.files import atomic_write, check_output_file
 from .parts import BenchConfig, agreement_seeds, run
 from .report import agreement_md, machine_md, table
 

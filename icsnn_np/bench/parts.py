@@ -9,14 +9,14 @@ import numpy as np
 
 from ..backend import get_xp, to_device, to_host
 from ..convert import balance_thresholds, convert
-from ..data import load_dataset
+from ..io.data import load_dataset
 from ..fast.engine import DEFAULT_CHUNK, fast_snn, simulate_fast
 from ..fast.layers import accelerate
 from ..fast.threads import hold_blas
 from ..layers import AvgPool2d, Conv2d
 from ..models import build_model
 from ..optim import SGD, cross_entropy
-from ..preprocess import batched, channel_stats, normalize
+from ..io.preprocess import batched, channel_stats, normalize
 from ..simulate import simulate
 from .measure import Contention, machine_info, peak_bytes, time_it, tracemalloc_sees_numpy
 from .report import check_targets

@@ -23,6 +23,7 @@ from ..layers import Conv2d, col2im, im2col
 from . import winograd
 from .nhwc import col2im_nhwc, im2col_nhwc, is_channels_last, reusable, to_channels_last
 from .threads import parallel_for
+from .twin import Twin
 
 # On the CPU the GEMM runs over blocks of whole images whose im2col matrix is about this
 # big, so the block is still in cache when the GEMM reads it. The block holds a power-of-two
@@ -36,7 +37,7 @@ FEW_CHANNELS = 16
 ALGOS = ("auto", "im2col")
 
 
-class FastConv2d(Conv2d):
+class FastConv2d(Twin, Conv2d):
     """Conv2d computed by blocks, channels-last, or Winograd (see the module docstring)."""
 
     algo = "auto"

@@ -20,8 +20,7 @@ that close to its threshold to the other side.
 from __future__ import annotations
 
 from ..convert import SNN
-from ..progress import advance
-from ..simulate import collect, end_prerun, rate_encode, start_prerun
+from ..simulate import collect, rate_encode
 from .conv import FastConv2d
 from .layers import FastAvgPool2d, accelerate
 from .neurons import FastIFNode
@@ -37,22 +36,22 @@ def fast_snn(snn: SNN, algo: str = "auto") -> SNN:
     """The SNN with its layers and IF nodes replaced by their fast twins (weights shared)."""
     tree = accelerate(snn.tree, algo)
     nodes = [m for _, m in tree.named_modules() if isinstance(m, FastIFNode)]
-    return SNN(tree, nodes, snn.blocks)
+    return SNN(tree, nodes, snn.blocks, snn.ann)
 
 
-def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", record: bool = False,
-                  keep_v: bool = False, count: bool = False, mean=None, std=None, seed: int = 0,
-                  chunk: int | None = None, algo: str = "auto", prerun=None):
+def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=None,
+                  seed: int = 0, t0: int = 0, count: bool = False, record: bool = False,
+                  keep_v: bool = False, chunk: int | None = None, algo: str = "auto"):
     """``icsnn_np.simulate.simulate`` (same arguments, same SimResult), by chunks of
     ``chunk`` steps; ``algo="im2col"`` keeps Winograd out of the convs. The arguments are
-    checked by ``simulate``, which is how this is normally called (``engine="fast"``);
-    ``prerun`` is simulate's resolved one (None: no pre-run)."""
+    checked by the caller (``runs.engine.simulator``, or ``simulate.check_input``)."""
     chunk = DEFAULT_CHUNK if chunk is None else chunk
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     fast = fast_snn(snn, algo)
     N = x.shape[0]
-    rho = start_prerun(fast.nodes, N, prerun, count, record)
+    for node in fast.nodes:
+        node.reset(N, count=count, record=record)
     prefix = fast.flat[:fast.first]
     body = fast.flat[fast.first:fast.last + 1]
     # Direct coding: the prefix (linear layers before the first IF node) sees the same input
@@ -64,12 +63,8 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", record: bool = Fa
             for m in prefix:
                 c0 = m.forward(c0)
         acc, bufs = None, {}
-        # the pre-run's chunks (steps 1 .. rho, output not counted), then the T counted ones
-        spans = [(t0, min(chunk, rho - t0), False) for t0 in range(0, rho, chunk)]
-        spans += [(rho + t0, min(chunk, T - t0), True) for t0 in range(0, T, chunk)]
-        for t0, Tc, counted in spans:
-            if counted and t0 == rho:
-                end_prerun(fast.nodes, prerun, count, record)
+        for s0 in range(0, T, chunk):
+            Tc = min(chunk, T - s0)
             for node in fast.nodes:
                 node.begin_chunk(Tc)
             if constant:
@@ -78,7 +73,7 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", record: bool = Fa
                 if coding == "direct":
                     h = x[None].repeat(Tc, axis=0).reshape((Tc * N,) + x.shape[1:])
                 else:
-                    h = rate_encode(x, mean, std, t0, Tc, seed)
+                    h = rate_encode(x, mean, std, t0 + s0, Tc, seed)
                 for m in prefix:
                     h = m.forward(h)
             for i, m in enumerate(body):
@@ -88,12 +83,9 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", record: bool = Fa
                     h = bufs[i] = m.forward(h, out=bufs.get(i))
                 else:
                     h = m.forward(h)
-            advance(Tc * N)                                  # progress.py: once per chunk
-            if not counted:
-                continue
             s = h.reshape((Tc, N) + h.shape[1:]).sum(axis=0)  # time-sum of the last layer's output
             acc = s if acc is None else acc + s
         out = acc / T
         for m in fast.flat[fast.last + 1:]:                  # the readout, once, on the average
             out = m.forward(out)
-    return collect(fast.nodes, out, T, record, keep_v, count, rho)
+    return collect(fast.nodes, out, T, count, record, keep_v)

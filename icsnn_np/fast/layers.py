@@ -1,6 +1,6 @@
 """Fast twins of the teaching layers, and ``accelerate``, which swaps them into a network.
 
-A twin is an object of a subclass that shares the original's ``__dict__`` entries (the
+A twin (twin.py) is an object of a subclass that shares the original's attributes (the
 *same* ``params`` and ``grads`` dicts, the same V_th and v(0)), so training a twin trains
 the original and a checkpoint saved from the original holds what the twin learned. Only
 ``forward``/``backward`` differ: they keep channels-last memory order, spread their work
@@ -18,6 +18,7 @@ from .conv import FastConv2d
 from .neurons import FastIFNode
 from .nhwc import empty_channels_last, is_channels_last, reusable
 from .threads import parallel_for
+from .twin import Twin
 
 
 def split(fn, a):
@@ -28,7 +29,7 @@ def split(fn, a):
         fn(0, a.shape[0])
 
 
-class FastReLU(ReLU):
+class FastReLU(Twin, ReLU):
     """max(x, 0) in x's memory order, over threads, into preallocated arrays."""
 
     def forward(self, x):
@@ -53,7 +54,7 @@ class FastReLU(ReLU):
         return dx
 
 
-class FastAvgPool2d(AvgPool2d):
+class FastAvgPool2d(Twin, AvgPool2d):
     """Average pooling in x's memory order, over threads, into a reusable output."""
 
     _channels_last = False
@@ -117,9 +118,7 @@ def twin(m):
     """The fast twin of the leaf module ``m`` (sharing its state), or ``m`` itself."""
     for cls, fast in TWINS:
         if isinstance(m, cls) and not isinstance(m, fast):
-            t = object.__new__(fast)
-            t.__dict__.update(m.__dict__)
-            return t
+            return fast.of(m)
     return m
 
 

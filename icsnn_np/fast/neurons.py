@@ -18,12 +18,13 @@ import numpy as np
 from ..backend import xp_of
 from ..neurons import IFNode
 from .threads import parallel_for
+from .twin import Twin
 
 # Neurons per cache tile of the CPU update loop (v, the mask and a step of the current, in L2).
 IF_TILE_ELEMENTS = 1 << 16
 
 
-class FastIFNode(IFNode):
+class FastIFNode(Twin, IFNode):
     """IF neurons over chunks of time steps (see the module docstring)."""
 
     chunk = 1
@@ -45,7 +46,7 @@ class FastIFNode(IFNode):
                              f"got {tuple(current.shape)}")
         sample_shape = current.shape[1:]
         if self.v is None:
-            self.start(sample_shape, xp, current.dtype)
+            self.start((N,) + tuple(sample_shape), xp, current.dtype)
             # keep the current's memory order (channels-last after a fast conv)
             for name in ("v", "spike_count", "first_spike"):
                 a = getattr(self, name)
@@ -53,15 +54,14 @@ class FastIFNode(IFNode):
                     b = xp.empty_like(current, dtype=a.dtype, shape=a.shape)
                     b[...] = a
                     setattr(self, name, b)
-        if self.pending is not None:               # the first counted chunk after a pre-run
-            self._restart(xp)
         cur = current if constant else current.reshape((Tc, N) + sample_shape)
         shape = (Tc * N,) + sample_shape
         if (out is None or out.dtype != current.dtype or out.shape[1:] != sample_shape
                 or out.shape[0] < Tc * N):
             out = xp.empty_like(current, shape=shape)
         out = out[:Tc * N].reshape((Tc, N) + sample_shape)
-        v_th, t0, gate = self.v_th_dev, self.t, self.gate
+        v_th, t0 = self.v_th_dev, self.t
+        per_image = v_th.ndim == self.v.ndim and v_th.shape[0] == N     # (N, ...): slice it too
         per_sample = max(1, self.v[0].size)
         tile = max(1, IF_TILE_ELEMENTS // per_sample) if xp is np else N
 
@@ -70,16 +70,14 @@ class FastIFNode(IFNode):
             fired = xp.empty_like(self.v[n0:min(n1, n0 + tile)], dtype=bool)
             for a in range(n0, n1, tile):
                 b = min(n1, a + tile)
-                v, f = self.v[a:b], fired[:b - a]
+                v, f, th = self.v[a:b], fired[:b - a], v_th[a:b] if per_image else v_th
                 c = cur[a:b] if constant else cur[:, a:b]
                 o = out[:, a:b]
                 for k in range(Tc):
                     v += c if constant else c[k]          # Eq. 4: integrate
-                    xp.greater(v, v_th, out=f)            # Eq. 6: fire when v_temp > V_th
-                    if gate is not None:                  # silenced after a pre-run (SRP)
-                        f &= gate[a:b]
+                    xp.greater(v, th, out=f)              # Eq. 6: fire when v_temp > V_th
                     spikes = o[k]
-                    xp.multiply(f, v_th, out=spikes)      # a spike carries V_th into layer l+1
+                    xp.multiply(f, th, out=spikes)        # a spike carries V_th into layer l+1
                     v -= spikes                           # Eq. 5: soft reset by subtraction
                     if self.count:
                         self.spike_count[a:b] += f

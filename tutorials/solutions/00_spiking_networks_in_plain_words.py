@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from _common import finish, get_model, load_slice, setup, solved, split_data  # noqa: E402
 from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
 from icsnn_np.simulate import simulate  # noqa: E402
-from icsnn_np.stats import E_AC_PJ, E_MAC_PJ  # noqa: E402
+from icsnn_np.runs.stats import E_AC_PJ, E_MAC_PJ  # noqa: E402
 
 run = setup("Solutions to step 0")
 
@@ -53,7 +53,7 @@ solved(1, f"silent below I = (1 - lambda) V_th = {edge:.2f} V_th")
 # accumulate per spike that travels along it: (spikes per neuron) x E_AC. Break-even:
 # spikes = E_MAC / E_AC = 4.6 / 0.9 = 5.1 spikes per neuron per image, i.e. a firing rate of
 # 5.1 / T, 0.16 at T = 32. Below that the SNN is cheaper (ignoring memory traffic and the
-# neurons' own updates, as `icsnn_np.stats` says). We also measure the rate of a converted
+# neurons' own updates, as `icsnn_np.runs.stats` says). We also measure the rate of a converted
 # network (plain SNN, T = 32, 20 test images): it is below the break-even.
 
 # %%

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from _common import finish, load_slice, setup, solved  # noqa: E402
 from icsnn_np.layers import AvgPool2d  # noqa: E402
 from icsnn_np.models import build_model  # noqa: E402
-from icsnn_np.preprocess import channel_stats, normalize  # noqa: E402
+from icsnn_np.io.preprocess import channel_stats, normalize  # noqa: E402
 
 run = setup("Solutions to step 1")
 

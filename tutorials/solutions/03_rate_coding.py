@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 from _common import (finish, get_model, host, load_slice, setup, solved,  # noqa: E402
                      split_data)
 from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
-from icsnn_np.evaluate import ConversionConfig, snn_accuracy  # noqa: E402
-from icsnn_np.preprocess import channel_stats, normalize  # noqa: E402
+from icsnn_np.runs.evaluate import ConversionConfig, snn_accuracy  # noqa: E402
+from icsnn_np.io.preprocess import channel_stats, normalize  # noqa: E402
 from icsnn_np.simulate import rate_encode  # noqa: E402
 
 run = setup("Solutions to step 3")

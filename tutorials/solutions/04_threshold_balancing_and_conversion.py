@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 
 from _common import finish, get_model, load_slice, setup, solved, split_data  # noqa: E402
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs  # noqa: E402
-from icsnn_np.evaluate import ConversionConfig, snn_accuracy  # noqa: E402
+from icsnn_np.runs.evaluate import ConversionConfig, snn_accuracy  # noqa: E402
 
 run = setup("Solutions to step 4")
 ds = load_slice()

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from _common import (binomial_se, finish, get_model, host, load_slice, setup, solved,  # noqa: E402
                      split_data)
 from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
-from icsnn_np.evaluate import ConversionConfig, evaluate_conversion  # noqa: E402
+from icsnn_np.runs.evaluate import ConversionConfig, evaluate_conversion  # noqa: E402
 from icsnn_np.neurons import IFNode  # noqa: E402
 from icsnn_np.simulate import simulate  # noqa: E402
 from icsnn_np.variants import calibrate_variant  # noqa: E402

@@ -11,9 +11,11 @@ import numpy as np  # noqa: E402
 
 from _common import finish, get_model, host, load_slice, setup, solved, split_data  # noqa: E402
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs  # noqa: E402
-from icsnn_np.methods import cos_prerun, layer_errors, srp_rule  # noqa: E402
-from icsnn_np.progress import tracking  # noqa: E402
-from icsnn_np.simulate import PreRun, simulate  # noqa: E402
+from icsnn_np.beyond.calibration import layer_errors  # noqa: E402
+from icsnn_np.beyond.prerun import PreRun, cos_prerun, simulate_prerun, srp_rule  # noqa: E402
+from icsnn_np.runs.engine import simulator  # noqa: E402
+from icsnn_np.runs.progress import tracking  # noqa: E402
+from icsnn_np.simulate import simulate  # noqa: E402
 
 run = setup("Solutions to step 8")
 xp = run.xp
@@ -54,16 +56,16 @@ solved(1, "the error left is mean(v(T) after - v(T) before) / T per channel, by 
 # %% [markdown]
 # ## Exercise 2: the cost of a pre-run
 #
-# `simulate` reports every image-step to the progress tracker: rho pre-run steps and T
-# counted ones per image. The firing rate per step over the whole run counts the pre-run's
-# spikes too (`SimResult.firing_rate`); over the counted steps alone it would be
+# The runner (`runs.engine.simulator`) reports every image-step to the progress tracker: rho
+# pre-run steps and T counted ones per image. The firing rate per step over the whole run
+# counts the pre-run's spikes too (`PreRunResult.firing_rate`); over the counted steps alone it would be
 # sum(spikes) / (images x T x neurons).
 
 # %%
 rho = 4
 snn.set_v0(half)
 with tracking(1, lambda s: None) as done:
-    res = simulate(snn, x_test, T, count=True, prerun=cos_prerun(rho), engine="fast")
+    res = simulate_prerun(snn, x_test, T, cos_prerun(rho), sim=simulator("fast"), count=True)
 per_image = done.done / len(x_test)
 counted_only = sum(res.spikes) / (len(x_test) * T * sum(res.neurons))
 print(f"{per_image:.0f} steps per image = rho + T = {rho} + {T}; firing rate {res.firing_rate():.4f} "
@@ -84,7 +86,7 @@ solved(2, f"a COS run costs rho + T = {rho + T} steps per image, and its pre-run
 
 # %%
 seen = []
-simulate(snn, x_test, T, prerun=PreRun(rho, lambda node: seen.append(srp_rule(node)) or seen[-1]))
+simulate_prerun(snn, x_test, T, PreRun(rho, lambda *state: seen.append(srp_rule(*state)) or seen[-1]))
 precision = []
 for (_, gate), a in zip(seen, ann):
     off = ~host(gate).astype(bool)

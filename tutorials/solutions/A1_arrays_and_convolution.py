@@ -13,6 +13,7 @@ from _common import finish, get_model, load_slice, setup, solved, split_data  # 
 from icsnn_np.convert import balance_thresholds, convert  # noqa: E402
 from icsnn_np.fast import winograd  # noqa: E402
 from icsnn_np.layers import Conv2d, conv_out_size  # noqa: E402
+from icsnn_np.runs.engine import simulator  # noqa: E402
 from icsnn_np.simulate import simulate  # noqa: E402
 
 run = setup("Solutions to appendix A1")
@@ -57,7 +58,7 @@ calib, x_test, _ = split_data(run, ds, net, n_calib=64, n_test=10)
 snn = convert(net.model)
 balance_thresholds(snn, net.model, calib, p=net.p)
 a = simulate(snn, x_test, 64, record=True)
-b = simulate(snn, x_test, 64, record=True, engine="fast")
+b = simulator("fast")(snn, x_test, 64, record=True)
 same = np.mean([(la["spike_count"] == lb["spike_count"]).mean() for la, lb in zip(a.layers, b.layers)])
 diff = [la["spike_count"] != lb["spike_count"] for la, lb in zip(a.layers, b.layers)]
 n_diff = sum(int(d.sum()) for d in diff)

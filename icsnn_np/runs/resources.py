@@ -17,9 +17,9 @@ L = the largest layer output, B = summed over the layers the fast engine runs pe
                                                          CPU, which works block by block;
                                                          w = 9 on a GPU, which does not)
 
-The estimate is taken times MARGIN (1.1). Layer sizes come from one image run for one step
-(``layer_sizes``, cached per network and input shape); the IF nodes' state is restored
-afterwards.
+The estimate is taken times MARGIN (1.1). Layer sizes come from one image through a
+throw-away copy of the network whose IF nodes are plain ReLUs (``layer_sizes``): the SNN's
+own nodes never run for it.
 """
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ import os
 
 import numpy as np
 
-from .backend import xp_of
+from ..backend import xp_of
+from ..fast.engine import DEFAULT_CHUNK
+from ..layers import ReLU
+from ..module import rebuild
+from ..neurons import IFNode
 
 
 # The estimate below times this: measured peaks (tracemalloc, vgg_cpu, both engines, chunks
@@ -63,25 +67,17 @@ def available_memory(xp=np) -> int | None:
 
 def layer_sizes(snn, x):
     """(values per sample of each top-level module's output, of each IF node), from one image
-    run for one step; cached on ``snn`` per input shape."""
-    cache = snn.__dict__.setdefault("_layer_sizes", {})
-    key = tuple(x.shape[1:])
-    if key not in cache:
-        saved = [dict(n.__dict__) for n in snn.nodes]
-        try:
-            for n in snn.nodes:
-                n.reset(1)
-            h, flat = x[:1], []
-            for m in snn.flat:
-                h = m.forward(h)
-                flat.append(int(h[0].size))
-            nodes = [int(n.v[0].size) for n in snn.nodes]
-        finally:
-            for n, d in zip(snn.nodes, saved):
-                n.__dict__.clear()
-                n.__dict__.update(d)
-        cache[key] = (flat, nodes)
-    return cache[key]
+    through a throw-away copy of ``snn.tree`` with a ReLU for every IF node (same shapes)."""
+    probe = rebuild(snn.tree, lambda m, path: ReLU() if isinstance(m, IFNode) else m)
+    probe.eval()
+    relus = [m for _, m in probe.named_modules() if isinstance(m, ReLU)]    # as snn.nodes
+    for r in relus:
+        r.record = []
+    h, flat = x[:1], []
+    for m in (probe.flat() if hasattr(probe, "flat") else [probe]):     # as snn.flat
+        h = m.forward(h)
+        flat.append(int(h[0].size))
+    return flat, [int(r.record[0][0].size) for r in relus]
 
 
 def simulation_bytes(snn, x, T: int, engine: str = "reference", chunk: int | None = None,
@@ -93,7 +89,6 @@ def simulation_bytes(snn, x, T: int, engine: str = "reference", chunk: int | Non
     S, L = sum(nodes), max(flat + [int(np.prod(x.shape[1:]))])
     if engine != "fast":
         return S * states + 12 * L * b, 0, 1
-    from .fast.engine import DEFAULT_CHUNK  # noqa: PLC0415 - the engine imports this module's caller
     Tc = min(T, DEFAULT_CHUNK if chunk is None else chunk)
     w = 1 if xp_of(x) is np else 9
     body = sum(flat[snn.first:snn.last + 1])
@@ -111,7 +106,6 @@ def check_memory(snn, x, T: int, engine: str = "reference", chunk: int | None = 
                  count: bool = False, record: bool = False, available=None):
     """Raise SimulationTooLarge when the simulation's estimated memory exceeds what is
     available (``available`` bytes; default: ``available_memory``). Returns the estimate."""
-    from .fast.engine import DEFAULT_CHUNK  # noqa: PLC0415 - see simulation_bytes
     fixed, per_step, Tc = simulation_bytes(snn, x, T, engine, chunk, count, record)
     N = int(x.shape[0])
     fixed, per_step = fixed * MARGIN, per_step * MARGIN

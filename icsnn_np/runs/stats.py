@@ -43,15 +43,15 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .backend import to_host
-from .checks import check_batch
-from .batchnorm import BatchNorm2d
-from .layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
-from .models import BasicBlock
-from .module import Module
-from .preprocess import batched
-from .neurons import IFNode
-from .simulate import rate_encode, simulate
+from ..backend import to_host
+from ..checks import check_batch
+from ..io.batchnorm import BatchNorm2d
+from ..io.preprocess import batched
+from ..layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
+from ..models import BasicBlock
+from ..module import Module
+from ..neurons import IFNode
+from ..simulate import rate_encode, simulate
 
 E_AC_PJ = 0.9       # pJ per 32-bit float add, 45 nm (Horowitz, ISSCC 2014)
 E_MAC_PJ = 4.6      # pJ per 32-bit float multiply (3.7) + add (0.9), 45 nm (Horowitz, ISSCC 2014)
@@ -160,11 +160,11 @@ def fanout_maps(model, input_shape, ann: bool = False):
 
 
 # --------------------------------------------------------------------------- statistics
-def spike_totals(snn, x, T, batch_size=100, **sim_kw):
+def spike_totals(snn, x, T, batch_size=100, sim=simulate, **sim_kw):
     """Per IF node, the spike count of each neuron summed over the images: host int64 arrays."""
     totals = None
     for xb in batched(x, batch_size):
-        res = simulate(snn, xb, T, record=True, **sim_kw)
+        res = sim(snn, xb, T, record=True, **sim_kw)
         counts = [r["spike_count"].sum(axis=0, dtype=np.int64) for r in res.layers]
         totals = counts if totals is None else [a + b for a, b in zip(totals, counts)]
     return totals

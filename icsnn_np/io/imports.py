@@ -49,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .batchnorm import BatchNorm2d, fold_batchnorm
-from .checkpoint import CheckpointError, atomic_write
-from .layers import Conv2d, Linear
-from .models import MODELS, build_model
+from ..layers import Conv2d, Linear
+from .batchnorm import ALL_MODELS, BatchNorm2d, build_any, fold_batchnorm
+from .checkpoint import CheckpointError
+from .files import atomic_write
 
 # safetensors dtype code -> little-endian NumPy dtype ("BF16" has none: decoded by hand)
 SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
@@ -338,7 +338,7 @@ def match_state_dict(model, tensors: dict, source: str = "state_dict") -> "Order
 def _num_classes(tensors, arch):
     """The output width of our last Linear, read from the tensor the file has for it
     (else from the file's last 2-D weight), or None."""
-    model = build_model(arch)
+    model = build_any(arch)
     last = [n for n, m in model.named_modules() if isinstance(m, Linear)][-1]
     tensors = _strip_prefixes(OrderedDict((k, v) for k, v in tensors.items()
                                           if k.rpartition(".")[2] not in IGNORED))
@@ -357,16 +357,16 @@ def import_state_dict(tensors: dict, arch: str, num_classes: int | None = None,
     ``num_classes=None`` reads it from the last Linear layer. ``fold=True`` returns the
     BN-folded plain model (see ``batchnorm.fold_batchnorm``).
     """
-    if arch not in MODELS:
-        raise ValueError(f"unknown model {arch!r}; known models: {', '.join(sorted(MODELS))}")
+    if arch not in ALL_MODELS:
+        raise ValueError(f"unknown model {arch!r}; known models: {', '.join(sorted(ALL_MODELS))}")
     if num_classes is None:
         num_classes = _num_classes(tensors, arch) or 10
-    model = build_model(arch, num_classes=num_classes, dtype=dtype)
+    model = build_any(arch, num_classes=num_classes, dtype=dtype)
     try:
         matched = match_state_dict(model, tensors, source=source)
     except CheckpointError as e:
         has_bn = any(k.endswith(".running_mean") for k in tensors)
-        if has_bn != arch.endswith("_bn") and (arch + "_bn" in MODELS or arch.endswith("_bn")):
+        if has_bn != arch.endswith("_bn") and (arch + "_bn" in ALL_MODELS or arch.endswith("_bn")):
             other = arch + "_bn" if has_bn else arch[:-3]
             raise CheckpointError(f"{e} (the file {'has' if has_bn else 'has no'} BatchNorm "
                                   f"statistics: try arch {other!r})") from e

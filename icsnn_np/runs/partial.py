@@ -17,7 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from ..io.files import atomic_write
 
 
 def file_sha256(path) -> str:

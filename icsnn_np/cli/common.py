@@ -16,40 +16,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .backend import BackendError
-from .checkpoint import CheckpointError
-from .checks import check_choice, check_count, check_output_file, check_quantile, check_T
-from .data import DatasetError
-from .optim import TrainingDiverged
+from ..backend import BackendError, use_standin
+from ..checks import check_choice, check_count, check_quantile, check_T
+from ..io.checkpoint import CheckpointError
+from ..io.data import DatasetError
+from ..io.files import check_output_file
+from ..optim import TrainingDiverged
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130                  # 128 + SIGINT, what a shell reports for Ctrl-C
 ERRORS = (ValueError, CheckpointError, DatasetError, BackendError, TrainingDiverged, OSError,
           MemoryError)
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, carrying one line about what was kept (a checkpoint, a log, nothing)."""
-
-    def __init__(self, kept: str):
-        super().__init__(kept)
-        self.kept = kept
-
-
-@contextmanager
-def kept_on_interrupt(kept):
-    """Turn a Ctrl-C inside the block into ``Interrupted(kept)`` (``kept``: a string or a
-    function returning one, asked at the moment of the interruption)."""
-    try:
-        yield
-    except Interrupted:
-        raise
-    except KeyboardInterrupt as e:
-        raise Interrupted(kept() if callable(kept) else kept) from e
 
 
 def with_ext(stem, ext: str) -> Path:
@@ -105,10 +87,22 @@ def one_line(e: BaseException) -> str:
     return text
 
 
+STANDIN_ENV = "ICSNN_CUPY_STANDIN"
+
+
+def plug_standin():
+    """``ICSNN_CUPY_STANDIN=1``: ``--backend cupy`` runs on the strict CPU stand-in for CuPy
+    (icsnn_np.testing), so the CuPy path of every command is checked without a GPU."""
+    if os.environ.get(STANDIN_ENV) == "1":
+        from ..testing import cupy_standin  # noqa: PLC0415 - a testing aid, only when asked for
+        use_standin(cupy_standin)
+
+
 def run(main, argv=None, kept: str = "nothing was written") -> int:
     """``main(argv)`` with the package's errors as one line + exit 2 and Ctrl-C as one
     line + exit 130; ``argv=None`` reads ``sys.argv[1:]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    plug_standin()
     try:
         return main(argv)
     except KeyboardInterrupt as e:

@@ -5,24 +5,29 @@
 
 Accuracies are in percent and losses in points. Every variant is calibrated for the T it
 runs at (Alg. 2 depends on T); thresholds are balanced once, on the calibration images.
+The variants are the paper's and those beyond it (``beyond.methods.TABLE``).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
-from .backend import backend_name, to_host, xp_of
-from .checks import check_batch, check_choice, check_count, check_labels, check_quantile, check_T
-from .convert import balance_thresholds, convert
-from .init_mem import COMPENSATIONS, GRANULARITIES, READINGS
-from .preprocess import batched
+from ..backend import backend_name, to_host, xp_of
+from ..beyond.methods import TABLE
+from ..beyond.prerun import PRERUN_STEPS, simulate_prerun
+from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
+from ..checks import check_batch, check_choice, check_count, check_labels, check_quantile, check_T
+from ..convert import balance_thresholds, convert
+from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
+from ..io.preprocess import batched
+from ..simulate import CODINGS
+from ..variants import PAPER_VARIANTS, calibrate_variant
+from .engine import DEFAULT_ENGINE, ENGINES, simulator
 from .progress import duration, tracking
 from .resources import check_memory
-from .simulate import CODINGS, ENGINES, simulate
-from .methods import PRERUN_STEPS, THRESHOLD_SEARCHES
-from .variants import PAPER_VARIANTS, VARIANTS, calibrate_variant
 
 DEFAULT_TS = (8, 16, 32, 64, 128, 256)
 BLOCK_MODES = ("node", "paper")
@@ -44,40 +49,34 @@ class ConversionConfig:
     p: float = 0.99               # threshold quantile
     channelwise: bool = False     # per-channel thresholds (ours; the paper is layer-wise)
     coding: str = "direct"        # input coding
-    reading: str = "remainder"    # Alg. 2 reading: raw | remainder | clip
+    reading: str = READING        # Alg. 2 reading: raw | remainder | clip
     granularity: str = "layer"    # v(0) granularity: layer (paper) | channel | neuron
     comp: str = "literal"         # compensation: literal V_th/(2T) | half V_th/2 (see below)
     block: str = "node"           # ResNets: node (own V_th and v(0) per IF node) | paper
-                                  # (one V_th per block, v(0) on its first node; DESIGN 5)
+                                  # (one V_th per block, v(0) on its first node; Sec. 4.3)
     n_calib: int = 256            # training images for threshold balancing and Alg. 2
     batch_size: int = 200
-    engine: str = "reference"     # reference (the teaching path) | fast (icsnn_np.fast)
+    engine: str = DEFAULT_ENGINE  # fast | reference (the teaching simulate); runs/engine.py
     chunk: int | None = None      # fast engine: time steps per layer pass (None: its default)
     seed: int = 0
     threshold_search: str = "quantile"  # quantile (balancing at p) | mse (SNN Calibration's
-                                        # search at each T, layer-wise; methods.py)
+                                        # search at each T, layer-wise; beyond/thresholds.py)
     prerun: int = PRERUN_STEPS    # pre-run steps of COS and SRP (rho, tau), run before the T
                                   # counted ones and reported beside T
-
-    @property
-    def method_kw(self) -> dict:
-        """The settings ``calibrate_variant`` gets beyond the readings: thresholds, pre-run."""
-        return dict(thresholds=self.threshold_search, prerun=self.prerun)
 
     @property
     def v0_scope(self) -> str:
         """init_mem's v(0) scope for this block treatment."""
         return "block-first" if self.block == "paper" else "all"
 
-    @property
-    def sim_kw(self) -> dict:
-        """The simulation settings every call to ``simulate`` gets."""
-        return dict(coding=self.coding, engine=self.engine, chunk=self.chunk, seed=self.seed)
+    def sim_kw(self, mean=None, std=None) -> dict:
+        """The input settings every simulation gets."""
+        return dict(coding=self.coding, seed=self.seed, mean=mean, std=std)
 
     def validate(self):
         self.T = tuple(check_T(t) for t in self.T)
         for v in self.variants:
-            check_choice(v, VARIANTS, "variant")
+            check_choice(v, TABLE, "variant")
         check_choice(self.coding, CODINGS, "input coding")
         check_choice(self.reading, READINGS, "Alg. 2 reading")
         check_choice(self.granularity, GRANULARITIES, "granularity")
@@ -94,6 +93,21 @@ class ConversionConfig:
         if self.chunk is not None:
             check_count(self.chunk, "chunk")
         return self
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a calibrated variant is simulated: ``sim`` (the core ``simulate``'s signature),
+    whose runs begin with ``prerun`` uncounted steps (COS, SRP; 0 for the others)."""
+    sim: Callable
+    prerun: int = 0
+
+    def __call__(self, snn, x, T, **kw):
+        return self.sim(snn, x, T, **kw)
+
+    def steps(self, T: int) -> dict:
+        """What a row reports beside T: the pre-run steps and every step run, pre-run + T."""
+        return {"prerun": int(self.prerun), "steps": int(self.prerun + T)}
 
 
 def quantile_for(header: dict, p=None) -> float:
@@ -113,18 +127,11 @@ def quantile_for(header: dict, p=None) -> float:
 def calibration_passes(variant: str) -> int:
     """How many times a variant runs the SNN on the calibration images (for ETAs): none,
     one Alg. 2 pass, or up to 1 + 5 for the fixed point (init_mem.fixed_point_init)."""
-    if not VARIANTS[variant].needs_data:
+    if not TABLE[variant].needs_data:
         return 0
     if variant == "snn-calib":              # one pass per IF node (6 in the bundled VGG)
         return 6
     return 6 if variant == "ic-snn-fp" else 1
-
-
-def steps_run(snn, T: int) -> dict:
-    """What a row reports beside T: the pre-run steps of the SNN as calibrated (COS, SRP;
-    0 for the others) and every step it runs, pre-run + T."""
-    rho = snn.prerun.steps if getattr(snn, "prerun", None) is not None else 0
-    return {"prerun": int(rho), "steps": int(rho + T)}
 
 
 def preflight(model, x, cfg: ConversionConfig, Ts=None):
@@ -143,26 +150,27 @@ def ann_accuracy(model, x, y, batch_size=200) -> float:
     return 100.0 * float((pred == np.asarray(y)).mean())
 
 
-def snn_correct(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
-    """(which images the SNN classifies right, as a host bool array (N,); mean firing rate)
-    with its current v(0) after T steps (the rate per neuron and step over every step run,
-    a pre-run's included). Per image, so two variants can be compared on the same images
-    (a paired test, tables.mcnemar)."""
+def snn_correct(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None, run=None):
+    """(which images the SNN classifies right, a host bool array (N,); mean firing rate) with
+    its current v(0) after T steps, simulated by ``run`` (``calibrate``'s; default the
+    engine of ``cfg`` without a pre-run). The rate is per neuron and step over every step
+    run, a pre-run's included. Per image, so two variants can be compared on the same
+    images (a paired test, tables.mcnemar)."""
     check_labels(y, len(x))
+    run = run or Run(simulator(cfg.engine, cfg.chunk))
     correct, spikes, neuron_steps = [], 0, 0
     for i, xb in enumerate(batched(x, cfg.batch_size)):
-        res = simulate(snn, xb, T, count=True, mean=mean, std=std,
-                       **dict(cfg.sim_kw, seed=cfg.seed + 7919 * i))
+        res = run(snn, xb, T, count=True, **dict(cfg.sim_kw(mean, std), seed=cfg.seed + 7919 * i))
         pred = to_host(res.output.argmax(axis=1))
         correct.append(pred == np.asarray(y[i * cfg.batch_size:i * cfg.batch_size + len(xb)]))
-        spikes += sum(res.spikes) + sum(res.prerun_spikes)       # pre-run spikes count too
+        spikes += res.total_spikes()                  # a pre-run's spikes count too
         neuron_steps += len(xb) * res.steps * sum(res.neurons)
     return np.concatenate(correct), spikes / max(1, neuron_steps)
 
 
-def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None):
+def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None, run=None):
     """(accuracy %, mean firing rate) of the SNN with its current v(0) after T steps."""
-    correct, rate = snn_correct(snn, x, y, T, cfg, mean, std)
+    correct, rate = snn_correct(snn, x, y, T, cfg, mean, std, run)
     return 100.0 * int(correct.sum()) / len(x), rate
 
 
@@ -170,24 +178,39 @@ def convert_balanced(model, calib, cfg: ConversionConfig):
     """Convert ``model`` and set its thresholds from the calibration batches ``calib``
     (the p-quantile of each layer's ReLU outputs, Sec. 3.1); returns (snn, thresholds)."""
     snn = convert(model)
-    xp = xp_of(calib[0])
-    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise, xp=xp,
-                             per_block=cfg.block == "paper")
+    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise,
+                             xp=xp_of(calib[0]), per_block=cfg.block == "paper")
     return snn, ths
+
+
+def calibrate(snn, variant: str, T: int, calib, cfg: ConversionConfig, thresholds=None,
+              mean=None, std=None) -> Run:
+    """Set ``snn``'s thresholds (``cfg.threshold_search``, through ``thresholds``, a
+    ``Thresholds`` made right after balancing) and v(0) for ``variant`` at T; returns the
+    Run that simulates it (with its pre-run for COS and SRP)."""
+    spec = TABLE[check_choice(variant, TABLE, "variant")]
+    if cfg.threshold_search == "mse" or thresholds is not None:
+        (thresholds or Thresholds(snn, calib)).use(cfg.threshold_search, T)
+    sim = simulator(cfg.engine, cfg.chunk)
+    calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp,
+                      xp=xp_of(calib[0]), v0_scope=cfg.v0_scope, sim=sim, table=TABLE,
+                      **cfg.sim_kw(mean, std))
+    prerun = getattr(spec, "prerun", None)
+    if prerun is None:
+        return Run(sim)
+    pre = prerun(cfg.prerun)
+    return Run(lambda snn_, x, T_, **kw: simulate_prerun(snn_, x, T_, pre, sim, **kw), pre.steps)
 
 
 def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig | None = None,
                    mean=None, std=None):
     """A converted SNN, thresholds balanced and v(0) set as ``variant`` prescribes for ``T``
-    steps (what ``evaluate_conversion`` measures), e.g. to count its spikes."""
+    steps (what ``evaluate_conversion`` measures), e.g. to count its spikes: (snn, run)."""
     cfg = (cfg or ConversionConfig()).validate()
     check_batch(x_calib, "the calibration batch (x_calib)")
     calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     snn, _ = convert_balanced(model, calib, cfg)
-    calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp,
-                      xp=xp_of(x_calib), v0_scope=cfg.v0_scope, mean=mean, std=std, **cfg.sim_kw,
-                      **cfg.method_kw)
-    return snn
+    return snn, calibrate(snn, variant, T, calib, cfg, mean=mean, std=std)
 
 
 def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | None = None,
@@ -202,15 +225,14 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
     check_batch(x_test, "the test batch (x_test)")
     check_labels(y_test, len(x_test), "the test labels")
     log = log or (lambda s: None)
-    xp = xp_of(x_test)
     preflight(model, x_test, cfg)
     calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     t_start = time.perf_counter()
     ann = ann_accuracy(model, x_test, y_test)
     snn, ths = convert_balanced(model, calib, cfg)
+    thresholds = Thresholds(snn, calib)
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images; thresholds (p={cfg.p}): "
         + ", ".join(f"{float(np.max(to_host(np.asarray(t) if np.ndim(t) == 0 else t))):.3g}" for t in ths))
-    sim_kw = dict(cfg.sim_kw, mean=mean, std=std)
     table = {v: {} for v in cfg.variants}
     n_cal = min(cfg.n_calib, len(x_calib))
     total = sum(T * (len(x_test) + n_cal * calibration_passes(v)) for T in cfg.T for v in cfg.variants)
@@ -218,15 +240,14 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
         for T in cfg.T:
             for v in cfg.variants:
                 t0 = time.perf_counter()
-                calibrate_variant(snn, v, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
-                                  v0_scope=cfg.v0_scope, **sim_kw, **cfg.method_kw)
-                acc, rate = snn_accuracy(snn, x_test, y_test, T, cfg, mean, std)
+                run = calibrate(snn, v, T, calib, cfg, thresholds, mean, std)
+                acc, rate = snn_accuracy(snn, x_test, y_test, T, cfg, mean, std, run)
                 table[v][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
-                                    "firing_rate": round(rate, 5), **steps_run(snn, T)}
+                                    "firing_rate": round(rate, 5), **run.steps(T)}
                 log(f"T={T:4d} {v:10s} acc {acc:6.2f}%  loss {ann - acc:6.2f}  rate {rate:.4f}  "
                     f"({time.perf_counter() - t0:.1f}s, ETA {duration(progress.eta())})")
     return {"ann_acc": round(ann, 2), "variants": table, "n_test": int(len(x_test)),
-            "n_calib": int(min(cfg.n_calib, len(x_calib))), "backend": backend_name(xp),
+            "n_calib": int(min(cfg.n_calib, len(x_calib))), "backend": backend_name(xp_of(x_test)),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
             "seconds": round(time.perf_counter() - t_start, 1)}
 

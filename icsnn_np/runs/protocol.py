@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_choice, check_count
+from ..checks import check_choice, check_count
 
 SUBSETS = ("first", "random")
 

@@ -12,6 +12,10 @@ with s = weight / sqrt(running_var + eps), so it folds into the conv before it:
 ``fold_batchnorm(model)`` does that for every conv + BN pair and returns the plain network
 (``vgg16_bn`` -> the ``vgg16`` structure, names included), which ``convert.convert`` takes
 as is. Only eval-mode BN folds: with batch statistics the map depends on the batch.
+
+The ``_bn`` models (``vgg16_bn``, ``vgg_cpu_bn``, ``resnet20_bn``) are the paper's networks
+with a BatchNorm after every conv, named as torchvision does, for networks imported from
+PyTorch (imports.py); ``build_any(name)`` builds them and the plain ones by name.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .backend import xp_of
-from .layers import Conv2d
-from .module import Module, Sequential
+from ..backend import xp_of
+from ..layers import Conv2d
+from ..models import MODELS, VGG_CFGS, VGG_HIDDEN, BasicBlock, resnet20, vgg
+from ..module import Module, Sequential
 
 
 class BatchNorm2d(Module):
@@ -164,3 +169,66 @@ def fold_batchnorm(model: Module, inplace: bool = False) -> Module:
 def plain_arch(arch: str) -> str:
     """The architecture a folded model has: ``"vgg16_bn"`` -> ``"vgg16"``."""
     return arch[:-3] if arch.endswith("_bn") else arch
+
+
+# --------------------------------------------------------------------------- BN models
+def _with_bn(seq: Sequential, dtype) -> Sequential:
+    """``seq`` with a BatchNorm2d after every Conv2d, children renumbered (torchvision's
+    ``features``: conv, bn, relu, ...)."""
+    layers = []
+    for m in seq:
+        layers.append(m)
+        if isinstance(m, Conv2d):
+            layers.append(BatchNorm2d(m.out_channels, dtype=dtype))
+    return Sequential(*layers)
+
+
+def bn_block(in_channels, out_channels, stride=1, rng=None, dtype=np.float32) -> BasicBlock:
+    """A BasicBlock with ``bn1``, ``bn2`` (and ``shortcut.1``) after its convs, which have no
+    bias (the usual CIFAR ResNets); ``fold_batchnorm`` turns it back into the plain block."""
+    return _add_bn(BasicBlock(in_channels, out_channels, stride, rng=rng, dtype=dtype, bias=False),
+                   dtype)
+
+
+def _add_bn(b: BasicBlock, dtype) -> BasicBlock:
+    c, width = b.children, b.children["conv1"].out_channels
+    new = OrderedDict(conv1=c["conv1"], bn1=BatchNorm2d(width, dtype=dtype), relu1=c["relu1"],
+                      conv2=c["conv2"], bn2=BatchNorm2d(width, dtype=dtype), relu2=c["relu2"])
+    if "shortcut" in c:
+        new["shortcut"] = Sequential(c["shortcut"][0], BatchNorm2d(width, dtype=dtype))
+    b.children = new
+    return b
+
+
+def vgg_bn(cfg, hidden=(), dtype=np.float32, **kw):
+    """A VGG with BatchNorm between each conv and its ReLU (torchvision's ``vgg*_bn``)."""
+    model = vgg(cfg, hidden=hidden, dtype=dtype, **kw)
+    model.children["features"] = _with_bn(model.children["features"], dtype)
+    return model
+
+
+def resnet20_bn(dtype=np.float32, **kw):
+    """ResNet-20 with BatchNorm after every conv (``bn1`` after the stem), convs without bias."""
+    model = resnet20(dtype=dtype, bias=False, **kw)
+    c = model.children
+    for _, m in model.named_modules():
+        if isinstance(m, BasicBlock):
+            _add_bn(m, dtype)
+    model.children = OrderedDict([("conv1", c["conv1"]), ("bn1", BatchNorm2d(c["conv1"].out_channels, dtype=dtype))]
+                                 + [(k, v) for k, v in c.items() if k != "conv1"])
+    return model
+
+
+BN_MODELS = {
+    "vgg16_bn": lambda **kw: vgg_bn(VGG_CFGS["vgg16"], hidden=VGG_HIDDEN["vgg16"], **kw),
+    "vgg_cpu_bn": lambda **kw: vgg_bn(VGG_CFGS["vgg_cpu"], **kw),
+    "resnet20_bn": lambda **kw: resnet20_bn(**kw),
+}
+ALL_MODELS = {**MODELS, **BN_MODELS}
+
+
+def build_any(name: str, num_classes: int = 10, seed: int = 0, dtype=np.float32):
+    """A model by name, the paper's or a ``_bn`` one; an unknown name lists the known ones."""
+    if name not in ALL_MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ALL_MODELS))}")
+    return ALL_MODELS[name](num_classes=num_classes, seed=seed, dtype=dtype)

@@ -8,45 +8,24 @@ the same folder + ``os.replace``): an interrupted save never destroys an existin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .backend import to_host
-from .checks import check_normalisation
-from .models import build_model
+from ..backend import to_host
+from .batchnorm import build_any
+from .files import atomic_write
+from .preprocess import check_normalisation
 
 FORMAT = "icsnn-np-checkpoint"
 VERSION = 1
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or does not match its model."""
-
-
-def atomic_write(path, write_fn, suffix=".tmp"):
-    """Call ``write_fn(file_object)`` on a temp file next to ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)                   # mkstemp makes 0600 files: give the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path, model, arch: str, num_classes: int, meta: dict | None = None,
@@ -161,7 +140,7 @@ def load_checkpoint(path, arch: str | None = None):
     if arch is not None and header["arch"] != arch:
         raise CheckpointError(f"{path} holds a {header['arch']!r} model, not {arch!r}")
     try:
-        model = build_model(header["arch"], num_classes=header["num_classes"])
+        model = build_any(header["arch"], num_classes=header["num_classes"])
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from e
     check_state_dict(model, arrays, source=str(path))

@@ -31,7 +31,7 @@ import numpy as np
 DATA_ENV = "ICSNN_DATA"
 DATASETS = ("cifar10", "cifar100", "cifar10-slice")
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
-SLICE_PATH = Path(__file__).resolve().parent / "assets" / "cifar10_slice.npz"
+SLICE_PATH = Path(__file__).resolve().parent.parent / "assets" / "cifar10_slice.npz"
 _PIXELS = 3 * 32 * 32  # bytes per image: R, G, B planes of 32x32, row-major
 _DOWNLOAD_TIMEOUT_S = 10
 

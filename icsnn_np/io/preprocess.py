@@ -11,8 +11,31 @@ from typing import Iterator
 
 import numpy as np
 
-from .backend import to_device, to_host, xp_of
-from .checks import check_normalisation
+from ..backend import to_device, to_host, xp_of
+
+
+def check_normalisation(mean, std, where: str = "normalisation"):
+    """Per-channel mean and std of x/255 (what ``preprocess.normalize`` divides by): finite,
+    mean in [0, 1] and std in (0, 1]. Statistics on the 0-255 scale (mean 125, std 63) are
+    refused by name: with them every normalised image is nearly the same constant."""
+    m = np.asarray(mean, dtype=np.float64).reshape(-1)
+    s = np.asarray(std, dtype=np.float64).reshape(-1)
+    if m.size == 0 or s.size == 0 or m.size != s.size:
+        raise ValueError(f"{where}: mean {m.tolist()} and std {s.tolist()} must hold one value "
+                         f"per channel each")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))):
+        raise ValueError(f"{where}: mean {m.tolist()} / std {s.tolist()} contain NaN or inf")
+    if np.any(s <= 0):
+        raise ValueError(f"{where}: std {s.tolist()} has a value <= 0; it must be > 0")
+    if m.max() > 1 or s.max() > 1:
+        scale = " (they look like statistics of 0-255 pixels)" if m.max() > 1.5 or s.max() > 1.5 else ""
+        raise ValueError(f"{where}: mean {m.tolist()} / std {s.tolist()} are not on the scale "
+                         f"of x/255 that the data loader uses{scale}: expected mean in [0, 1] "
+                         f"and std in (0, 1]; divide them by 255")
+    if m.min() < 0:
+        raise ValueError(f"{where}: mean {m.tolist()} has a negative value; the mean of x/255 "
+                         f"lies in [0, 1]")
+    return mean, std
 
 
 def channel_stats(x_uint8: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +61,7 @@ def normalize(x_uint8, mean, std, xp=np):
     """float32 (N, 3, H, W) = (x/255 - mean) / std on xp's device (mean, std: (3,), host ok).
 
     Refuses, once per call: mean/std that are not finite, std <= 0, statistics not on the
-    x/255 scale (checks.check_normalisation), and pixels that are NaN/inf or outside
+    x/255 scale (check_normalisation), and pixels that are NaN/inf or outside
     0..255 (images that are already normalised, or not images)."""
     check_normalisation(mean, std, "normalize")
     if np.size(mean) not in (1, x_uint8.shape[1]):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
-from .variants import VARIANTS
+from ..beyond.methods import TABLE as VARIANTS
+from ..io.files import atomic_write
 
 # The paper's own rows (Tables 2 and 4, CIFAR-10), for comparison. Loss in points.
 PAPER_TABLES = {

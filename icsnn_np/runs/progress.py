@@ -4,8 +4,8 @@
         ...                                                       # simulate() reports its work
 
 The work is counted in *image-steps* (one image through the network for one time step):
-``simulate`` (both engines) calls ``advance(images * steps)`` after every step or time
-chunk, which costs one clock read. Without an active tracker nothing is printed; with one,
+the simulator of ``engine.py`` calls ``advance(images * steps)`` after every simulation
+(a batch), which costs one clock read. Without an active tracker nothing is printed; with one,
 a line "progress: 3.1% ... ETA 2 h 10 min" goes to ``log`` first after FIRST_REPORT_S
 seconds, then about every tenth of the time elapsed so far (at least EVERY_S, at most 10 min
 apart), so a short run prints nothing extra and a long one a few dozen lines.

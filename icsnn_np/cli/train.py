@@ -1,0 +1,59 @@
+"""``python -m icsnn_np.train``: train a ReLU ANN with hand-written SGD (runs/training.py).
+
+    python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
+"""
+from __future__ import annotations
+
+import sys
+
+from ..io.data import DATASETS
+from ..models import MODELS
+from ..runs.engine import ENGINES
+from ..runs.training import INITS, TrainConfig, train
+from . import common as cli
+
+
+def main(argv=None):
+    """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv):
+    p = cli.ArgumentParser(prog="python -m icsnn_np.train", description="Train a ReLU ANN with hand-written SGD.")
+    d = TrainConfig()
+    p.add_argument("--dataset", default=d.dataset, type=cli.choice(DATASETS, "dataset"),
+                   help="cifar10 | cifar100 | cifar10-slice")
+    p.add_argument("--model", default=d.model, type=cli.choice(sorted(MODELS), "model"),
+                   help="vgg_cpu | vgg16_cpu | vgg16 | resnet20 | vgg_bench")
+    p.add_argument("--epochs", type=cli.count("--epochs"), default=d.epochs)
+    p.add_argument("--batch-size", type=cli.count("--batch-size"), default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=d.seed)
+    p.add_argument("--backend", default=d.backend, choices=["numpy", "cupy"])
+    p.add_argument("--engine", default=d.engine, choices=ENGINES,
+                   help="fast (default: Winograd convs, threads) or reference (the teaching layers)")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--data-dir", default=None, help="folder holding the CIFAR files (default $ICSNN_DATA)")
+    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
+    p.add_argument("--train-limit", type=cli.count("--train-limit"), default=None,
+                   help="use only the first N training images (N >= 1)")
+    p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="*", default=[],
+                   help="epochs at which lr is divided by 5 (default: the paper's, scaled)")
+    p.add_argument("--warmup", type=cli.count("--warmup", minimum=0), default=d.warmup,
+                   help="epochs of linear lr warm-up")
+    p.add_argument("--init", default=d.init, choices=INITS,
+                   help="weight initialisation: he, or fixup for BatchNorm-free ResNets")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out and its _resume.npz")
+    p.add_argument("--out", default=d.out, help="checkpoint path (best is saved as <stem>_best.npz)")
+    a = p.parse_args(argv)
+    cfg = TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in vars(a).items()})
+    cfg.validate()                             # lr, momentum, the output paths: before any work
+    train(cfg, log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

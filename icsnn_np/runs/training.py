@@ -1,0 +1,287 @@
+"""Train a ReLU ANN with hand-written SGD: the loop behind ``python -m icsnn_np.train``.
+
+The paper's recipe (Sec. 4.1.3, optim.py): SGD, lr 0.1, momentum 0.9, weight decay 5e-4,
+batch 128, lr divided by 5 at epochs 70/130/190/240 of 300 (scaled to fewer epochs); random
+crop (pad 4) + horizontal flip; per-channel normalisation to mean 0 / std 1 with
+training-set statistics. After every epoch the model is tested and saved (``--out``, the best
+one as ``<stem>_best.npz``), with the optimiser state beside it for ``--resume``.
+
+    python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import BACKENDS, backend_name, get_xp, to_device, to_host
+from ..checks import check_choice, check_count
+from ..io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..io.data import DATASETS, load_dataset
+from ..io.files import atomic_write, check_output_file
+from ..layers import Linear
+from ..models import MODELS, BasicBlock, build_model
+from ..optim import SGD, TrainingDiverged, lr_with_warmup, scaled_milestones, train_step
+from ..io.preprocess import augment, batches, channel_stats, normalize
+from .engine import DEFAULT_ENGINE, ENGINES, training_network
+from .interrupt import kept_on_interrupt
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "cifar10"
+    model: str = "vgg_cpu"
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    backend: str = "numpy"
+    augment: bool = True
+    data_dir: str | None = None
+    download: bool = False             # fetch the dataset if missing (needs internet)
+    out: str = "runs/model.npz"
+    train_limit: int | None = None     # use only the first N training images (tests, smoke runs)
+    milestones: tuple = field(default=())  # empty -> the paper's, scaled to `epochs`
+    warmup: int = 0                    # epochs of linear lr warm-up (per batch)
+    init: str = "he"                   # he | fixup (BatchNorm-free ResNets: models.fixup_init)
+    resume: bool = False               # continue from `out` and its _resume.npz
+    engine: str = DEFAULT_ENGINE       # fast (icsnn_np.fast) | reference (the teaching layers)
+
+    def validate(self):
+        """Refuse bad settings before any work starts: names, counts, rates and the output
+        paths (``out``, its ``_best`` and ``_resume`` files: not folders, writable)."""
+        check_choice(self.dataset, DATASETS, "dataset")
+        check_choice(self.model, MODELS, "model")
+        check_choice(self.backend, BACKENDS, "backend")
+        check_choice(self.engine, ENGINES, "engine")
+        check_choice(self.init, INITS, "init")
+        check_count(self.epochs, "epochs")
+        check_count(self.batch_size, "batch size")
+        check_count(self.warmup, "warm-up epochs", minimum=0)
+        if self.train_limit is not None:
+            check_count(self.train_limit, "train_limit (--train-limit, training images)")
+        for m in self.milestones:
+            check_count(m, "a milestone epoch")
+        for name, lo in (("lr", None), ("momentum", 0.0), ("weight_decay", 0.0)):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v)
+                    and (v > 0 if lo is None else v >= lo) and (name != "momentum" or v < 1)):
+                want = "> 0" if lo is None else ("in [0, 1)" if name == "momentum" else ">= 0")
+                raise ValueError(f"{name} must be a finite number {want}, got {v!r}")
+        out = Path(self.out)
+        check_output_file(out, "--out")
+        check_output_file(best_path_of(out), "the best checkpoint")
+        check_output_file(resume_path(out), "the resume state")
+        return self
+
+
+# What must match between a run and its resumption (the rest may change, e.g. data_dir).
+RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+               "seed", "augment", "train_limit", "milestones", "warmup", "init")
+
+
+def evaluate(model, x_uint8, y, mean, std, xp, batch_size=500):
+    """Top-1 accuracy (fraction) of ``model`` on uint8 images, in eval mode."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x_uint8), batch_size):
+        xb = normalize(x_uint8[i:i + batch_size], mean, std, xp)
+        pred = model.forward(xb).argmax(axis=1)
+        correct += int(to_host((pred == to_device(y[i:i + batch_size], xp)).sum()))  # sync point
+    return correct / max(1, len(x_uint8))
+
+
+# --------------------------------------------------------------------------- resume
+def best_path_of(out) -> Path:
+    """Where the best checkpoint so far lives: ``<stem>_best<suffix>`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_best" + out.suffix)
+
+
+def resume_path(out) -> Path:
+    """Where the optimiser state for ``--resume`` lives: ``<stem>_resume.npz`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_resume.npz")
+
+
+def save_resume(path, opt: SGD, rng, state: dict):
+    """Momentum buffers, the RNG state and ``state`` (epoch, best accuracy, history),
+    written atomically after the epoch's checkpoint."""
+    arrays = {f"buf.{n}": to_host(b) for n, b in opt.momentum_state().items()}
+    meta = {**state, "rng": rng.bit_generator.state}
+    arrays["__state__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def resume(cfg: TrainConfig, config: dict, model, opt: SGD, rng, out: Path, xp, log):
+    """Load the last checkpoint and optimiser state of an earlier run of the same settings;
+    returns (best accuracy so far, history, epochs done)."""
+    rp = resume_path(out)
+    if not out.is_file() or not rp.is_file():
+        raise CheckpointError(f"cannot resume: {out} and {rp} must both exist (they are "
+                              f"written after every epoch of a run with --out {out})")
+    last, _ = load_checkpoint(out, arch=cfg.model)
+    try:
+        with np.load(rp, allow_pickle=False) as z:
+            state = json.loads(bytes(z["__state__"]).decode())
+            opt.load_momentum_state({k[4:]: z[k] for k in z.files if k.startswith("buf.")}, xp)
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot resume: {rp} is corrupt ({e})") from e
+    before = state.get("train_config", {})
+    diff = [k for k in RESUME_KEYS if before.get(k) != config.get(k)]
+    if diff:
+        raise CheckpointError(f"cannot resume: {rp} was written with different settings "
+                              f"({', '.join(f'{k}={before.get(k)!r}' for k in diff)})")
+    model.load_state_dict(last.state_dict())
+    rng.bit_generator.state = state["rng"]
+    log(f"resuming after epoch {state['epoch']} of {cfg.epochs} from {out} "
+        f"(best test accuracy so far {100 * state['best_acc']:.2f}%)")
+    return state["best_acc"], state["history"], state["epoch"]
+
+
+# --------------------------------------------------------------------------- loop
+def train_epoch(net, opt: SGD, x_train, y_train, mean, std, xp, rng, lr_of_batch, augment_=True,
+                batch_size=128, progress=None):
+    """One epoch of SGD over the shuffled training set; returns (mean loss, train accuracy).
+
+    ``lr_of_batch(i)`` gives the learning rate of batch i; ``progress(i, n, loss)`` is called
+    after every batch. Stops with TrainingDiverged when the loss is NaN, inf or explodes.
+    """
+    net.train()
+    seen, loss_sum, correct = 0, 0.0, 0
+    nb = math.ceil(len(x_train) / batch_size)
+    for bi, idx in enumerate(batches(len(x_train), batch_size, rng)):
+        opt.lr = lr_of_batch(bi)
+        xb = augment(x_train[idx], rng) if augment_ else x_train[idx]
+        xb, yb = normalize(xb, mean, std, xp), to_device(y_train[idx], xp)
+        loss, logits = train_step(net, opt, xb, yb)
+        loss = float(to_host(loss))        # sync point: one scalar per batch, to catch divergence
+        if not math.isfinite(loss) or loss > 1e4:
+            raise TrainingDiverged(f"training diverged at batch {bi + 1}: loss = {loss}. "
+                                   f"Try a lower learning rate or --warmup.")
+        seen += len(idx)
+        loss_sum += loss * len(idx)
+        correct += int(to_host((logits.argmax(axis=1) == yb).sum()))
+        if progress is not None:
+            progress(bi, nb, loss_sum / seen)
+    return loss_sum / seen, correct / seen
+
+
+def _tty_progress(epoch: int, t0: float):
+    """A one-line progress report on stderr (only on a terminal), with an ETA for the epoch."""
+    def show(bi, nb, loss):
+        if sys.stderr.isatty() and (bi % 20 == 0 or bi == nb - 1):
+            el = time.perf_counter() - t0
+            eta = el / (bi + 1) * (nb - bi - 1)
+            print(f"\r  epoch {epoch} batch {bi + 1}/{nb} loss {loss:.3f} ETA {eta:.0f}s ",
+                  end="", file=sys.stderr, flush=True)
+    return show
+
+
+def train(cfg: TrainConfig, log=print):
+    """Train ``cfg.model`` on ``cfg.dataset``; saves best and last checkpoints. Returns a summary.
+
+    Ctrl-C raises ``cli.Interrupted`` saying which complete checkpoint was kept."""
+    cfg.validate()
+    xp = get_xp(cfg.backend)
+    ds = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
+    x_train, y_train = ds.x_train, ds.y_train
+    if cfg.train_limit is not None:
+        x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
+    mean, std = channel_stats(x_train)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg.model, num_classes=ds.num_classes, seed=cfg.seed)
+    if cfg.init == "fixup":
+        fixup_init(model)
+    model.to(xp)
+    net, engine_context = training_network(model, cfg.engine)   # shares model's parameters
+    opt = SGD(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    milestones = tuple(cfg.milestones) or scaled_milestones(cfg.epochs)
+    out = Path(cfg.out)
+    best_path = best_path_of(out)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(), "train_config": config}
+    best_acc, history, start = -1.0, [], 0
+    if cfg.resume:
+        best_acc, history, start = resume(cfg, config, model, opt, rng, out, xp, log)
+    log(f"training {cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset} "
+        f"({len(x_train)} images), backend {backend_name(xp)}, {cfg.engine} engine, "
+        f"{cfg.epochs} epochs, lr {cfg.lr} /5 at {list(milestones)}"
+        + (f", warm-up {cfg.warmup}" if cfg.warmup else "") + (f", {cfg.init} init" if cfg.init != "he" else ""))
+    nb = math.ceil(len(x_train) / cfg.batch_size)
+    t_run = time.perf_counter()
+    saved = [start]                                    # the last epoch whose checkpoint is complete
+
+    def kept():
+        if not saved[0]:
+            return "no epoch was complete: nothing was written"
+        return (f"kept the last complete checkpoint {out} (epoch {saved[0]} of {cfg.epochs}; the "
+                f"best so far is {best_path}); continue with --resume")
+
+    with engine_context, kept_on_interrupt(kept):
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            try:
+                loss, train_acc = train_epoch(
+                    net, opt, x_train, y_train, mean, std, xp, rng,
+                    lambda bi: lr_with_warmup(epoch, bi, nb, cfg.lr, milestones, cfg.warmup),
+                    cfg.augment, cfg.batch_size, _tty_progress(epoch + 1, t0))
+            except TrainingDiverged as e:
+                raise TrainingDiverged(f"epoch {epoch + 1}: {e} ({kept()})") from None
+            dt = time.perf_counter() - t0
+            test_acc = evaluate(net, ds.x_test, ds.y_test, mean, std, xp)
+            history.append({"epoch": epoch + 1, "lr": opt.lr, "loss": loss, "train_acc": train_acc,
+                            "test_acc": test_acc, "seconds": dt, "images_per_s": len(x_train) / dt})
+            eta = (time.perf_counter() - t_run) / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
+            if sys.stderr.isatty():
+                print("\r", end="", file=sys.stderr)
+            log(f"epoch {epoch + 1:3d}/{cfg.epochs}  lr {opt.lr:.4g}  loss {loss:.4f}  "
+                f"train {100 * train_acc:.2f}%  test {100 * test_acc:.2f}%  "
+                f"{len(x_train) / dt:.0f} img/s  {dt:.0f}s  ETA {eta / 60:.0f} min")
+            m = {**meta, "epoch": epoch + 1, "test_acc": test_acc, "history": history}
+            if test_acc > best_acc:
+                best_acc = test_acc
+                save_checkpoint(best_path, model, cfg.model, ds.num_classes, m)
+            save_checkpoint(out, model, cfg.model, ds.num_classes, m)
+            save_resume(resume_path(out), opt, rng, {"epoch": epoch + 1, "best_acc": best_acc,
+                                                     "history": history, "train_config": config})
+            saved[0] = epoch + 1
+    log(f"done: best test accuracy {100 * best_acc:.2f}% -> {best_path}; last -> {out}")
+    return {"best_acc": best_acc, "history": history, "out": str(out), "best": str(best_path),
+            "model": model, "mean": mean, "std": std}
+
+
+INITS = ("he", "fixup")
+
+
+def fixup_init(model, m: int = 2):
+    """Fixup-style initialisation of a BatchNorm-free ResNet, in place (Zhang, Dauphin & Ma,
+    "Fixup initialization: residual learning without normalization", ICLR 2019, Sec. 3).
+
+    Without BatchNorm every residual branch adds its variance to the signal, so at He
+    initialisation the output of ResNet-20 grows with depth and training diverges (measured:
+    float32 overflow in the first steps at lr 0.05). Fixup's rules 1-2: the last conv of each
+    branch starts at zero (every block is the identity, plus its shortcut, at the start), the
+    other ``m - 1`` convs of a branch are scaled by L^(-1/(2m-2)) (L = number of residual
+    blocks), and the classification layer starts at zero. Fixup's scalar multipliers and
+    biases (rule 3) are left out: our convs have per-channel biases. Returns the model.
+    """
+    blocks = [mod for _, mod in model.named_modules() if isinstance(mod, BasicBlock)]
+    if not blocks:
+        raise ValueError("fixup_init needs a residual network (no BasicBlock found)")
+    scale = len(blocks) ** (-1.0 / (2 * m - 2))
+    for b in blocks:
+        b.children["conv1"].params["weight"] *= scale
+        b.children["conv2"].params["weight"][...] = 0
+    last = [mod for _, mod in model.named_modules() if isinstance(mod, Linear)][-1]
+    for k in last.params:
+        last.params[k][...] = 0
+    return model
