@@ -9,7 +9,7 @@ import sys
 from ..io.data import DATASETS
 from ..models import MODELS
 from ..runs.engine import ENGINES
-from ..runs.training import INITS, TrainConfig, train
+from ..runs.training import ACTIVATIONS, INITS, TrainConfig, train
 from . import common as cli
 
 
@@ -45,6 +45,14 @@ def _main(argv):
                    help="epochs of linear lr warm-up")
     p.add_argument("--init", default=d.init, choices=INITS,
                    help="weight initialisation: he, or fixup for BatchNorm-free ResNets")
+    p.add_argument("--activation", default=d.activation, choices=ACTIVATIONS,
+                   help="relu (the paper) or qcfs (Bu et al. 2022: quantisation-clip-floor-shift "
+                        "with a trainable threshold; needs --levels)")
+    p.add_argument("--levels", type=cli.count("--levels"), default=None,
+                   help="QCFS quantisation levels L")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights and normalisation (fine-tuning; "
+                        "with --activation qcfs each λ starts at the layer's 0.999-quantile)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from --out and its _resume.npz")
     p.add_argument("--out", default=d.out, help="checkpoint path (best is saved as <stem>_best.npz)")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
+from ..beyond.qcfs import with_qcfs
 from .batchnorm import build_any
 from .files import atomic_write
 from .preprocess import check_normalisation
@@ -141,6 +142,8 @@ def load_checkpoint(path, arch: str | None = None):
         raise CheckpointError(f"{path} holds a {header['arch']!r} model, not {arch!r}")
     try:
         model = build_any(header["arch"], num_classes=header["num_classes"])
+        if header.get("activation", "relu") == "qcfs":          # a QCFS-trained ANN
+            model = with_qcfs(model, header["levels"])
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from e
     check_state_dict(model, arrays, source=str(path))

@@ -18,6 +18,7 @@ import numpy as np
 from ..backend import backend_name, to_host, xp_of
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS, simulate_prerun
+from ..beyond.qcfs import qcfs_layers, qcfs_thresholds
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
 from ..checks import check_batch, check_choice, check_count, check_labels, check_quantile, check_T
 from ..convert import balance_thresholds, convert
@@ -176,8 +177,11 @@ def snn_accuracy(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None, run=N
 
 def convert_balanced(model, calib, cfg: ConversionConfig):
     """Convert ``model`` and set its thresholds from the calibration batches ``calib``
-    (the p-quantile of each layer's ReLU outputs, Sec. 3.1); returns (snn, thresholds)."""
+    (the p-quantile of each layer's ReLU outputs, Sec. 3.1; a QCFS-trained ANN takes its
+    trained λ instead, beyond/qcfs.py); returns (snn, thresholds)."""
     snn = convert(model)
+    if qcfs_layers(model):
+        return snn, qcfs_thresholds(snn, model)
     ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise,
                              xp=xp_of(calib[0]), per_block=cfg.block == "paper")
     return snn, ths

@@ -22,13 +22,15 @@ import numpy as np
 
 from ..backend import BACKENDS, backend_name, get_xp, to_device, to_host
 from ..checks import check_choice, check_count
-from ..io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
+from ..io.checkpoint import (CheckpointError, check_fits_data, load_checkpoint, resolve_checkpoint,
+                             save_checkpoint)
 from ..io.data import DATASETS, load_dataset
 from ..io.files import atomic_write, check_output_file
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
 from ..optim import SGD, TrainingDiverged, lr_with_warmup, scaled_milestones, train_step
-from ..io.preprocess import augment, batches, channel_stats, normalize
+from ..io.preprocess import augment, batched, batches, channel_stats, normalize
 from .engine import DEFAULT_ENGINE, ENGINES, training_network
 from .interrupt import kept_on_interrupt
 
@@ -53,6 +55,9 @@ class TrainConfig:
     warmup: int = 0                    # epochs of linear lr warm-up (per batch)
     init: str = "he"                   # he | fixup (BatchNorm-free ResNets: models.fixup_init)
     resume: bool = False               # continue from `out` and its _resume.npz
+    activation: str = "relu"           # relu | qcfs (beyond/qcfs.py: clip-floor-shift, trainable λ)
+    levels: int | None = None          # QCFS quantisation levels L
+    init_from: str | None = None       # start from this checkpoint's weights (fine-tuning)
     engine: str = DEFAULT_ENGINE       # fast (icsnn_np.fast) | reference (the teaching layers)
 
     def validate(self):
@@ -63,6 +68,12 @@ class TrainConfig:
         check_choice(self.backend, BACKENDS, "backend")
         check_choice(self.engine, ENGINES, "engine")
         check_choice(self.init, INITS, "init")
+        check_choice(self.activation, ACTIVATIONS, "activation")
+        if (self.activation == "qcfs") != (self.levels is not None):
+            raise ValueError("--levels goes with --activation qcfs (the QCFS quantisation levels L), "
+                             "and only with it")
+        if self.levels is not None:
+            check_count(self.levels, "QCFS levels L")
         check_count(self.epochs, "epochs")
         check_count(self.batch_size, "batch size")
         check_count(self.warmup, "warm-up epochs", minimum=0)
@@ -85,7 +96,10 @@ class TrainConfig:
 
 # What must match between a run and its resumption (the rest may change, e.g. data_dir).
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-               "seed", "augment", "train_limit", "milestones", "warmup", "init")
+               "seed", "augment", "train_limit", "milestones", "warmup", "init", "activation",
+               "levels", "init_from")
+INITS = ("he", "fixup")
+ACTIVATIONS = ("relu", "qcfs")
 
 
 def evaluate(model, x_uint8, y, mean, std, xp, batch_size=500):
@@ -198,9 +212,18 @@ def train(cfg: TrainConfig, log=print):
         x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
     mean, std = channel_stats(x_train)
     rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg.model, num_classes=ds.num_classes, seed=cfg.seed)
+    if cfg.init_from:                           # fine-tuning: its weights and normalisation
+        model, header = load_checkpoint(resolve_checkpoint(cfg.init_from), arch=cfg.model)
+        mean, std = (np.asarray(v, np.float32) for v in check_fits_data(
+            header, ds.num_classes, cfg.dataset, str(cfg.init_from)))
+    else:
+        model = build_model(cfg.model, num_classes=ds.num_classes, seed=cfg.seed)
     if cfg.init == "fixup":
         fixup_init(model)
+    if cfg.activation == "qcfs":                # λ: the official 8, or the ReLU net's scale
+        lam = LAM_INIT if not cfg.init_from else initial_lams(
+            model, list(batched(normalize(x_train[:512], mean, std, np), 128)))
+        model = with_qcfs(model, cfg.levels, lam)
     model.to(xp)
     net, engine_context = training_network(model, cfg.engine)   # shares model's parameters
     opt = SGD(model, cfg.lr, cfg.momentum, cfg.weight_decay)
@@ -208,7 +231,8 @@ def train(cfg: TrainConfig, log=print):
     out = Path(cfg.out)
     best_path = best_path_of(out)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
-    meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(), "train_config": config}
+    meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(), "train_config": config,
+            **({"activation": "qcfs", "levels": cfg.levels} if cfg.activation == "qcfs" else {})}
     best_acc, history, start = -1.0, [], 0
     if cfg.resume:
         best_acc, history, start = resume(cfg, config, model, opt, rng, out, xp, log)
@@ -257,9 +281,6 @@ def train(cfg: TrainConfig, log=print):
     log(f"done: best test accuracy {100 * best_acc:.2f}% -> {best_path}; last -> {out}")
     return {"best_acc": best_acc, "history": history, "out": str(out), "best": str(best_path),
             "model": model, "mean": mean, "std": std}
-
-
-INITS = ("he", "fixup")
 
 
 def fixup_init(model, m: int = 2):
