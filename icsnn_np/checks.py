@@ -81,14 +81,3 @@ def check_batch(x, what: str = "the input batch"):
         raise ValueError(f"{what} is {x.dtype}, not a normalised float batch: raw images "
                          f"go through normalize(x, mean, std) first")
     return check_finite(x, what)
-
-
-def check_labels(y, n: int, what: str = "the labels", classes: int | None = None):
-    """One integer label per image, each in [0, classes) when ``classes`` is given."""
-    y = np.asarray(to_host(y) if hasattr(y, "shape") else y)
-    if y.ndim != 1 or len(y) != n or (len(y) and not np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{what}: expected {n} integer labels, got {y.dtype} {y.shape}")
-    if classes is not None and len(y) and (y.min() < 0 or y.max() >= classes):
-        raise ValueError(f"{what}: labels must lie in [0, {classes}) for a {classes}-class "
-                         f"model, found {int(y.min())} .. {int(y.max())}")
-    return y

@@ -125,22 +125,3 @@ def alg3_ic_init(snn: SNN, batches, T: int, comp: str = "literal", reading: str 
     snn.set_v0(C)
     R = alg2_data_init(snn, batches, T, reading, granularity, xp, sim, **sim_kw)
     return masked([r + c for r, c in zip(R, C)], keep)
-
-
-def fixed_point_init(snn: SNN, batches, T: int, reading: str = READING, granularity: str = "layer",
-                     start=None, iters: int = 5, tol: float = 1e-3, xp=np, keep=None,
-                     sim=simulate, **sim_kw):
-    """Ours, not the paper's: repeat Alg. 2 with the v(0) it found, from ``start`` (default
-    0), until the largest change relative to V_th is below ``tol`` or after ``iters`` passes:
-    Eq. 11's error cancels when v(0) equals the v(T) the network ends with, while one pass
-    measures v(T) of a network that started elsewhere. Returns (v0 list, passes run)."""
-    v0 = start if start is not None else [0.0] * len(snn.nodes)
-    for it in range(1, iters + 1):
-        snn.set_v0(v0)
-        new = masked(alg2_data_init(snn, batches, T, reading, granularity, xp, sim, **sim_kw), keep)
-        delta = max(float(np.max(np.abs(host(a) - host(b)))) / float(np.max(host(nd.v_th)))
-                    for a, b, nd in zip(new, v0, snn.nodes))
-        v0 = new
-        if delta < tol:
-            break
-    return v0, it

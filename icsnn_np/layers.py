@@ -260,18 +260,3 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0):
             if bias is not None:
                 y[n, o] += bias[o]
     return y
-
-
-def avgpool2d_naive(x, kernel_size, stride=None):
-    """Average pooling with explicit loops (slow; for tests only)."""
-    x = np.asarray(x)
-    s, k = stride or kernel_size, kernel_size
-    N, C, H, W = x.shape
-    Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
-    y = np.zeros((N, C, Ho, Wo), dtype=np.float64)
-    for n in range(N):
-        for c in range(C):
-            for i in range(Ho):
-                for j in range(Wo):
-                    y[n, c, i, j] = x[n, c, i * s:i * s + k, j * s:j * s + k].mean()
-    return y

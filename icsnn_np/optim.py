@@ -90,13 +90,3 @@ def scaled_milestones(epochs: int, milestones=PAPER_MILESTONES, total=PAPER_EPOC
 def lr_at(epoch: int, base_lr: float, milestones, gamma: float = 0.2) -> float:
     """Step schedule: lr = base_lr * gamma^(number of milestones <= epoch); epochs from 0."""
     return base_lr * gamma ** sum(epoch >= m for m in milestones)
-
-
-def lr_with_warmup(epoch: int, batch: int, batches_per_epoch: int, base_lr: float, milestones,
-                   warmup: int = 0) -> float:
-    """The step schedule, ramped up linearly batch by batch over the first ``warmup`` epochs
-    (Goyal et al., "Accurate, large minibatch SGD", 2017, Sec. 2.2)."""
-    lr = lr_at(epoch, base_lr, milestones)
-    if epoch < warmup:
-        lr *= (epoch * batches_per_epoch + batch + 1) / (warmup * batches_per_epoch)
-    return lr

@@ -40,11 +40,6 @@ def simulate(snn, x, T: int, coding: str = "direct", mean=None, std=None, seed: 
     return collect(snn.nodes, total / T, T, count, record, keep_v)
 
 
-def predict(snn, x, T: int, **kw):
-    """Class predictions (host int array) of the SNN after T steps."""
-    return to_host(simulate(snn, x, T, **kw).output.argmax(axis=1))
-
-
 def rate_encode(x_norm, mean, std, t0: int, Tc: int, seed: int):
     """Bernoulli rate coding of a normalised batch for steps t0+1 .. t0+Tc -> (Tc*N, C, H, W).
 

@@ -5,7 +5,6 @@
     c-snn       v(0) = C, the coding compensation                 (Sec. 3.4, Alg. 3 lines 4-6)
     ic-snn      v(0) = R + C, R = Alg. 2 on the SNN with v(0) = C  (Alg. 3)
     i-snn-alg1  v(0) = Alg. 1, from the weights only              (Sec. 3.3)
-    ic-snn-fp   ours: Alg. 2 repeated from IC-SNN's v(0) until v(0) stops moving
 
     v0 = calibrate_variant(snn, "ic-snn", T=8, batches=calib)    # sets and returns v(0)
 
@@ -20,8 +19,7 @@ from typing import Callable
 import numpy as np
 
 from .checks import check_choice, check_T
-from .init_mem import (READING, alg1_weight_init, alg2_data_init, alg3_ic_init, compensation,
-                       fixed_point_init, masked)
+from .init_mem import READING, alg1_weight_init, alg2_data_init, alg3_ic_init, compensation, masked
 from .simulate import simulate
 
 V0_SCOPES = ("all", "block-first")
@@ -54,14 +52,10 @@ def _alg2(snn, T, s: Setting):
     return alg2_data_init(snn, s.batches, T, s.reading, s.granularity, s.xp, s.sim, **s.sim_kw)
 
 
-def _alg3(snn, T, s: Setting):
+def alg3(snn, T, s: Setting):
+    """Alg. 3 with a variant's settings (IC-SNN's v(0))."""
     return alg3_ic_init(snn, s.batches, T, s.comp, s.reading, s.granularity, s.xp, s.keep, s.sim,
                         **s.sim_kw)
-
-
-def _fixed_point(snn, T, s: Setting):
-    return fixed_point_init(snn, s.batches, T, s.reading, s.granularity, _alg3(snn, T, s),
-                            xp=s.xp, keep=s.keep, sim=s.sim, **s.sim_kw)[0]
 
 
 VARIANTS = {
@@ -70,12 +64,10 @@ VARIANTS = {
                      ("reading", "granularity")),
     "c-snn": Variant("C-SNN", "v(0) = compensation C", False,
                      lambda snn, T, s: compensation(snn, T, s.comp), ("comp",)),
-    "ic-snn": Variant("IC-SNN", "v(0) = Alg. 3: R + C", True, _alg3,
+    "ic-snn": Variant("IC-SNN", "v(0) = Alg. 3: R + C", True, alg3,
                       ("reading", "granularity", "comp")),
     "i-snn-alg1": Variant("I-SNN Alg. 1", "v(0) = Alg. 1 (weights only)", False,
                           lambda snn, T, s: alg1_weight_init(snn, T)),
-    "ic-snn-fp": Variant("IC-SNN fixed point (ours)", "Alg. 2 iterated from Alg. 3's v(0)", True,
-                         _fixed_point, ("reading", "granularity", "comp")),
 }
 PAPER_VARIANTS = ("snn", "i-snn", "c-snn", "ic-snn")
 

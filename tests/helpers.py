@@ -316,3 +316,18 @@ def run_sim(snn, x, T, engine="reference", chunk=None, prerun=None, **kw):
     from icsnn_np.runs.engine import simulator
     sim = simulator(engine, chunk)
     return sim(snn, x, T, **kw) if prerun is None else simulate_prerun(snn, x, T, prerun, sim, **kw)
+
+
+def avgpool2d_naive(x, kernel_size, stride=None):
+    """Average pooling with explicit loops: the slow, obvious reference of AvgPool2d."""
+    x = np.asarray(x)
+    s, k = stride or kernel_size, kernel_size
+    N, C, H, W = x.shape
+    Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
+    y = np.zeros((N, C, Ho, Wo), dtype=np.float64)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    y[n, c, i, j] = x[n, c, i * s:i * s + k, j * s:j * s + k].mean()
+    return y

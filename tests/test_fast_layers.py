@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import F64, channels_last, gradcheck, layer_zoo, random_biases, tiny_resnet
+from helpers import (F64, avgpool2d_naive, channels_last, gradcheck, layer_zoo, random_biases,
+                     tiny_resnet)
 from hypothesis import given
 from strategies import away_from_zero, conv_cases, pool_cases, seeds
 
@@ -16,7 +17,7 @@ from icsnn_np.fast.layers import FastAvgPool2d, FastReLU, accelerate, twin
 from icsnn_np.fast.neurons import FastIFNode
 from icsnn_np.fast.nhwc import (col2im_nhwc, empty_channels_last, im2col_nhwc, is_channels_last,
                                 reusable, to_channels_last)
-from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, avgpool2d_naive, im2col
+from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, im2col
 from icsnn_np.models import BasicBlock
 from icsnn_np.module import Sequential
 from icsnn_np.neurons import IFNode

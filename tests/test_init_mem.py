@@ -8,10 +8,11 @@ from hypothesis.extra import numpy as hnp
 
 from helpers import F64, tiny_resnet_snn, tiny_vgg_snn
 
+from icsnn_np.beyond.fixed_point import fixed_point_init
 from icsnn_np.backend import to_device, xp_of
 from icsnn_np.convert import convert
 from icsnn_np.init_mem import (COMPENSATIONS, GRANULARITIES, READINGS, alg1_weight_init,
-                               alg2_data_init, alg3_ic_init, compensation, fixed_point_init, host,
+                               alg2_data_init, alg3_ic_init, compensation, host,
                                masked, record_v_T)
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.module import Sequential

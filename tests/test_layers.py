@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import (F64, channels_last, check_backward_without_input_grad, conv_direct,
+from helpers import (F64, avgpool2d_naive, channels_last, check_backward_without_input_grad, conv_direct,
                      gradcheck, layer_zoo, random_biases)
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +18,7 @@ from strategies import (away_from_zero, conv_cases, float_arrays, linear_cases, 
                         seeds)
 
 from icsnn_np.backend import to_device, to_host
-from icsnn_np.layers import (AvgPool2d, Conv2d, Flatten, Linear, ReLU, avgpool2d_naive, col2im,
+from icsnn_np.layers import (AvgPool2d, Conv2d, Flatten, Linear, ReLU, col2im,
                              conv2d_naive, conv_out_size, im2col)
 from icsnn_np.module import Sequential
 

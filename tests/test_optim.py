@@ -12,7 +12,8 @@ from icsnn_np.backend import to_device, to_host
 from icsnn_np.layers import Linear
 from icsnn_np.module import Sequential
 from icsnn_np.optim import (PAPER_EPOCHS, PAPER_MILESTONES, SGD, TrainingDiverged, cross_entropy,
-                            lr_at, lr_with_warmup, scaled_milestones)
+                            lr_at, scaled_milestones)
+from icsnn_np.runs.training import lr_with_warmup
 
 
 # --------------------------------------------------------------------------- loss

@@ -16,7 +16,7 @@ from icsnn_np.convert import convert
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.module import Sequential
 from icsnn_np.runs.engine import ENGINES
-from icsnn_np.simulate import CODINGS, SimResult, predict, rate_encode, simulate
+from icsnn_np.simulate import CODINGS, SimResult, rate_encode, simulate
 
 
 def node_shapes(snn, x):
@@ -147,11 +147,6 @@ def test_keep_v_keeps_only_v_T():
     net, snn, x = converted("vgg")
     res = simulate(snn, x, 5, keep_v=True)
     assert all(set(rec) == {"v_T"} for rec in res.layers) and res.spikes == []
-
-
-def test_predict_is_the_argmax_of_the_output():
-    net, snn, x = converted("vgg")
-    np.testing.assert_array_equal(predict(snn, x, 6), simulate(snn, x, 6).output.argmax(axis=1))
 
 
 # --------------------------------------------------------------------------- input coding

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from helpers import tiny_resnet_snn, tiny_vgg_snn
 
-from icsnn_np.init_mem import (alg1_weight_init, alg2_data_init, alg3_ic_init, compensation,
-                               fixed_point_init)
+from icsnn_np.beyond.fixed_point import fixed_point_init
+from icsnn_np.init_mem import alg1_weight_init, alg2_data_init, alg3_ic_init, compensation
 from icsnn_np.beyond.methods import TABLE
 from icsnn_np.runs.engine import simulator
 from icsnn_np.simulate import simulate
@@ -15,10 +15,11 @@ from icsnn_np.variants import PAPER_VARIANTS, V0_SCOPES, VARIANTS, calibrate_var
 
 def test_the_variant_table():
     assert PAPER_VARIANTS == ("snn", "i-snn", "c-snn", "ic-snn")
-    assert set(PAPER_VARIANTS) < set(VARIANTS) and {"i-snn-alg1", "ic-snn-fp"} < set(VARIANTS)
+    assert set(PAPER_VARIANTS) < set(VARIANTS) and "i-snn-alg1" in VARIANTS
     assert [VARIANTS[v].label for v in PAPER_VARIANTS] == ["SNN", "I-SNN", "C-SNN", "IC-SNN"]
-    assert {v for v, spec in VARIANTS.items() if spec.needs_data} == {"i-snn", "ic-snn", "ic-snn-fp"}
-    assert set(VARIANTS) == set(PAPER_VARIANTS) | {"i-snn-alg1", "ic-snn-fp"}   # the paper's only
+    assert {v for v, spec in VARIANTS.items() if spec.needs_data} == {"i-snn", "ic-snn"}
+    assert set(VARIANTS) == set(PAPER_VARIANTS) | {"i-snn-alg1"}          # the paper's only
+    assert {"ic-snn-fp", "snn-calib", "cos", "srp"} == set(TABLE) - set(VARIANTS)   # beyond/
     assert V0_SCOPES == ("all", "block-first")
 
 
@@ -47,7 +48,7 @@ def test_calibrate_variant_sets_v0():
     snn.set_v0([0.0] * 3)
     start = alg3_ic_init(snn, batches, T)
     expect_fp, _ = fixed_point_init(snn, batches, T, "remainder", start=start)
-    fp = calibrate_variant(snn, "ic-snn-fp", T, batches)
+    fp = calibrate_variant(snn, "ic-snn-fp", T, batches, table=TABLE)
     np.testing.assert_allclose(fp, expect_fp)
     assert len(fp) == 3 and snn.get_v0() == fp
 
@@ -100,7 +101,7 @@ def test_variant_errors_are_clear():
         calibrate_variant(snn, "q-snn", 4, batches)
     for v in ("i-snn", "ic-snn", "ic-snn-fp"):
         with pytest.raises(ValueError, match=f"variant '{v}' needs calibration batches"):
-            calibrate_variant(snn, v, 4)
+            calibrate_variant(snn, v, 4, table=TABLE)
     with pytest.raises(ValueError, match="unknown compensation"):
         calibrate_variant(snn, "c-snn", 4, comp="third")
     with pytest.raises(ValueError, match="unknown Alg. 2 reading 'mean'"):
@@ -112,12 +113,12 @@ def test_variant_errors_are_clear():
 def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
     snn, batches = tiny_resnet_snn()
     assert snn.blocks == [[1, 2], [3, 4]]
-    v0 = calibrate_variant(snn, variant, 8, batches, comp="half", v0_scope="block-first")
+    v0 = calibrate_variant(snn, variant, 8, batches, comp="half", v0_scope="block-first", table=TABLE)
     assert [float(v) == 0.0 for v in v0] == [False, False, True, False, True]
     assert snn.get_v0() == v0
     if variant == "c-snn":
         assert v0[1] == pytest.approx(snn.nodes[1].v_th / 2)
-    every = calibrate_variant(snn, variant, 8, batches, comp="half")          # scope "all"
+    every = calibrate_variant(snn, variant, 8, batches, comp="half", table=TABLE)   # scope "all"
     assert all(float(v) != 0.0 for v in every)
 
 

@@ -20,7 +20,7 @@ from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS, simulate_prerun
 from ..beyond.qcfs import qcfs_layers, qcfs_thresholds
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
-from ..checks import check_batch, check_choice, check_count, check_labels, check_quantile, check_T
+from ..checks import check_batch, check_choice, check_count, check_quantile, check_T
 from ..convert import balance_thresholds, convert
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
 from ..io.preprocess import batched
@@ -111,6 +111,17 @@ class Run:
         return {"prerun": int(self.prerun), "steps": int(self.prerun + T)}
 
 
+def check_labels(y, n: int, what: str = "the labels", classes: int | None = None):
+    """One integer label per image, each in [0, classes) when ``classes`` is given."""
+    y = np.asarray(to_host(y) if hasattr(y, "shape") else y)
+    if y.ndim != 1 or len(y) != n or (len(y) and not np.issubdtype(y.dtype, np.integer)):
+        raise ValueError(f"{what}: expected {n} integer labels, got {y.dtype} {y.shape}")
+    if classes is not None and len(y) and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"{what}: labels must lie in [0, {classes}) for a {classes}-class "
+                         f"model, found {int(y.min())} .. {int(y.max())}")
+    return y
+
+
 def quantile_for(header: dict, p=None) -> float:
     """The threshold quantile to use with a checkpoint: ``p`` if given, else the one stored
     with the model (the bundled model carries the p chosen on held-out training images,
@@ -127,7 +138,7 @@ def quantile_for(header: dict, p=None) -> float:
 
 def calibration_passes(variant: str) -> int:
     """How many times a variant runs the SNN on the calibration images (for ETAs): none,
-    one Alg. 2 pass, or up to 1 + 5 for the fixed point (init_mem.fixed_point_init)."""
+    one Alg. 2 pass, or up to 1 + 5 for the fixed point (beyond/fixed_point.py)."""
     if not TABLE[variant].needs_data:
         return 0
     if variant == "snn-calib":              # one pass per IF node (6 in the bundled VGG)

@@ -29,7 +29,7 @@ from ..io.data import DATASETS, load_dataset
 from ..io.files import atomic_write, check_output_file
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
-from ..optim import SGD, TrainingDiverged, lr_with_warmup, scaled_milestones, train_step
+from ..optim import SGD, TrainingDiverged, lr_at, scaled_milestones, train_step
 from ..io.preprocess import augment, batched, batches, channel_stats, normalize
 from .engine import DEFAULT_ENGINE, ENGINES, training_network
 from .interrupt import kept_on_interrupt
@@ -306,3 +306,13 @@ def fixup_init(model, m: int = 2):
     for k in last.params:
         last.params[k][...] = 0
     return model
+
+
+def lr_with_warmup(epoch: int, batch: int, batches_per_epoch: int, base_lr: float, milestones,
+                   warmup: int = 0) -> float:
+    """The step schedule, ramped up linearly batch by batch over the first ``warmup`` epochs
+    (Goyal et al., "Accurate, large minibatch SGD", 2017, Sec. 2.2)."""
+    lr = lr_at(epoch, base_lr, milestones)
+    if epoch < warmup:
+        lr *= (epoch * batches_per_epoch + batch + 1) / (warmup * batches_per_epoch)
+    return lr
