@@ -1,7 +1,7 @@
 """The fast engine: the same networks and the same results as the teaching path, sooner.
 
-    simulate(snn, x, T, engine="fast")            # icsnn_np.simulate dispatches here
-    TrainConfig(..., engine="fast")               # training steps through the fast layers
+    runs.engine.simulator("fast")(snn, x, T)      # the core simulate's signature, sooner
+    runs.engine.training_network(model, "fast")   # training steps through the fast layers
 
 What it adds, module by module (each tested equal to the plain code it replaces,
 tests/test_fast.py):
@@ -10,7 +10,7 @@ tests/test_fast.py):
                  direct coding's first layer once, the linear readout once
     neurons.py   the IF update over a chunk, tiled to stay in cache, spread over threads
     layers.py    twins of Conv2d / ReLU / AvgPool2d / IFNode that share the original's
-                 parameters; ``accelerate(tree)`` swaps them into a module tree
+                 parameters (twin.py); ``accelerate(tree)`` swaps them into a module tree
     conv.py      convolution by blocks of images, channels-last, or Winograd
     winograd.py  3x3 convolution by Winograd F(4x4, 3x3): 4x fewer multiplies
     nhwc.py      channels-last (N, H, W, C) buffers seen as (N, C, H, W)
