@@ -22,9 +22,12 @@ from hypothesis import strategies as st
 
 from icsnn_np.backend import to_device, to_host
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
-from icsnn_np.beyond.calibration import layer_errors, snn_calibration_init
+from icsnn_np.beyond.calibration import (StepCurrent, layer_errors, snn_calibration,
+                                         snn_calibration_advanced, snn_calibration_v0,
+                                         with_currents)
 from icsnn_np.beyond.methods import METHOD_VARIANTS, TABLE
-from icsnn_np.beyond.prerun import PreRun, cos_prerun, cos_rule, simulate_prerun, srp_prerun, srp_rule
+from icsnn_np.beyond.prerun import (PreRun, cos_prerun, cos_rule, simulate_cos_layerwise,
+                                    simulate_prerun, srp_prerun, srp_rule)
 from icsnn_np.beyond.quantised import Quantiser, quantised_ann
 from icsnn_np.beyond.thresholds import (Thresholds, clip_floor, mse_threshold, mse_thresholds,
                                         quantisation_error)
@@ -32,7 +35,7 @@ from icsnn_np.cli.compare import ROWS as COMPARE_ROWS
 from icsnn_np.cli.compare import at_total, run_methods, winners
 from icsnn_np.cli.compare import markdown as compare_markdown
 from icsnn_np.neurons import IFNode
-from icsnn_np.runs.engine import ENGINES
+from icsnn_np.runs.engine import ENGINES, simulator
 from icsnn_np.runs.evaluate import ConversionConfig, calibrate, evaluate_conversion
 from icsnn_np.runs.progress import tracking
 from icsnn_np.simulate import simulate
@@ -153,6 +156,68 @@ def test_the_prerun_methods_run_on_every_backend(xp, method, engine):
     assert got.prerun_spikes == expect.prerun_spikes
 
 
+# --------------------------------------------------------------------------- COS layer by layer
+def spy(store):
+    """A ``sim`` that remembers each call's v(0) list before running the core simulate."""
+    def sim(snn, x, T, **kw):
+        store.append([n.v0 for n in snn.nodes])
+        return simulate(snn, x, T, **kw)
+    return sim
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_cos_layer_by_layer_calibrates_each_layer_on_the_calibrated_layers_below(name):
+    """Each layer's v(0) is cos_rule on its state after rho steps of the network whose lower
+    layers already start from their COS v(0); the first layer's is whole-network COS's."""
+    _, snn, x = converted(name, seed=7, n=6)
+    half(snn)
+    rho, calls = 3, []
+    simulate_cos_layerwise(snn, x, 4, rho, sim=spy(calls))
+    L = len(snn.nodes)
+    assert len(calls) == L + 1 and snn.get_v0() == calls[0]          # v(0) restored
+    starts = calls[-1]                                               # the replay's v(0)
+    for i in range(L):
+        snn.set_v0(calls[i])                                         # layers < i chosen
+        assert all(np.array_equal(np.asarray(calls[i][k]), np.asarray(starts[k])) for k in range(i))
+        st = simulate(snn, x, rho, record=True).layers[i]
+        shape = st["v_T"].shape
+        want = cos_rule(st["v_T"], st["spike_count"], np.broadcast_to(host_(snn.nodes[i].v0), shape),
+                        np.broadcast_to(host_(snn.nodes[i].v_th), shape))[0]
+        np.testing.assert_allclose(np.asarray(starts[i]), want, rtol=0, atol=1e-12)
+    whole = []
+    half(snn)
+    simulate_prerun(snn, x, 4, PreRun(rho, keep(cos_rule, whole)))
+    np.testing.assert_allclose(np.asarray(starts[0]), whole[0]["v_start"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cos_layer_by_layer_reports_L_rho_plus_T_steps_and_runs_no_more(engine):
+    _, snn, x = converted("vgg", seed=1)
+    half(snn)
+    rho, T, L = 2, 5, len(snn.nodes)
+    with tracking(1, lambda s: None) as done:
+        res = simulate_cos_layerwise(snn, x, T, rho, sim=simulator(engine, 2), count=True)
+    assert res.steps == L * rho + T and done.done == len(x) * (L * rho + T)
+    assert len(res.prerun_spikes) == L and res.total_spikes() == sum(res.spikes) + sum(res.prerun_spikes)
+
+
+@settings(max_examples=8)
+@given(name=st.sampled_from(NETS), seed=st.integers(0, 10**6), T=st.integers(1, 6),
+       rho=st.integers(0, 4), chunk=st.integers(1, 4), coding=st.sampled_from(["direct", "rate"]))
+def test_fast_engine_runs_cos_layer_by_layer_as_the_reference(name, seed, T, rho, chunk, coding):
+    _, snn, x = converted(name, seed=seed % 1000)
+    half(snn)
+    kw = dict(coding=coding, record=True, mean=MEAN, std=STD, seed=seed)
+    ref = simulate_cos_layerwise(snn, x, T, rho, sim=simulator("reference"), **kw)
+    fast = simulate_cos_layerwise(snn, x, T, rho, sim=simulator("fast", chunk), **kw)
+    same_run(fast, ref)
+    assert fast.prerun_spikes == ref.prerun_spikes and fast.steps == ref.steps
+
+
+def host_(a):
+    return to_host(a) if hasattr(a, "shape") else np.asarray(a)
+
+
 def test_a_bad_prerun_is_a_clear_error():
     _, snn, x = converted("vgg")
     with pytest.raises(ValueError, match="pre-run steps must be an integer"):
@@ -256,7 +321,9 @@ def _weights(model):
 def test_snn_calibration_leaves_the_ann_untouched(name, T):
     net, snn, x = converted(name, seed=2, n=8)
     before = _weights(net)
-    snn_calibration_init(snn, [x], T)
+    snn_calibration(snn, [x], T)
+    snn_calibration_advanced(snn, [x], T)
+    snn_calibration_v0(snn, [x], T)
     for name, m, k in net.named_parameters():
         arr, copy = before[name]
         assert m.params[k] is arr                                  # the same arrays ...
@@ -265,13 +332,13 @@ def test_snn_calibration_leaves_the_ann_untouched(name, T):
 
 @pytest.mark.parametrize("T", [4, 8])
 @pytest.mark.parametrize("name", ["vgg", "resnet"])
-def test_snn_calibration_leaves_the_error_eq11_predicts_and_reduces_it(name, T):
-    """Layer by layer: correcting layer l (upstream already corrected) by T mu(e) leaves it
-    the error mean(v_T after - v_T before) / T per channel (Eq. 11, exactly), and its summed
-    absolute channel error does not grow."""
+def test_snn_calibration_v0_form_leaves_the_error_eq11_predicts_and_reduces_it(name, T):
+    """The v(0) ablation, layer by layer: correcting layer l (upstream already corrected) by
+    T mu(e) leaves it the error mean(v_T after - v_T before) / T per channel (Eq. 11,
+    exactly), and its summed absolute channel error does not grow."""
     net, snn, x = converted(name, seed=6, n=10)
     start = [n.v_th / 2 for n in snn.nodes]
-    final = snn_calibration_init(snn, [x], T)
+    final = snn_calibration_v0(snn, [x], T)
     ann = relu_outputs(net, [x])
     total_before = total_after = 0.0
     for i in range(len(snn.nodes)):
@@ -291,11 +358,62 @@ def test_snn_calibration_leaves_the_error_eq11_predicts_and_reduces_it(name, T):
     assert total_after < total_before
 
 
+@pytest.mark.parametrize("T", [4, 8])
+@pytest.mark.parametrize("name", ["vgg", "resnet"])
+@pytest.mark.parametrize("form", ["light", "advanced"])
+def test_snn_calibration_as_published_leaves_the_error_eq11_predicts(name, T, form):
+    """The published forms: every v(0) starts at 0 and every layer gets theta/(2T) as a
+    current at every step; then layer by layer, a current mu(e) per channel (light) or
+    v(0) = T e per neuron (advanced) leaves layer l the error mean(change of v(T)) / T (per
+    channel, resp. per neuron: Eq. 11 with a current or a v(0) added, exactly)."""
+    net, snn, x = converted(name, seed=6, n=10)
+    cal = (snn_calibration if form == "light" else snn_calibration_advanced)(snn, [x], T)
+    per = "channel" if form == "light" else "neuron"
+    currents = [m for m in cal.flat if isinstance(m, StepCurrent)] + \
+        [m for _, m in cal.tree.named_modules() if isinstance(m, StepCurrent)]
+    currents = list({id(c): c for c in currents}.values())
+    assert len(currents) == len(snn.nodes) and cal.nodes == snn.nodes
+    final_v0, final_cur = snn.get_v0(), [c.current for c in currents]
+    shift = [n.v_th / (2 * T) for n in snn.nodes]
+    if form == "advanced":
+        assert all(np.all(c == s_) for c, s_ in zip(final_cur, shift))   # no bias correction
+    else:
+        assert all(np.all(v == 0.0) for v in final_v0)                   # v(0) = 0 throughout
+    ann = relu_outputs(net, [x])
+    for i in range(len(snn.nodes)):
+        for k, c in enumerate(currents):                  # layers < i corrected, the rest not
+            c.current = final_cur[k] if k < i else shift[k]
+        snn.set_v0([final_v0[k] if k < i else 0.0 for k in range(len(snn.nodes))])
+        e_before = layer_errors(cal, [x], T, ann_outputs=ann, per=per)[i]
+        vt_before = simulate(cal, x, T, keep_v=True).layers[i]["v_T"]
+        currents[i].current = final_cur[i]
+        snn.set_v0([final_v0[k] if k <= i else 0.0 for k in range(len(snn.nodes))])
+        e_after = layer_errors(cal, [x], T, ann_outputs=ann, per=per)[i]
+        vt_after = simulate(cal, x, T, keep_v=True).layers[i]["v_T"]
+        dv = (vt_after - vt_before) / T
+        pred = dv.mean(axis=0) if per == "neuron" or dv.ndim == 2 else \
+            dv.mean(axis=(0, 2, 3)).reshape(-1, 1, 1)
+        np.testing.assert_allclose(e_after, pred, rtol=0, atol=1e-10)
+        assert np.abs(e_after).sum() <= np.abs(e_before).sum() + 1e-12 or form == "advanced"
+
+
+def test_with_currents_adds_a_current_in_front_of_every_node_and_nothing_else():
+    net, snn, x = converted("resnet", seed=3)
+    cal, currents = with_currents(snn)
+    np.testing.assert_array_equal(simulate(cal, x, 5, record=True).output,
+                                  simulate(snn, x, 5, record=True).output)      # currents 0
+    currents[0].current = 0.3
+    moved = simulate(cal, x, 5, count=True).spikes
+    assert moved != simulate(snn, x, 5, count=True).spikes                        # it acts
+    assert cal.nodes == snn.nodes and cal.ann is snn.ann
+
+
 def test_snn_calibration_needs_the_ann():
     net, snn, x = converted("vgg")
     snn.ann = None
-    with pytest.raises(ValueError, match="ANN"):
-        snn_calibration_init(snn, [x], 4)
+    for fn in (snn_calibration, snn_calibration_advanced, snn_calibration_v0):
+        with pytest.raises(ValueError, match="ANN"):
+            fn(snn, [x], 4)
 
 
 # --------------------------------------------------------------------------- MSE thresholds
@@ -374,8 +492,11 @@ def test_the_methods_are_variants_by_name():
     assert calibrate(snn, "c-snn", 8, [x], ConversionConfig()).steps(8) == {"prerun": 0, "steps": 8}
     with pytest.raises(ValueError, match="calibration batches"):
         calibrate_variant(snn, "snn-calib", 8, table=TABLE)
-    v0 = calibrate_variant(snn, "snn-calib", 8, [x], table=TABLE)
+    v0 = calibrate_variant(snn, "snn-calib-v0", 8, [x], table=TABLE)
     assert [np.shape(v) for v in v0] == [(4, 1, 1), (4, 1, 1), (5,)]
+    run = calibrate(snn, "snn-calib", 8, [x], ConversionConfig())
+    assert run.snn is not snn and run.snn.nodes == snn.nodes and run.prerun == 0
+    assert calibrate(snn, "cos-layer", 8, [x], ConversionConfig(prerun=2)).prerun == 2 * 3
     q = [float(n.v_th) for n in snn.nodes]
     keeper = Thresholds(snn, [x])
     run = calibrate(snn, "srp", 8, [x], ConversionConfig(threshold_search="mse"), keeper)

@@ -19,7 +19,8 @@ def test_the_variant_table():
     assert [VARIANTS[v].label for v in PAPER_VARIANTS] == ["SNN", "I-SNN", "C-SNN", "IC-SNN"]
     assert {v for v, spec in VARIANTS.items() if spec.needs_data} == {"i-snn", "ic-snn"}
     assert set(VARIANTS) == set(PAPER_VARIANTS) | {"i-snn-alg1"}          # the paper's only
-    assert {"ic-snn-fp", "snn-calib", "cos", "srp"} == set(TABLE) - set(VARIANTS)   # beyond/
+    assert {"ic-snn-fp", "snn-calib", "snn-calib-adv", "snn-calib-v0", "cos", "cos-layer", "srp"} == \
+        set(TABLE) - set(VARIANTS)                                         # beyond/
     assert V0_SCOPES == ("all", "block-first")
 
 

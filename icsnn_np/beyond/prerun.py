@@ -2,7 +2,8 @@
 membrane potential), beyond the paper.
 
 Both run the image for rho (tau) steps first, then read each neuron's state and start the T
-counted steps from it. ``simulate_prerun`` drives this as two simulations of the core:
+counted steps from it. ``simulate_prerun`` drives this as two simulations of the core
+(``simulate_cos_layerwise``: COS layer by layer, as its code does):
 
     pre-run   rho steps from v(0), every layer at once; its output is not counted
     rule      per IF node, from v(rho) and the pre-run's spike counts: where each neuron of
@@ -93,6 +94,41 @@ def simulate_prerun(snn, x, T: int, prerun: PreRun, sim=simulate, count: bool = 
     return PreRunResult(**vars(res), prerun=rho, prerun_spikes=pre.spikes)
 
 
+def simulate_cos_layerwise(snn, x, T: int, rho: int = PRERUN_STEPS, sim=simulate,
+                           count: bool = False, record: bool = False, keep_v: bool = False,
+                           **kw) -> PreRunResult:
+    """COS as its code runs it ([COS] ``MPLayer``): layer by layer, each IF node pre-runs rho
+    steps on the output of the layers below *as calibrated*, takes ``cos_rule``'s v(0), and
+    the whole sequence is replayed from step 1 (rate coding draws the same steps again).
+
+    Layer l's pre-run input is what the calibrated layers below emit in their first rho
+    steps, so it is a whole-network run of rho steps with layers < l started from their
+    chosen v(0) and the rest from theirs. Run causally, layer l can only start once layer
+    l - 1 has replayed rho steps: L rho + T steps in all, which the result reports (its
+    pre-run spikes: each layer's own in its pre-run). v(0) is restored afterwards.
+    """
+    check_count(rho, "pre-run steps", minimum=0)
+    xp, saved, spikes = xp_of(x), [n.v0 for n in snn.nodes], []
+    try:
+        for i, node in enumerate(snn.nodes):
+            if rho == 0:
+                break
+            rec = sim(snn, x, rho, record=True, **kw)
+            state = rec.layers[i]
+            shape = state["v_T"].shape
+            v_start, _ = cos_rule(state["v_T"], state["spike_count"],
+                                  np.broadcast_to(host(node.v0), shape),
+                                  np.broadcast_to(host(node.v_th), shape))
+            node.v0 = to_device(np.asarray(v_start, x.dtype), xp)
+            spikes.append(rec.spikes[i])
+        res = sim(snn, x, T, count=count, record=record, keep_v=keep_v, **kw)
+    finally:
+        for node, v0 in zip(snn.nodes, saved):
+            node.v0 = v0
+    L = len(snn.nodes)
+    return PreRunResult(**vars(res), prerun=L * rho, prerun_spikes=spikes or [0] * L)
+
+
 def host(a) -> np.ndarray:
     return to_host(a) if hasattr(a, "shape") else np.asarray(a)
 
@@ -128,7 +164,8 @@ def srp_rule(v, spike_count, v0, v_th):
 
 
 def cos_prerun(steps: int = PRERUN_STEPS) -> PreRun:
-    """COS with ``steps`` (rho) pre-run steps of the whole network at once, then ``cos_rule``."""
+    """COS with ``steps`` (rho) pre-run steps of the whole network at once, then ``cos_rule``
+    (our reading; ``simulate_cos_layerwise`` is the published one): rho + T steps."""
     return PreRun(int(steps), cos_rule, "cos")
 
 

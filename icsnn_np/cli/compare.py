@@ -24,6 +24,7 @@ from ..backend import get_xp
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS
 from ..beyond.quantised import quantised_ann
+from ..convert import convert
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
 from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint
 from ..io.data import DATASETS, load_dataset
@@ -46,17 +47,27 @@ ROWS = [
     ("I-SNN", "i-snn", {}),
     ("IC-SNN", "ic-snn", {}),
     ("IC-SNN fixed point (ours)", "ic-snn-fp", {}),
-    ("SNN Calibration (light, potential)", "snn-calib", {}),
-    ("COS (offset spikes)", "cos", {}),
+    ("SNN Calibration (light)", "snn-calib", {}),
+    ("SNN Calibration (advanced)", "snn-calib-adv", {}),
+    ("SNN Calibration, v(0) form (ablation, ours)", "snn-calib-v0", {}),
+    ("COS (layer by layer, as published)", "cos-layer", {}),
+    ("COS, whole network (ours)", "cos", {}),
     ("SRP (residual potential)", "srp", {}),
 ]
 
 
+def prerun_steps(variant: str, rho: int, L: int) -> int:
+    """The uncounted steps a variant runs before its T counted ones on a network of L IF
+    layers: rho (COS, SRP), L rho (COS layer by layer), 0 for the others."""
+    run = getattr(TABLE[variant], "run", None)
+    return run(rho, L)[1] if run else 0
+
+
 def row_Ts(variant: str, Ts, prerun: int, match_total: bool = True):
-    """The counted T a row runs at: ``Ts``, and for a pre-run method also S - prerun for
-    every total S in ``Ts`` (so it can be compared at equal total steps)."""
+    """The counted T a row runs at: ``Ts``, and for a pre-run method (``prerun`` steps) also
+    S - prerun for every total S in ``Ts`` (so it can be compared at equal total steps)."""
     out = set(Ts)
-    if getattr(TABLE[variant], "prerun", None) is not None and match_total:
+    if prerun and match_total:
         out |= {S - prerun for S in Ts if S - prerun >= 1}
     return sorted(out)
 
@@ -69,12 +80,14 @@ def run_methods(model, x_calib, x_test, y_test, base: ConversionConfig, Ts, thre
     ann = ann_accuracy(model, x_test, y_test)
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} images")
     results, jobs, quant = [], [], {}
+    L = len(convert(model).nodes)
     for thr in thresholds:
         for label, variant, over in rows:
             results.append(dict(label=label, variant=variant, thresholds=thr, T={}, **over))
-            for T in row_Ts(variant, Ts, base.prerun, match_total):
+            for T in row_Ts(variant, Ts, prerun_steps(variant, base.prerun, L), match_total):
                 jobs.append((len(results) - 1, T))
-    work = sum(len(x_test) * (T + base.prerun) for _, T in jobs)
+    work = sum(len(x_test) * (T + prerun_steps(results[i]["variant"], base.prerun, L))
+               for i, T in jobs)
     with tracking(work, log, what="comparison"):
         for thr in thresholds:
             cfg = replace(base, threshold_search=thr).validate()

@@ -66,8 +66,8 @@ ROWS = [
     ("IC-SNN default readings, channel v(0) (ours)", "ic-snn", {"granularity": "channel"}),
     ("IC-SNN fixed point (ours)", "ic-snn-fp", {}),
     # beyond the paper, its training-free family (methods.py; icsnn_np.compare tabulates them)
-    ("SNN Calibration (light, potential)", "snn-calib", {}),
-    ("COS (offset spikes; +pre-run steps)", "cos", {}),
+    ("SNN Calibration (light; currents)", "snn-calib", {}),
+    ("COS (layer by layer; +L rho pre-run steps)", "cos-layer", {}),
     ("SRP (residual potential; +pre-run steps)", "srp", {}),
 ]
 MAIN_ROWS = 4

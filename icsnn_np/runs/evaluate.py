@@ -25,7 +25,7 @@ from ..convert import balance_thresholds, convert
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
 from ..io.preprocess import batched
 from ..simulate import CODINGS
-from ..variants import PAPER_VARIANTS, calibrate_variant
+from ..variants import PAPER_VARIANTS, Setting, calibrate_variant
 from .engine import DEFAULT_ENGINE, ENGINES, simulator
 from .progress import duration, tracking
 from .resources import check_memory
@@ -99,12 +99,15 @@ class ConversionConfig:
 @dataclass(frozen=True)
 class Run:
     """How a calibrated variant is simulated: ``sim`` (the core ``simulate``'s signature),
-    whose runs begin with ``prerun`` uncounted steps (COS, SRP; 0 for the others)."""
+    whose runs begin with ``prerun`` uncounted steps (COS, SRP; 0 for the others), on ``snn``
+    when the method built an SNN of its own (SNN Calibration's currents), else on the SNN
+    it is called with."""
     sim: Callable
     prerun: int = 0
+    snn: object = None
 
     def __call__(self, snn, x, T, **kw):
-        return self.sim(snn, x, T, **kw)
+        return self.sim(snn if self.snn is None else self.snn, x, T, **kw)
 
     def steps(self, T: int) -> dict:
         """What a row reports beside T: the pre-run steps and every step run, pre-run + T."""
@@ -141,7 +144,7 @@ def calibration_passes(variant: str) -> int:
     one Alg. 2 pass, or up to 1 + 5 for the fixed point (beyond/fixed_point.py)."""
     if not TABLE[variant].needs_data:
         return 0
-    if variant == "snn-calib":              # one pass per IF node (6 in the bundled VGG)
+    if variant.startswith("snn-calib"):     # one pass per IF node (6 in the bundled VGG)
         return 6
     return 6 if variant == "ic-snn-fp" else 1
 
@@ -202,19 +205,22 @@ def calibrate(snn, variant: str, T: int, calib, cfg: ConversionConfig, threshold
               mean=None, std=None) -> Run:
     """Set ``snn``'s thresholds (``cfg.threshold_search``, through ``thresholds``, a
     ``Thresholds`` made right after balancing) and v(0) for ``variant`` at T; returns the
-    Run that simulates it (with its pre-run for COS and SRP)."""
+    Run that simulates it (with its pre-run for COS and SRP, on the SNN with currents for
+    SNN Calibration)."""
     spec = TABLE[check_choice(variant, TABLE, "variant")]
     if cfg.threshold_search == "mse" or thresholds is not None:
         (thresholds or Thresholds(snn, calib)).use(cfg.threshold_search, T)
-    sim = simulator(cfg.engine, cfg.chunk)
-    calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp,
-                      xp=xp_of(calib[0]), v0_scope=cfg.v0_scope, sim=sim, table=TABLE,
-                      **cfg.sim_kw(mean, std))
-    prerun = getattr(spec, "prerun", None)
-    if prerun is None:
-        return Run(sim)
-    pre = prerun(cfg.prerun)
-    return Run(lambda snn_, x, T_, **kw: simulate_prerun(snn_, x, T_, pre, sim, **kw), pre.steps)
+    sim, xp, kw = simulator(cfg.engine, cfg.chunk), xp_of(calib[0]), cfg.sim_kw(mean, std)
+    calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
+                      v0_scope=cfg.v0_scope, sim=sim, table=TABLE, **kw)
+    build, run = getattr(spec, "build", None), getattr(spec, "run", None)
+    keep = snn.block_first() if cfg.v0_scope == "block-first" else None
+    target = build(snn, T, Setting(calib, cfg.reading, cfg.granularity, cfg.comp, xp, keep, sim,
+                                   kw)) if build else None
+    if run is None:
+        return Run(sim, 0, target)
+    method, steps = run(cfg.prerun, len(snn.nodes))
+    return Run(lambda s, x, T_, **k: method(s, x, T_, sim, **k), steps, target)
 
 
 def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig | None = None,
