@@ -23,6 +23,7 @@ from pathlib import Path
 from ..backend import get_xp
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS
+from ..beyond.qcfs import qcfs_layers
 from ..beyond.quantised import quantised_ann
 from ..convert import convert
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
@@ -35,8 +36,8 @@ from ..runs.interrupt import kept_on_interrupt
 from ..runs.progress import tracking
 from ..runs.protocol import SUBSETS, calibration_split, test_indices
 from ..runs.tables import binomial_se, mcnemar, pack_correct, unpack_correct
-from ..runs.evaluate import (ConversionConfig, ann_accuracy, calibrate, convert_balanced, preflight,
-                             quantile_for, snn_correct)
+from ..runs.evaluate import (CALIB_RECIPES, ConversionConfig, ann_accuracy, calibrate,
+                             convert_balanced, preflight, quantile_for, snn_correct)
 from . import common as cli
 
 # (label, variant, overrides of the config): the paper's variants at the project's default
@@ -264,6 +265,10 @@ def parse_args(argv):
                    type=cli.choice(THRESHOLD_SEARCHES, "threshold search"))
     p.add_argument("--prerun", type=cli.count("--prerun", minimum=0), default=PRERUN_STEPS,
                    help="pre-run steps of COS and SRP (rho, tau)")
+    p.add_argument("--calib-recipe", default="ours", choices=CALIB_RECIPES,
+                   help="SNN Calibration rows: ours (the thresholds and calibration images of every "
+                        "row) or official (MSE thresholds and one batch of 128 augmented training "
+                        "images, as its code pairs them)")
     p.add_argument("--no-match-total", action="store_true",
                    help="do not also run COS/SRP at T = S - prerun (equal total steps)")
     p.add_argument("--p", type=cli.quantile(), default=None,
@@ -302,7 +307,7 @@ def _compare(a, argv, path, log):
     mean, std = check_fits_data(header, ds.num_classes, a.dataset, str(path))
     base = ConversionConfig(T=tuple(a.T), p=quantile_for(header, a.p), n_calib=a.n_calib,
                             seed=a.seed, engine=a.engine, chunk=a.chunk, batch_size=a.batch_size,
-                            prerun=a.prerun).validate()
+                            prerun=a.prerun, calib_recipe=a.calib_recipe).validate()
     cal, val = calibration_split(len(ds.x_train), a.n_calib, a.seed, a.validation or 0)
     x_calib = normalize(ds.x_train[cal], mean, std, xp)
     if a.validation:
@@ -323,7 +328,10 @@ def _compare(a, argv, path, log):
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": "direct", "p": base.p,
                 "default reading": base.reading, "default compensation": base.comp,
-                "pre-run steps": a.prerun, "engine": a.engine, "backend": a.backend}
+                "pre-run steps": a.prerun, "engine": a.engine, "backend": a.backend,
+                "SNN Calibration recipe": a.calib_recipe,
+                "V_th": ("λ of the QCFS-trained ANN (quantile column)" if qcfs_layers(model) else
+                         "p-quantile of each layer's ReLU outputs (quantile column)")}
     res.update(settings=settings, command=command, arch=header["arch"])
     out = Path(a.out)
     title = f"{header['arch']}: IC-SNN beside the training-free methods of its family"

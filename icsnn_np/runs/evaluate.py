@@ -10,7 +10,7 @@ The variants are the paper's and those beyond it (``beyond.methods.TABLE``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -23,7 +23,7 @@ from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
 from ..checks import check_batch, check_choice, check_count, check_quantile, check_T
 from ..convert import balance_thresholds, convert
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
-from ..io.preprocess import batched
+from ..io.preprocess import augment, batched
 from ..simulate import CODINGS
 from ..variants import PAPER_VARIANTS, Setting, calibrate_variant
 from .engine import DEFAULT_ENGINE, ENGINES, simulator
@@ -31,6 +31,7 @@ from .progress import duration, tracking
 from .resources import check_memory
 
 DEFAULT_TS = (8, 16, 32, 64, 128, 256)
+CALIB_RECIPES = ("ours", "official")
 BLOCK_MODES = ("node", "paper")
 
 
@@ -64,6 +65,9 @@ class ConversionConfig:
                                         # search at each T, layer-wise; beyond/thresholds.py)
     prerun: int = PRERUN_STEPS    # pre-run steps of COS and SRP (rho, tau), run before the T
                                   # counted ones and reported beside T
+    calib_recipe: str = "ours"    # SNN Calibration's rows: ours (the thresholds and images of
+                                  # every row) | official (MSE thresholds, one batch of 128
+                                  # augmented training images, as its code pairs them)
 
     @property
     def v0_scope(self) -> str:
@@ -85,6 +89,7 @@ class ConversionConfig:
         check_choice(self.block, BLOCK_MODES, "block treatment")
         check_choice(self.engine, ENGINES, "engine")
         check_choice(self.threshold_search, THRESHOLD_SEARCHES, "threshold search")
+        check_choice(self.calib_recipe, CALIB_RECIPES, "SNN Calibration recipe")
         if self.threshold_search == "mse" and self.channelwise:
             raise ValueError("the MSE threshold search is layer-wise: not with channel-wise thresholds")
         check_count(self.prerun, "prerun", minimum=0)
@@ -208,7 +213,11 @@ def calibrate(snn, variant: str, T: int, calib, cfg: ConversionConfig, threshold
     Run that simulates it (with its pre-run for COS and SRP, on the SNN with currents for
     SNN Calibration)."""
     spec = TABLE[check_choice(variant, TABLE, "variant")]
-    if cfg.threshold_search == "mse" or thresholds is not None:
+    if cfg.calib_recipe == "official" and variant.startswith("snn-calib"):
+        cfg = replace(cfg, threshold_search="mse")
+        (thresholds or Thresholds(snn, calib)).use("mse", T)
+        calib = official_calib_batch(calib, cfg.seed, mean, std)
+    elif cfg.threshold_search == "mse" or thresholds is not None:
         (thresholds or Thresholds(snn, calib)).use(cfg.threshold_search, T)
     sim, xp, kw = simulator(cfg.engine, cfg.chunk), xp_of(calib[0]), cfg.sim_kw(mean, std)
     calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
@@ -221,6 +230,17 @@ def calibrate(snn, variant: str, T: int, calib, cfg: ConversionConfig, threshold
         return Run(sim, 0, target)
     method, steps = run(cfg.prerun, len(snn.nodes))
     return Run(lambda s, x, T_, **k: method(s, x, T_, sim, **k), steps, target)
+
+
+def official_calib_batch(calib, seed: int, mean=None, std=None):
+    """SNN Calibration's calibration images (its ``bias_corr_model``): one batch of 128
+    training images, augmented (random crop from the black-padded image, random flip;
+    seeded), from the first of ``calib``."""
+    xp = xp_of(calib[0])
+    x = xp.concatenate(list(calib))[:128]
+    black = 0.0 if mean is None else xp.asarray(
+        (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(1, -1, 1, 1))
+    return [augment(x - black, np.random.default_rng(seed)) + black]   # pads black, not 0
 
 
 def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig | None = None,
