@@ -2,9 +2,9 @@
 
 For every neuron of a layer l, at every time step t = 1 .. T:
 
-    v_temp(t) = v(t-1) + I(t)                 Eq. 4, with I(t) = W x(t) + b (Eq. 2)
+    v_temp(t) = v(t-1) + I(t)                 Eq. 2, and Eq. 4 with I(t) = W x(t) + b
     theta(t)  = 1 if v_temp(t) > V_th else 0  Eq. 6
-    v(t)      = v_temp(t) - theta(t) V_th     Eq. 5: "soft reset", by subtraction
+    v(t)      = v_temp(t) - theta(t) V_th     Eq. 3 and 5: "soft reset", by subtraction
     output    = theta(t) V_th                 threshold balancing: a spike carries V_th
 
 Summing Eq. 5 over the T steps gives Eq. 11 (``eq11_rate``), the identity the paper's

@@ -126,3 +126,16 @@ def test_the_core_is_short_and_its_docstrings_concise():
 def test_no_module_is_over_400_lines():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_the_readme_table_gives_the_core_as_it_is():
+    """The README's "Read the code" table lists every core file with its true line count,
+    and the total it states is their sum (the number a reader can check)."""
+    readme = (PKG.parent / "README.md").read_text()
+    section = readme.split("## Read the code", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"\| \[`(\w+)\.py`\]\(icsnn_np/\w+\.py\) \| (\d+) \|", section))
+    assert sorted(rows) == CORE
+    actual = {m: len(MODULES[m].read_text().splitlines()) for m in CORE}
+    assert {m: int(n) for m, n in rows.items()} == actual
+    total = int(re.search(r"it is \*\*([\d,]+) lines\*\*", section).group(1).replace(",", ""))
+    assert total == sum(actual.values())

@@ -259,7 +259,7 @@ def test_snn_output_approaches_ann_output_as_T_grows():
     np.testing.assert_array_equal(simulate(snn, x, 512).output.argmax(1), ann.argmax(1))
 
 
-# --------------------------------------------------------------------------- ResNet blocks (DESIGN 5)
+# --------------------------------------------------------------------------- ResNet blocks (Sec. 4.3)
 def test_blocks_list_the_if_nodes_of_each_residual_block():
     snn = convert(resnet_like())
     names = [n.name for n in snn.nodes]
