@@ -34,9 +34,9 @@ def _try_cupy():
             _cupy = cupy
             _devices.append(cupy)
         except ImportError:
-            _cupy_error = ("CuPy is not installed: install the GPU extra with `pip install "
-                           "'icsnn-np[gpu]'` (CUDA 12; `pip install cupy-cuda13x` for CUDA 13), "
-                           "or use --backend numpy")
+            _cupy_error = ("CuPy is not installed: install the GPU extra for your CUDA, `pip "
+                           "install 'icsnn-np[gpu]'` (CUDA 12) or `pip install "
+                           "'icsnn-np[gpu-cuda13]'` (CUDA 13), or use --backend numpy")
         except Exception as e:  # noqa: BLE001 - CUDA errors come in many classes
             _cupy_error = f"CuPy is installed but no usable GPU was found ({e}); use --backend numpy"
     return _cupy

@@ -20,11 +20,15 @@ builder draws weights then biases from one ``default_rng(seed)``, so a seed fixe
 
 Scripts: ``load_script(name)`` imports ``scripts/<name>.py`` (not part of the package).
 
+Data: ``write_test_batch(folder, x, y, fmt)`` writes a CIFAR-10 test batch alone, official
+binary (``test_batch.bin``) or python (``test_batch``) format, as the GPU check carries it.
+
 Inputs: ``images(n, hw, seed)`` normalised images (intensities in [0, 1], MEAN/STD).
 """
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -306,6 +310,25 @@ def load_script(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def write_test_batch(folder, x, y, fmt="bin"):
+    """``folder`` holding a CIFAR-10 test batch alone (no training batches, no meta file) with
+    images ``x`` (N, 3, 32, 32) uint8 and labels ``y``: official binary format (test_batch.bin:
+    per image one label byte, then the R, G, B planes) or python (test_batch: a pickled dict,
+    data (N, 3072) uint8, labels a list). Returns the file's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = np.asarray(x, np.uint8), np.asarray(y)
+    if fmt == "bin":
+        path, blob = folder / "test_batch.bin", np.concatenate(
+            [y.astype(np.uint8)[:, None], x.reshape(len(x), -1)], axis=1).tobytes()
+    else:
+        path, blob = folder / "test_batch", pickle.dumps(
+            {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in y],
+             b"data": x.reshape(len(x), -1), b"filenames": [b"f.png"] * len(y)}, protocol=2)
+    path.write_bytes(blob)
+    return path
 
 
 # --------------------------------------------------------------------------- running

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_sim
+from helpers import run_sim, write_test_batch
 
 from icsnn_np import backend
 from icsnn_np.cli import demo, reproduce
@@ -63,6 +63,34 @@ def test_demo_uses_the_p_stored_with_the_model_unless_given(tiny_ckpt, tmp_path,
         assert demo.main(args + common) == 0
         ps[name] = json.loads(capsys.readouterr().out)["config"]["p"]
     assert ps == {"stored": 0.9995, "given": 0.9, "default": 0.99}
+
+
+def test_demo_on_a_test_batch_alone_calibrates_on_the_slice(tiny_ckpt, tmp_path, capsys):
+    """--dataset cifar10 --calib-from cifar10-slice reads the test batch alone; with the
+    slice's test images in it, it gives the slice demo's numbers (same calibration images,
+    same test images) and says which images calibrate; without --calib-from: one line."""
+    sl = load_dataset("cifar10-slice")
+    write_test_batch(tmp_path / "alone", sl.x_test[:40], sl.y_test[:40])
+    common = ["--checkpoint", str(tiny_ckpt), "--T", "4", "--n-test", "30", "--n-calib", "20",
+              "--batch-size", "15", "--json"]
+    assert demo.main(common + ["--dataset", "cifar10", "--data-dir", str(tmp_path / "alone"),
+                               "--calib-from", "cifar10-slice"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert demo.main(common) == 0
+    sliced = json.loads(capsys.readouterr().out)
+    assert alone["dataset"] == "cifar10" and sliced["dataset"] == "cifar10-slice"
+    assert alone["images"] == {"calibration": "20 training images of cifar10-slice (seed 0)",
+                               "test": "first 30 test images of cifar10"}
+    assert (alone["ann_acc"], alone["variants"]) == (sliced["ann_acc"], sliced["variants"])
+    assert demo.main(common[:-1] + ["--dataset", "cifar10", "--data-dir", str(tmp_path / "alone"),
+                                    "--calib-from", "cifar10-slice"]) == 0
+    assert "calibration: 20 training images of cifar10-slice" in capsys.readouterr().out
+    for extra, msg in ((["--dataset", "cifar10"], "data_batch_1.bin is missing"),
+                       (["--dataset", "cifar100", "--calib-from", "cifar10-slice"],
+                        "needs --dataset cifar10")):
+        assert demo.main(common + ["--data-dir", str(tmp_path / "alone")] + extra) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -139,6 +139,7 @@ def machine_info(xp) -> dict:
         info["torch"] = None
     if xp is not np:
         dev = xp.cuda.Device()
-        info["gpu"] = xp.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
+        name = xp.cuda.runtime.getDeviceProperties(dev.id)["name"]     # bytes (str in some CuPy)
+        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
         info["cupy"] = xp.__version__
     return info

@@ -6,7 +6,9 @@
 By default it runs offline on what the package bundles: the CPU-sized VGG trained on
 CIFAR-10 (``icsnn_np/assets/vgg_cpu_cifar10.npz``) and a real 1,000 + 1,000 image slice of
 CIFAR-10 (its training images balance thresholds and run Alg. 2, its test images measure
-accuracy). Without a bundled model it first trains a small model on the slice (a few
+accuracy). ``--dataset cifar10 --calib-from cifar10-slice`` measures on a folder holding the
+CIFAR-10 test batch alone (e.g. ``test_batch.bin``) and calibrates on the slice's training
+images. Without a bundled model it first trains a small model on the slice (a few
 minutes on 2 cores). Progress goes to stderr; the table (or ``--json``) to stdout.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..variants import PAPER_VARIANTS
 from . import common as cli
 
 DEFAULT_MODEL = "vgg_cpu"
+CALIB_SOURCES = ("train", "cifar10-slice")
 
 
 def _log(msg):
@@ -104,6 +107,10 @@ def parse_args(argv):
                    help="the first --n-test test images, or a seeded random sample of them")
     p.add_argument("--n-calib", type=cli.count("--n-calib"), default=256,
                    help="training images (a seeded sample) for thresholds and Alg. 2")
+    p.add_argument("--calib-from", default="train", choices=CALIB_SOURCES,
+                   help="where the calibration images come from: train (the training images of "
+                        "--dataset) or cifar10-slice (the bundled slice's training images; then "
+                        "--dataset cifar10 needs its test batch only)")
     p.add_argument("--p", type=cli.quantile(), default=None,
                    help="threshold quantile in (0, 1]; default: the p stored with the model "
                         "(chosen on held-out training images), else 0.99")
@@ -140,6 +147,19 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def load_data(a):
+    """(test dataset, calibration dataset): with ``--calib-from cifar10-slice`` only the test
+    file of ``--dataset`` is read and the bundled slice's training images calibrate."""
+    if a.calib_from == "train" or a.dataset == "cifar10-slice":
+        ds = load_dataset(a.dataset, a.data_dir, download=a.download)
+        return ds, ds
+    if a.dataset != "cifar10":
+        raise ValueError(f"--calib-from {a.calib_from} calibrates on CIFAR-10 images: it needs "
+                         f"--dataset cifar10, not {a.dataset}")
+    ds = load_dataset(a.dataset, a.data_dir, download=a.download, test_only=True)
+    return ds, load_dataset(a.calib_from)
+
+
 def _main(argv):
     a = parse_args(argv)                 # every name and count is checked here, before any work
     xp = get_xp(a.backend)
@@ -150,7 +170,7 @@ def _main(argv):
                            seed=a.seed, threshold_search=a.thresholds, prerun=a.prerun).validate()
     if a.checkpoint:
         resolve_checkpoint(a.checkpoint)              # a missing file: said before loading data
-    ds = load_dataset(a.dataset, a.data_dir, download=a.download)
+    ds, calib_ds = load_data(a)
     model, header, mean, std = get_model(a, xp, ds)
     cfg.p = quantile_for(header, a.p)               # a stored p is checked too
     if a.p is None and "p" in header:
@@ -158,16 +178,20 @@ def _main(argv):
              f"{header.get('p_chosen_by', '')})")
     a.p = cfg.p
     cfg.validate()
-    cal, _ = calibration_split(len(ds.x_train), a.n_calib, a.seed)     # as reproduce does
+    cal, _ = calibration_split(len(calib_ds.x_train), a.n_calib, a.seed)     # as reproduce does
     idx = test_indices(len(ds.x_test), a.n_test, a.test_subset, a.seed)
-    x_calib = normalize(ds.x_train[cal], mean, std, xp)
+    images = {"calibration": f"{len(cal)} training images of {calib_ds.name} (seed {a.seed})",
+              "test": f"{a.test_subset} {len(idx)} test images of {ds.name}"}
+    _log(f"calibration: {images['calibration']}, {calib_ds.source}; test: {images['test']}, "
+         f"{ds.source}")
+    x_calib = normalize(calib_ds.x_train[cal], mean, std, xp)
     x_test, y_test = normalize(ds.x_test[idx], mean, std, xp), ds.y_test[idx]
     t0 = time.perf_counter()
     res = evaluate_conversion(model, x_calib, x_test, y_test, cfg, mean=mean, std=std, log=_log)
     if a.stats:
         res["stats"] = run_stats(model, x_calib, x_test[:a.n_stats], cfg, a.stats_variant,
                                  mean, std)
-    res.update(model=header["arch"], dataset=a.dataset)
+    res.update(model=header["arch"], dataset=a.dataset, images=images)
     if a.json:
         print(json.dumps(res))
     else:
@@ -176,7 +200,8 @@ def _main(argv):
             print()
             print(f"{res['stats']['variant']}: " + format_stats(d))
         print(f"({backend_name(xp)} backend, {a.coding} coding, p={a.p}, Alg. 2 reading "
-              f"{a.reading}/{a.granularity}, compensation {a.comp}; {time.perf_counter() - t0:.0f}s)")
+              f"{a.reading}/{a.granularity}, compensation {a.comp}; calibration: "
+              f"{images['calibration']}; {time.perf_counter() - t0:.0f}s)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     ds = load_dataset("cifar10")            # looks in default_data_dir() ($ICSNN_DATA)
     ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.classes
+    load_dataset("cifar10", folder, test_only=True)   # the test batch alone (x_train empty)
 
 (Normalisation, augmentation and batching are in preprocess.py.)
 
@@ -33,6 +34,9 @@ DATASETS = ("cifar10", "cifar100", "cifar10-slice")
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 SLICE_PATH = Path(__file__).resolve().parent.parent / "assets" / "cifar10_slice.npz"
 _PIXELS = 3 * 32 * 32  # bytes per image: R, G, B planes of 32x32, row-major
+# batches.meta order; a test-only CIFAR-10 folder without its meta file gets these names
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
 _DOWNLOAD_TIMEOUT_S = 10
 
 
@@ -171,11 +175,15 @@ def default_data_dir() -> Path:
 
 
 def load_dataset(name: str, data_dir=None, download: bool = False,
-                 verify: bool = True) -> Dataset:
+                 verify: bool = True, test_only: bool = False) -> Dataset:
     """Load "cifar10", "cifar100" or the bundled "cifar10-slice" (no data_dir needed).
 
     Extracted folders are preferred over archives. `data_dir` may also be the extracted folder
-    itself. `verify=False` skips the hash checks (structure is always checked).
+    itself, or any folder holding the test file (e.g. only ``test_batch.bin``). `verify=False`
+    skips the hash checks (structure is always checked). `test_only=True` reads the test file
+    alone: training files need not be there and x_train/y_train are empty (calibration images
+    then come from elsewhere); class names come from the meta file where it is, else (CIFAR-10)
+    the official names.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
@@ -188,13 +196,18 @@ def load_dataset(name: str, data_dir=None, download: bool = False,
     if found is None:
         raise DatasetError(_missing_message(name, root))
     path, fmt = found
-    files = _read_archive(path, fmt, verify) if path.is_file() else _read_folder(path, fmt, verify)
+    wanted = (fmt.test, fmt.meta) if test_only else (*fmt.train, fmt.test, fmt.meta)
+    optional = (fmt.meta,) if test_only and fmt.num_classes == 10 else ()
+    files = (_read_archive(path, fmt, verify, wanted) if path.is_file()
+             else _read_folder(path, fmt, verify, wanted, optional))
     # pop: each file's bytes are freed once parsed (the real training set is 150 MB)
-    parts = [_parse(files.pop(f), fmt, f"{path}/{f}") for f in fmt.train]
+    parts = [_parse(files.pop(f), fmt, f"{path}/{f}") for f in wanted[:-2]]
     x_test, y_test = _parse(files.pop(fmt.test), fmt, f"{path}/{fmt.test}")
-    classes = _class_names(files.pop(fmt.meta), fmt, f"{path}/{fmt.meta}")
-    return Dataset(name, np.concatenate([p[0] for p in parts]),
-                   np.concatenate([p[1] for p in parts]), x_test, y_test, classes, str(path))
+    classes = (_class_names(files.pop(fmt.meta), fmt, f"{path}/{fmt.meta}") if fmt.meta in files
+               else list(CIFAR10_CLASSES))
+    x_train = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3, 32, 32), np.uint8)
+    y_train = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    return Dataset(name, x_train, y_train, x_test, y_test, classes, str(path))
 
 
 # --------------------------------------------------------------------------- finding files
@@ -203,6 +216,7 @@ def _find(name: str, root: Path) -> tuple[Path, _Format] | None:
     fmts = _FORMATS[name]
     folders = [(root, f) for f in fmts if root.name == f.folder]  # data_dir is the folder
     folders += [(root / f.folder, f) for f in fmts]
+    folders += [(root, f) for f in fmts if (root / f.test).is_file()]  # any folder with the test file
     found = [(p, f) for p, f in folders if p.is_dir()]
     found += [(root / f.archive, f) for f in fmts if (root / f.archive).is_file()]
     return found[0] if found else None
@@ -220,25 +234,30 @@ def _missing_message(name: str, root: Path) -> str:
             f"download=True (--download) fetches {fmt.archive} from {BASE_URL}.")
 
 
-def _read_folder(folder: Path, fmt: _Format, verify: bool) -> dict[str, bytes]:
-    """Read the needed files of an extracted folder, hash-checking official ones."""
+def _read_folder(folder: Path, fmt: _Format, verify: bool, wanted, optional=()) -> dict[str, bytes]:
+    """Read the `wanted` files of an extracted folder (those in `optional` where present),
+    hash-checking official ones."""
     out = {}
-    for f in (*fmt.train, fmt.test, fmt.meta):
+    for f in wanted:
         path = folder / f
         if not path.is_file():
+            if f in optional:
+                continue
+            hint = (f"; to use the test file alone, load it test_only (the demo: --calib-from "
+                    f"cifar10-slice)" if f in fmt.train and (folder / fmt.test).is_file() else "")
             raise DatasetError(f"{path} is missing: re-extract {fmt.archive} into "
-                               f"{folder.parent} or download it again from {BASE_URL}")
+                               f"{folder.parent} or download it again from {BASE_URL}{hint}")
         if verify:
             check_official(path, f"{fmt.folder}/{f}")
         out[f] = path.read_bytes()
     return out
 
 
-def _read_archive(archive: Path, fmt: _Format, verify: bool) -> dict[str, bytes]:
-    """Stream the needed members out of a .tar.gz (one pass, nothing written to disk)."""
+def _read_archive(archive: Path, fmt: _Format, verify: bool, wanted) -> dict[str, bytes]:
+    """Stream the `wanted` members out of a .tar.gz (one pass, nothing written to disk)."""
     if verify:
         check_official(archive, fmt.archive)
-    wanted, out = {f"{fmt.folder}/{f}" for f in (*fmt.train, fmt.test, fmt.meta)}, {}
+    wanted, out = {f"{fmt.folder}/{f}" for f in wanted}, {}
     try:
         with tarfile.open(archive, "r|gz") as tar:
             for member in tar:
