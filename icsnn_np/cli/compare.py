@@ -41,10 +41,11 @@ from ..runs.evaluate import (CALIB_RECIPES, ConversionConfig, ann_accuracy, cali
 from . import common as cli
 
 # (label, variant, overrides of the config): the paper's variants at the project's default
-# readings, QCFS/OPI's V_th/2 (C-SNN half), our fixed point, and the family (methods.py).
+# readings, V_th/2 (C-SNN half: where a QCFS-trained ANN's neurons start), our fixed point,
+# and the family (beyond/methods.py).
 ROWS = [
     ("SNN", "snn", {}),
-    ("C-SNN half (QCFS/OPI v(0) = V_th/2)", "c-snn", {"comp": "half"}),
+    ("C-SNN half, v(0) = V_th/2 (QCFS's start)", "c-snn", {"comp": "half"}),
     ("I-SNN", "i-snn", {}),
     ("IC-SNN", "ic-snn", {}),
     ("IC-SNN fixed point (ours)", "ic-snn-fp", {}),
