@@ -103,6 +103,16 @@ def device_name(standin: bool) -> str:
 
 
 def main(argv=None):
+    """The check; 0 when every step passed, 1 otherwise, 130 on Ctrl-C (one line)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); nothing was written (the report is written at the end)",
+              file=sys.stderr, flush=True)
+        return 130
+
+
+def _main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--standin", action="store_true",
                    help="run on the strict CPU stand-in for CuPy (small sizes; no GPU needed)")

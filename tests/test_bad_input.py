@@ -204,7 +204,7 @@ CLI = [
     Cli("demo checkpoint without mean/std", "demo", ["--checkpoint", "{nomean}"], 2,
         "has no mean or std in its header"),
     Cli("demo checkpoint mean/std for 2 channels", "demo", ["--checkpoint", "{mean2}"], 2,
-        "mean/std hold 2 values, but the images have 3 channels"),
+        "mean holds 2 values, but the images have 3 channels"),
     Cli("demo checkpoint with NaN weights", "demo", ["--checkpoint", "{nanw}"], 2,
         "tensor features.0.weight contains NaN or inf"),
     Cli("demo 100-class model on CIFAR-10", "demo", ["--checkpoint", "{c100}"], 2,
@@ -335,7 +335,7 @@ def test_ctrl_c_in_train_names_the_checkpoint_it_kept(files, tmp_path, capsys, m
     ctrl_c_after_epoch_1(monkeypatch)
     out = tmp_path / "t.npz"
     rc = train_cli.main(_fill(BASE["train"] + ["--epochs", "2"], files, tmp_path))
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().splitlines()[-1]    # after the progress lines (stderr)
     assert rc == 130
     assert err == (f"error: interrupted (Ctrl-C); kept the last complete checkpoint {out} (epoch 1 "
                    f"of 2; the best so far is {tmp_path / 't_best.npz'}); continue with --resume")
@@ -481,7 +481,8 @@ API = [
         ValueError, "must be a normalised batch of images (N, C, H, W)"),
     # normalisation
     Api("normalize: NaN pixels", lambda e: normalize(_with(e.raw.astype(float), (0, 0, 0, 0), NAN),
-                                                     [0.5] * 3, [0.25] * 3), ValueError, "contain NaN or inf"),
+                                                     [0.5] * 3, [0.25] * 3), ValueError,
+        "normalize takes raw images (uint8 pixels 0..255), got float64"),
     Api("normalize: NaN mean", lambda e: normalize(e.raw, [NAN, 0.5, 0.5], [0.25] * 3), ValueError,
         "contain NaN or inf"),
     Api("normalize: inf std", lambda e: normalize(e.raw, [0.5] * 3, [0.25, INF, 0.25]), ValueError,

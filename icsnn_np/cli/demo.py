@@ -28,7 +28,7 @@ from ..io.preprocess import normalize
 from ..models import MODELS
 from ..runs.engine import DEFAULT_ENGINE, ENGINES
 from ..runs.evaluate import (ConversionConfig, calibrated_snn, calibration_passes, evaluate_conversion,
-                             format_accuracy_table, quantile_for)
+                             format_accuracy_table, quantile_for, threshold_rule)
 from ..runs.progress import tracking
 from ..runs.protocol import SUBSETS, calibration_split, test_indices
 from ..runs.stats import format_stats, spike_stats
@@ -54,14 +54,23 @@ def get_model(args, xp, ds):
         _log(f"model: {header['arch']} from {path} (trained on {header.get('dataset', '?')}, "
              f"test accuracy there {100 * header.get('test_acc', float('nan')):.2f}%)")
         return model.to(xp), header, mean, std
-    out = Path(args.workdir) / f"demo_{args.model}_{args.dataset}.npz"
+    out = workdir_model(args)
     cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.train_epochs,
                       lr=0.02, batch_size=64, seed=args.seed, backend=args.backend,
-                      data_dir=args.data_dir, out=str(out)).validate()
+                      data_dir=args.data_dir, out=str(out), force=True).validate()
     _log(f"no bundled model: training {args.model} on {args.dataset} for {args.train_epochs} "
          f"epochs first (a few minutes on 2 CPU cores)")
-    res = train(cfg, log=_log)
+    with cli.claim(Path(args.workdir) / "demo", _log, what="--workdir"):   # one demo per workdir
+        res = train(cfg, log=_log)
     return res["model"], {"arch": args.model, "dataset": args.dataset}, res["mean"], res["std"]
+
+
+def workdir_model(args) -> Path:
+    """Where a model trained on the spot goes (``--workdir``), checked writable, naming
+    ``--workdir`` (the demo's own file there is replaced by a new training)."""
+    out = Path(args.workdir) / f"demo_{args.model}_{args.dataset}.npz"
+    cli.check_output_file(out, "--workdir: the on-the-spot model")
+    return out
 
 
 def run_stats(model, x_calib, x, cfg, variant, mean, std):
@@ -150,6 +159,8 @@ def _main(argv):
                            seed=a.seed, threshold_search=a.thresholds, prerun=a.prerun).validate()
     if a.checkpoint:
         resolve_checkpoint(a.checkpoint)              # a missing file: said before loading data
+    elif DEFAULT_MODEL not in bundled_models():
+        workdir_model(a)                              # where it will train: said before the data
     ds = load_dataset(a.dataset, a.data_dir, download=a.download)
     model, header, mean, std = get_model(a, xp, ds)
     cfg.p = quantile_for(header, a.p)               # a stored p is checked too
@@ -168,6 +179,7 @@ def _main(argv):
         res["stats"] = run_stats(model, x_calib, x_test[:a.n_stats], cfg, a.stats_variant,
                                  mean, std)
     res.update(model=header["arch"], dataset=a.dataset)
+    res["config"]["threshold_rule"] = threshold_rule([cfg.threshold_mode], model)
     if a.json:
         print(json.dumps(res))
     else:

@@ -1,5 +1,8 @@
 """``python -m icsnn_np.train``: train a ReLU ANN with hand-written SGD (runs/training.py).
 
+Progress (one line per epoch, and within a long epoch every EVERY_S seconds) goes to stderr.
+An existing ``--out`` is replaced only with ``--force`` (or continued with ``--resume``).
+
     python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
 """
 from __future__ import annotations
@@ -56,10 +59,12 @@ def _main(argv):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from --out and its _resume.npz")
     p.add_argument("--out", default=d.out, help="checkpoint path (best is saved as <stem>_best.npz)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the checkpoints of an earlier run at --out (else refused)")
     a = p.parse_args(argv)
     cfg = TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in vars(a).items()})
     cfg.validate()                             # lr, momentum, the output paths: before any work
-    train(cfg, log=lambda s: print(s, flush=True))
+    train(cfg, log=cli.log_stderr)             # progress and epoch lines: stderr
     return 0
 
 
