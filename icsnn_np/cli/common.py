@@ -55,10 +55,10 @@ def write_outputs(stem, data: dict):
     atomic_write_all({with_ext(stem, ext): b for ext, b in data.items()})
 
 
-def claim(stem, log=None, what="--out"):
-    """Hold ``stem`` for this run (``<stem>.lock``, io.files.exclusive): a second run on the
-    same output stops with one line naming the process that holds it."""
-    return exclusive(stem, log, what)
+def claim(stem, log=None, what="--out", lock=None):
+    """Hold ``stem`` for this run (``<stem>.lock``, or ``lock``; io.files.exclusive): a second
+    run on the same output stops with one line naming the process that holds it."""
+    return exclusive(stem, log, what, lock)
 
 
 def log_stderr(s: str):

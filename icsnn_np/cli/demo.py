@@ -58,9 +58,9 @@ def get_model(args, xp, ds):
     cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.train_epochs,
                       lr=0.02, batch_size=64, seed=args.seed, backend=args.backend,
                       data_dir=args.data_dir, out=str(out), force=True).validate()
-    _log(f"no bundled model: training {args.model} on {args.dataset} for {args.train_epochs} "
-         f"epochs first (a few minutes on 2 CPU cores)")
-    with cli.claim(Path(args.workdir) / "demo", _log, what="--workdir"):   # one demo per workdir
+    with cli.claim(args.workdir, _log, "--workdir", Path(args.workdir) / ".demo.lock"):  # one per workdir
+        _log(f"no bundled model: training {args.model} on {args.dataset} for {args.train_epochs} "
+             f"epochs first (a few minutes on 2 CPU cores)")
         res = train(cfg, log=_log)
     return res["model"], {"arch": args.model, "dataset": args.dataset}, res["mean"], res["std"]
 

@@ -261,6 +261,13 @@ def parse_args(argv):
     return a
 
 
+def fingerprint(a) -> dict:
+    """What decides the numbers (not where they are written or logged), the checkpoint by
+    its content: a resumed run must match it (partial.py)."""
+    return {k: v for k, v in vars(a).items()
+            if k not in ("out", "log", "resume", "data_dir", "download", "checkpoint", "force")}
+
+
 def main(argv=None):
     """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
     return cli.run(_main, argv)
@@ -272,15 +279,10 @@ def _main(argv):
     base = ConversionConfig(T=tuple(a.T), p=(a.p or [0.99])[0], coding=a.coding, n_calib=a.n_calib,
                             seed=a.seed, engine=a.engine, chunk=a.chunk, batch_size=a.batch_size,
                             comp=a.comp, reading=a.reading, prerun=a.prerun).validate()
-    # what decides the numbers (not where they are written or logged): a resumed run must match
-    fingerprint = {k: v for k, v in vars(a).items() if k not in ("out", "log", "resume", "data_dir",
-                                                                 "download", "checkpoint", "force")}
     a.checkpoint_sha256 = file_sha256(path)
-    n_images = a.validation or a.n_test
     with cli.progress_log(a.log) as log, cli.claim(a.out, log):
-        memo = Partial(cli.with_ext(a.out, ".partial.json"),
-                       dict(fingerprint, checkpoint_sha256=a.checkpoint_sha256), resume=a.resume,
-                       n_images=n_images, labels={r[0] for r in ROWS})
+        memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint(a), resume=a.resume,
+                       n_images=a.validation or a.n_test, labels={r[0] for r in ROWS})
 
         def kept():
             return (f"no table was written; {memo.kept()}"

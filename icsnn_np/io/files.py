@@ -136,11 +136,11 @@ def lock_path(stem) -> Path:
 
 
 @contextmanager
-def exclusive(stem, log=None, what: str = "--out"):
-    """Hold ``<stem>.lock`` while the block runs: one run per output stem (or folder). A
-    second run stops with one line naming the live process; a lock left by a process that
-    no longer runs (killed) is taken over with a note to ``log``."""
-    lock = lock_path(stem)
+def exclusive(stem, log=None, what: str = "--out", lock=None):
+    """Hold ``<stem>.lock`` (or ``lock``) while the block runs: one run per output stem (or
+    folder). A second run stops with one line naming the live process; a lock left by a
+    process that no longer runs (killed) is taken over with a note to ``log``."""
+    lock = Path(lock) if lock is not None else lock_path(stem)
     lock.parent.mkdir(parents=True, exist_ok=True)
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                        "started": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -18,6 +18,7 @@ from ..backend import to_host, xp_of
 from ..checks import check_batch
 from ..layers import Conv2d, Flatten, Linear
 from ..models import BasicBlock
+from ..neurons import IFNode
 
 MAX_SIDE = 1024                 # the largest image side tried when naming the size that fits
 
@@ -77,8 +78,8 @@ def check_images(model, x, what: str = "the image batch"):
     channels, features = _head(model)
     _, c, h, w = x.shape
     if channels is not None and c != channels:
-        raise ValueError(f"{what}: images with {c} channels, but the model takes {channels} "
-                         f"(its first convolution's input channels)")
+        raise ValueError(f"{what}: images with {c} channel{'s' * (c != 1)}, but the model takes "
+                         f"{channels} (its first convolution's input channels)")
     if features is not None and flat_features(model, c, h, w) != features:
         side = built_for(model, c)
         size = f"{side}\u00d7{side} images" if side else f"another image size ({features} features at its first linear layer)"
@@ -101,6 +102,18 @@ def check_labels(y, n: int, what: str = "the labels", classes: int | None = None
         raise ValueError(f"{what}: labels must lie in [0, {classes}) for a {classes}-class "
                          f"model, found {int(y.min())} .. {int(y.max())}")
     return y
+
+
+def check_first_currents(snn, x, what: str = "the test batch"):
+    """The input currents of ``snn``'s first IF layer on ``x`` are finite: the layers before
+    it run once on the batch (one convolution, not T steps), so inputs that overflow float32
+    there (images x 1e38) are refused instead of spiking on inf forever."""
+    h = x
+    for m in leaves(snn.tree):
+        if isinstance(m, IFNode):
+            break
+        h = m.forward(h)
+    return check_finite_output(h, x, what, "the SNN's first input currents")
 
 
 def check_finite_output(out, x, what: str = "the image batch", who: str = "the ANN's outputs"):
