@@ -504,6 +504,10 @@ CLI = [
         "merged.json exists: add --force", setup=existing("merged.json")),
     Cli("reproduce --rows without a value", "reproduce", ["--rows"], 2,
         "argument --rows: expected at least one argument"),
+    Cli("train --milestones without a value", "train", ["--milestones"], 2,
+        "argument --milestones: expected at least one argument"),
+    Cli("bench --only without a value", "bench", ["--only"], 2,
+        "argument --only: expected at least one argument"),
     # 3. one run per output: a live run's lock is named with its pid
     Cli("reproduce while another run writes the same output", "reproduce", [], 2,
         "res is in use by another run (pid", setup=live_lock("res.lock")),
@@ -702,6 +706,27 @@ def test_a_stale_lock_is_taken_over_with_a_note(files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"note: took over the stale lock {tmp_path / 'res.lock'} (pid {dead.pid} is no longer running)" in err
     assert not (tmp_path / "res.lock").exists() and (tmp_path / "res.json").is_file()
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_output(files, tmp_path, capsys):
+    """A live process holds res (a second process, as a concurrent run would); reproduce on
+    the same --out stops naming its pid; once it is killed, its lock is taken over."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
+         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+         str(tmp_path / "res")], stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --out {tmp_path / 'res'} is in use by another run (pid {holder.pid}")
+    finally:
+        holder.kill()                                   # killed: its lock stays, stale
+        holder.wait()
+    assert (tmp_path / "res.lock").exists() and not (tmp_path / "res.json").exists()
+    assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 0
+    assert f"took over the stale lock {tmp_path / 'res.lock'} (pid {holder.pid}" in capsys.readouterr().err
 
 
 def test_the_files_of_a_table_are_written_all_or_none(tmp_path):

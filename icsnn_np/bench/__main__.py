@@ -55,7 +55,7 @@ def _main(argv):
                    help="timed calls after the warm-up")
     p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch columns")
-    p.add_argument("--only", nargs="*", default=["snn", "gemm", "train", "T"],
+    p.add_argument("--only", nargs="+", default=["snn", "gemm", "train", "T"],
                    choices=["snn", "gemm", "train", "T"], help="parts to run (snn always runs)")
     p.add_argument("--agreement-seeds", type=cli.count("--agreement-seeds"), default=None, metavar="N",
                    help="instead: count prediction disagreements with PyTorch over N weight seeds")

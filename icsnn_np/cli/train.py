@@ -42,7 +42,7 @@ def _main(argv):
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--train-limit", type=cli.count("--train-limit"), default=None,
                    help="use only the first N training images (N >= 1)")
-    p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="*", default=[],
+    p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="+", default=[],
                    help="epochs at which lr is divided by 5 (default: the paper's, scaled)")
     p.add_argument("--warmup", type=cli.count("--warmup", minimum=0), default=d.warmup,
                    help="epochs of linear lr warm-up")

@@ -130,6 +130,20 @@ def _owner_alive(info: dict) -> bool:
     return pid_alive(pid)
 
 
+def _create_with(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` in one step (written under a temporary name, then
+    hard-linked: the link fails if ``path`` exists), so no reader ever sees it empty.
+    False if it exists."""
+    tmp = _write_temp(path, lambda f: f.write(data), ".new")
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def lock_path(stem) -> Path:
     stem = Path(stem)
     return stem.with_name(stem.name + ".lock")
@@ -143,24 +157,21 @@ def exclusive(stem, log=None, what: str = "--out", lock=None):
     lock = Path(lock) if lock is not None else lock_path(stem)
     lock.parent.mkdir(parents=True, exist_ok=True)
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
     for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            info = _read_lock(lock)
-            if _owner_alive(info):
-                raise ValueError(f"{what} {stem} is in use by another run (pid {info['pid']}, "
-                                 f"started {info.get('started', '?')}; lock file {lock}): wait "
-                                 f"for it to finish, or name another {what}") from None
+        if _create_with(lock, mine):
+            break
+        seen = lock.read_bytes() if lock.exists() else b""
+        info = _read_lock(lock)
+        if _owner_alive(info):
+            raise ValueError(f"{what} {stem} is in use by another run (pid {info['pid']}, "
+                             f"started {info.get('started', '?')}; lock file {lock}): wait "
+                             f"for it to finish, or name another {what}")
+        if lock.exists() and lock.read_bytes() == seen:   # still the dead run's: take it over
             if log is not None:
                 log(f"note: took over the stale lock {lock} (pid {info.get('pid', '?')} is no "
                     f"longer running)")
             lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(mine)
-        break
     else:
         raise ValueError(f"{what} {stem}: could not take the lock file {lock}; try again")
     try:
