@@ -909,8 +909,7 @@ API = [
         ValueError, "must be a normalised batch of images (N, C, H, W)"),
     # normalisation
     Api("normalize: NaN pixels", lambda e: normalize(_with(e.raw.astype(float), (0, 0, 0, 0), NAN),
-                                                     [0.5] * 3, [0.25] * 3), ValueError,
-        "normalize takes raw images (uint8 pixels 0..255), got float64"),
+                                                     [0.5] * 3, [0.25] * 3), ValueError, "contain NaN or inf"),
     Api("normalize: NaN mean", lambda e: normalize(e.raw, [NAN, 0.5, 0.5], [0.25] * 3), ValueError,
         "contain NaN or inf"),
     Api("normalize: inf std", lambda e: normalize(e.raw, [0.5] * 3, [0.25, INF, 0.25]), ValueError,
@@ -982,8 +981,12 @@ API = [
         _flat(build_model("vgg_cpu"), nan="5.bias"), "vgg_cpu"), CheckpointError,
         "'5.bias' (our 'features.5.bias') contains NaN or inf"),
     # ---- issue 25: the API refuses meaningless input where data enters --------------------
-    Api("normalize: float images", lambda e: normalize(e.raw.astype(np.float32), [0.5] * 3, [0.25] * 3),
-        ValueError, "normalize takes raw images (uint8 pixels 0..255), got float32"),
+    Api("normalize: float images already divided by 255", lambda e: normalize(
+        e.raw.astype(np.float32) / 255, [0.5] * 3, [0.25] * 3), ValueError,
+        "normalize: float32 pixel values span [0, 1]: already divided by 255? normalize takes raw "
+        "images (uint8 0..255)"),
+    Api("normalize: complex images", lambda e: normalize(e.raw.astype(complex), [0.5] * 3, [0.25] * 3),
+        ValueError, "normalize takes raw images (uint8 pixels 0..255), got complex128"),
     Api("normalize: a flat vector", lambda e: normalize(e.raw.reshape(4, -1), [0.5] * 3, [0.25] * 3),
         ValueError, "normalize takes raw images (N, C, H, W), got shape (4, 192)"),
     Api("label 3 for a 3-class model (ann_accuracy)", lambda e: ann_accuracy(e.model, e.x, [0, 1, 2, 3]),

@@ -123,8 +123,8 @@ def _is_number(v) -> bool:
 
 
 def check_header(header, path="checkpoint"):
-    """The header's schema: a JSON object of this format and version, a known ``arch``, a
-    positive integer ``num_classes``; where present, ``mean``/``std`` as 1 or 3 numbers, ``p``
+    """The header's schema: a JSON object of this format and version, an ``arch`` name (one
+    this package builds: checked by ``load_checkpoint``), a positive integer ``num_classes``; where present, ``mean``/``std`` as 1 or 3 numbers, ``p``
     in (0, 1], ``activation`` relu or qcfs (qcfs with positive integer ``levels``).
     Raises CheckpointError naming the file and the field."""
     def bad(field, v, want):
@@ -140,8 +140,8 @@ def check_header(header, path="checkpoint"):
     if version > VERSION:
         raise CheckpointError(f"{path} has format version {version}, newer than this "
                               f"package understands ({VERSION}); upgrade icsnn-np")
-    if header.get("arch") not in ALL_MODELS:
-        raise bad("arch", header.get("arch"), f"expected one of {', '.join(sorted(ALL_MODELS))}")
+    if not isinstance(header.get("arch"), str) or not header["arch"]:
+        raise bad("arch", header.get("arch"), "expected the name of an architecture")
     if not _is_int(header.get("num_classes")) or header["num_classes"] < 1:
         raise bad("num_classes", header.get("num_classes"), "expected a positive integer")
     for k in ("mean", "std"):
@@ -199,6 +199,9 @@ def load_checkpoint(path, arch: str | None = None):
     is missing, unexpected or mis-shaped, raises CheckpointError naming it.
     """
     header, arrays = read_checkpoint(path)
+    if header["arch"] not in ALL_MODELS:           # read_checkpoint reads any arch's file
+        raise CheckpointError(f"{path}: header field arch is {header['arch']!r}: expected one of "
+                              f"{', '.join(sorted(ALL_MODELS))}")
     if arch is not None and header["arch"] != arch:
         raise CheckpointError(f"{path} holds a {header['arch']!r} model, not {arch!r}")
     try:
