@@ -4,17 +4,19 @@
         --milestones 9 13 16 --seed 0 --out runs/vgg_cpu.npz          # ~40 min on 2 cores
     python -m icsnn_np.reproduce --checkpoint runs/vgg_cpu_best.npz --data-dir ../shared/data \
         --validation 1000 --p 0.995 0.999 0.9995 0.9999 1.0 --rows 0 1 3 --T 8 16 32 \
-        --out results/p_validation                                      # choose p
+        --out results/p_validation --force                              # choose p
     python scripts/bundle_model.py runs/vgg_cpu_best.npz --data-dir ../shared/data --p 0.9995 \
         --out icsnn_np/assets/vgg_cpu_cifar10.npz --force
 
-writes ``--out`` (default ``runs/<arch>_cifar10.npz``, not tracked; the bundled asset
+writes ``--out`` (weights as float16, cast back to float32 on load) after measuring the
+float32 and float16 networks on the full CIFAR-10 test set and on the bundled slice. The
+default ``--out`` is ``runs/<arch>_cifar10.npz`` (not tracked); the bundled asset
 ``icsnn_np/assets/<arch>_cifar10.npz``, which ``demo --checkpoint <arch>`` and ``reproduce
---checkpoint <arch>`` find by name, only when named, and replaced only with ``--force``;
-weights as float16, cast back to float32 on load) after measuring the float32 and float16 networks on the full CIFAR-10 test set and on
-the bundled slice; it refuses (exit 1) if float16 storage changes the test accuracy by more
-than ``--max-drop`` points. ``--p`` stores the threshold quantile chosen for this network on
-held-out training images; the demo and ``reproduce`` use it unless given ``--p``.
+--checkpoint <arch>`` find by name, is written only when named, and replaced only with
+``--force``. Every weight must fit float16, checked before anything is written. It
+refuses (exit 1) if float16 storage changes the test accuracy by more than ``--max-drop``
+points. ``--p`` stores the threshold quantile chosen for this network on held-out training
+images; the demo and ``reproduce`` use it unless given ``--p``.
 """
 from __future__ import annotations
 

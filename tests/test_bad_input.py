@@ -231,7 +231,8 @@ def no_bundled_model(mp):
 def no_torch(mp):
     """PyTorch is not installed (find_spec finds no torch)."""
     real = bench_cli.importlib.util.find_spec
-    mp.setattr(bench_cli.importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    mp.setattr(bench_cli.importlib.util, "find_spec",
+               lambda name, *a: None if name == "torch" else real(name, *a))
 
 
 # --------------------------------------------------------------------------- setups

@@ -310,7 +310,7 @@ def _compare(a, argv, path, log):
     command = "python -m icsnn_np.compare " + " ".join(argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": "direct", "p": base.p,
-                "threshold_rule": threshold_rule(["layer"] + (["mse"] if "mse" in a.thresholds else []),
+                "threshold_rule": threshold_rule([{"quantile": "layer"}.get(t, t) for t in a.thresholds],
                                                  model),
                 "default reading": base.reading, "default compensation": base.comp,
                 "pre-run steps": a.prerun, "engine": a.engine, "backend": a.backend}

@@ -3,11 +3,13 @@
     python -m icsnn_np.reproduce --checkpoint runs/vgg_cpu_best.npz --data-dir ../shared/data \
         --n-test 2000 --out results/vgg_cpu_cifar10
 
-writes ``<out>.md`` (default ``--out``: ``runs/<checkpoint>_<dataset>``, a folder git
-ignores; a committed table is replaced only when named and with ``--force``) (Markdown table in the paper's format, loss = ANN - SNN in points, with
+writes ``<out>.md`` (Markdown table in the paper's format, loss = ANN - SNN in points, with
 every reading of Alg. 2 and of the compensation as its own row), ``<out>.json`` and
-``<out>.png`` (accuracy vs T, like Fig. 5). The four main rows run at every T; the rows that
-compare readings run at ``--reading-T`` (the low-latency end, where readings matter).
+``<out>.png`` (accuracy vs T, like Fig. 5). The default ``--out`` is
+``runs/<checkpoint>_<dataset>``, a folder git ignores; an existing table (a committed one in
+``results/``) is replaced only when named and with ``--force``. The four main rows run at
+every T; the rows that compare readings run at ``--reading-T`` (the low-latency end, where
+readings matter).
 
 Several values of ``--p``, ``--thresholds`` or ``--block`` run every combination (a sweep:
 rows are labelled by setting, and the lowest summed IC-SNN loss is named). ``--validation N``

@@ -124,9 +124,10 @@ def _is_number(v) -> bool:
 
 def check_header(header, path="checkpoint"):
     """The header's schema: a JSON object of this format and version, an ``arch`` name (one
-    this package builds: checked by ``load_checkpoint``), a positive integer ``num_classes``; where present, ``mean``/``std`` as 1 or 3 numbers, ``p``
-    in (0, 1], ``activation`` relu or qcfs (qcfs with positive integer ``levels``).
-    Raises CheckpointError naming the file and the field."""
+    this package builds: checked by ``load_checkpoint``), a positive integer ``num_classes``;
+    where present, ``mean``/``std`` as 1 or 3 numbers, ``p`` in (0, 1], ``activation`` relu
+    or qcfs (qcfs with positive integer ``levels``). Raises CheckpointError naming the file
+    and the field."""
     def bad(field, v, want):
         return CheckpointError(f"{path}: header field {field} is {v!r}: {want}")
     if not isinstance(header, dict):

@@ -94,8 +94,9 @@ def check_new_output(path, what: str = "--out", force: bool = False, hint: str =
     result or a checkpoint is never replaced without being told (``--force``)."""
     path = check_output_file(path, what)
     if path.exists() and not force:
+        flag = what if what.startswith("--") else "--out"     # e.g. "the best checkpoint"
         raise ValueError(f"{what} {path} exists: add --force to replace it{hint}, or name "
-                         f"another {what}")
+                         f"another {flag}")
     return path
 
 

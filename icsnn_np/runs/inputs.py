@@ -82,7 +82,8 @@ def check_images(model, x, what: str = "the image batch"):
                          f"{channels} (its first convolution's input channels)")
     if features is not None and flat_features(model, c, h, w) != features:
         side = built_for(model, c)
-        size = f"{side}\u00d7{side} images" if side else f"another image size ({features} features at its first linear layer)"
+        size = (f"{side}\u00d7{side} images" if side else
+                f"another image size ({features} features at its first linear layer)")
         raise ValueError(f"{what}: {h}\u00d7{w} images, but the model was built for {size}")
     return x
 
