@@ -65,16 +65,19 @@ def rate_encode(x_norm, mean, std, t0: int, Tc: int, seed: int):
 def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
     """Once, before any work: T, the coding, and a finite float batch of the network's shape."""
     check_choice(coding, CODINGS, "input coding")
-    if coding == "rate":                   # a NaN current never fires: refused, not run
-        if mean is None or std is None:
-            raise ValueError("rate coding needs the normalisation mean and std of the inputs")
-        check_finite(np.asarray(mean, np.float64), "rate coding: mean")
-        if not np.all(check_finite(np.asarray(std, np.float64), "rate coding: std") > 0):
-            raise ValueError(f"rate coding: std {list(np.ravel(std))} must be > 0")
     in_ch = getattr(snn.flat[0], "in_channels", None)
     if getattr(x, "ndim", 0) != 4 or (in_ch is not None and x.shape[1] != in_ch):
         raise ValueError(f"expected a normalised batch (N, {in_ch or 'C'}, H, W), "
                          f"got {tuple(getattr(x, 'shape', ()))}")
+    if coding == "rate":                   # a NaN current never fires: refused, not run
+        if mean is None or std is None:
+            raise ValueError("rate coding needs the normalisation mean and std of the inputs")
+        if {np.size(mean), np.size(std)} - {1, x.shape[1]}:
+            raise ValueError(f"rate coding: mean/std hold {np.size(mean)}/{np.size(std)} values "
+                             f"for images with {x.shape[1]} channels: one per channel")
+        check_finite(np.asarray(mean, np.float64), "rate coding: mean")
+        if not np.all(check_finite(np.asarray(std, np.float64), "rate coding: std") > 0):
+            raise ValueError(f"rate coding: std {list(np.ravel(std))} must be > 0")
     check_batch(x, "the input batch")
     return check_T(T)
 

@@ -1,6 +1,10 @@
 """Build the bundled CIFAR-10 slice, icsnn_np/assets/cifar10_slice.npz, from the official files.
 
-    python scripts/build_slice.py --src ../shared/data --out icsnn_np/assets/cifar10_slice.npz
+    python scripts/build_slice.py --src ../shared/data --out icsnn_np/assets/cifar10_slice.npz --force
+
+(the default ``--out`` is ``runs/cifar10_slice.npz``, not tracked; an existing file is
+replaced only with ``--force``; the rebuild is byte-identical, so ``git status`` shows
+whether the bundled slice changed).
 
 Rule (deterministic, no randomness): walk the official binary batches in their official order
 (data_batch_1.bin ... data_batch_5.bin, i.e. training indices 0..49,999) and keep the first 100
@@ -21,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from icsnn_np.cli import common as cli  # noqa: E402
-from icsnn_np.io.files import check_output_file  # noqa: E402
+from icsnn_np.io.files import check_new_output  # noqa: E402
 from icsnn_np.io.data import file_digest, load_dataset  # noqa: E402
 
 PER_CLASS = 100
@@ -93,12 +97,15 @@ def _main(argv) -> int:
     p = cli.ArgumentParser(prog="python scripts/build_slice.py", description=__doc__.splitlines()[0])
     p.add_argument("--src", required=True, type=Path,
                    help=f"the {BIN_FOLDER} folder or the data folder holding it")
-    p.add_argument("--out", type=Path, default=Path("icsnn_np/assets/cifar10_slice.npz"))
+    p.add_argument("--out", type=Path, default=Path("runs/cifar10_slice.npz"),
+                   help="default runs/cifar10_slice.npz (the bundled one: icsnn_np/assets/cifar10_slice.npz)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--per-class", type=cli.count("--per-class"), default=PER_CLASS)
     args = p.parse_args(argv)
-    check_output_file(args.out, "--out")               # before any work: writable, not a folder
-    arrays = build(args.src, args.per_class)
-    save_atomic(arrays, args.out)
+    check_new_output(args.out, "--out", args.force)    # before any work: writable, not replacing
+    with cli.claim(args.out, cli.log_stderr):
+        arrays = build(args.src, args.per_class)
+        save_atomic(arrays, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
           f"{len(arrays['x_train'])} train + {len(arrays['x_test'])} test images")
     return 0

@@ -4,19 +4,25 @@
         --milestones 9 13 16 --seed 0 --out runs/vgg_cpu.npz          # ~40 min on 2 cores
     python -m icsnn_np.reproduce --checkpoint runs/vgg_cpu_best.npz --data-dir ../shared/data \
         --validation 1000 --p 0.995 0.999 0.9995 0.9999 1.0 --rows 0 1 3 --T 8 16 32 \
-        --out results/p_validation                                      # choose p
-    python scripts/bundle_model.py runs/vgg_cpu_best.npz --data-dir ../shared/data --p 0.9995
+        --out results/p_validation --force                              # choose p
+    python scripts/bundle_model.py runs/vgg_cpu_best.npz --data-dir ../shared/data --p 0.9995 \
+        --out icsnn_np/assets/vgg_cpu_cifar10.npz --force
 
-writes ``icsnn_np/assets/<arch>_cifar10.npz`` (weights as float16, cast back to float32 on
-load; ``demo --checkpoint <arch>`` and ``reproduce --checkpoint <arch>`` find it by name)
-after measuring the float32 and float16 networks on the full CIFAR-10 test set and on
-the bundled slice; it refuses (exit 1) if float16 storage changes the test accuracy by more
-than ``--max-drop`` points. ``--p`` stores the threshold quantile chosen for this network on
-held-out training images; the demo and ``reproduce`` use it unless given ``--p``.
+writes ``--out`` (weights as float16, cast back to float32 on load) after measuring the
+float32 and float16 networks on the full CIFAR-10 test set and on the bundled slice. The
+default ``--out`` is ``runs/<arch>_cifar10.npz`` (not tracked); the bundled asset
+``icsnn_np/assets/<arch>_cifar10.npz``, which ``demo --checkpoint <arch>`` and ``reproduce
+--checkpoint <arch>`` find by name, is written only when named, and replaced only with
+``--force``. Every weight must fit float16, checked before anything is written. It
+refuses (exit 1) if float16 storage changes the test accuracy by more than ``--max-drop``
+points. ``--p`` stores the threshold quantile chosen for this network on held-out training
+images; the demo and ``reproduce`` use it unless given ``--p``.
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +33,9 @@ except ImportError:                      # run from a checkout without installin
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icsnn_np.cli import common as cli  # noqa: E402
-from icsnn_np.io.checkpoint import (ASSETS, check_fits_data, load_checkpoint, resolve_checkpoint,  # noqa: E402
-                                 save_checkpoint)
-from icsnn_np.io.files import check_output_file  # noqa: E402
+from icsnn_np.io.checkpoint import (check_fits_data, load_checkpoint, resolve_checkpoint,  # noqa: E402
+                                    save_checkpoint)
+from icsnn_np.io.files import check_new_output  # noqa: E402
 from icsnn_np.io.data import load_dataset  # noqa: E402
 from icsnn_np.runs.training import evaluate  # noqa: E402
 
@@ -45,7 +51,9 @@ def _main(argv):
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is missing")
-    p.add_argument("--out", default=None, help="default: icsnn_np/assets/<arch>_cifar10.npz")
+    p.add_argument("--out", default=None, help="default: runs/<arch>_cifar10.npz (the package's "
+                   "bundled models: icsnn_np/assets/<arch>_cifar10.npz)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--p", type=cli.quantile(), default=None,
                    help="threshold quantile to store with the model (the demo's default for it)")
     p.add_argument("--p-chosen-by", default="reproduce --validation 1000 --p ...: lowest IC-SNN "
@@ -55,20 +63,40 @@ def _main(argv):
     if not a.max_drop >= 0:
         raise ValueError(f"--max-drop must be >= 0 points, got {a.max_drop}")
     model, header = load_checkpoint(resolve_checkpoint(a.checkpoint))
-    a.out = a.out or str(ASSETS / f"{header['arch']}_cifar10.npz")
-    check_output_file(a.out, "--out")                 # before any work: writable, not a folder
+    a.out = a.out or f"runs/{header['arch']}_cifar10.npz"
+    check_new_output(a.out, "--out", a.force)         # before any work: writable, not replacing
     mean, std = check_fits_data(header, 10, "CIFAR-10", a.checkpoint)
-    tmp = Path(a.out).with_name(".candidate_" + Path(a.out).name)
+    check_float16(model, a.checkpoint)
+    with cli.claim(a.out, cli.log_stderr):
+        return _bundle(a, model, header, mean, std)
+
+
+def check_float16(model, source):
+    """Every weight fits float16 (|w| <= 65504): an overflow to inf would be refused only
+    after the candidate was written, naming a file that no longer exists."""
+    top = np.finfo(np.float16).max
+    for name, a in model.state_dict().items():
+        big = float(np.max(np.abs(np.asarray(a)))) if np.size(a) else 0.0
+        if big > top:
+            raise ValueError(f"{source}: tensor {name} has values up to {big:.4g}, beyond float16's "
+                             f"range ({top:g}): it cannot be bundled as float16")
+
+
+def _bundle(a, model, header, mean, std):
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(a.out).name}.", suffix=".candidate.npz",
+                               dir=Path(a.out).parent)
+    os.close(fd)
+    tmp = Path(tmp)
     meta = {k: v for k, v in header.items() if k not in ("format", "version", "arch", "num_classes")}
     meta["stored_as"] = "float16"
     if a.p is not None:
         meta["p"], meta["p_chosen_by"] = float(a.p), a.p_chosen_by
     meta["made_by"] = (f"python scripts/bundle_model.py {Path(a.checkpoint).name}"
                        + (f" --p {a.p}" if a.p is not None else ""))
-    full = load_dataset("cifar10", a.data_dir, download=a.download)
-    sl = load_dataset("cifar10-slice")
-    save_checkpoint(tmp, model, header["arch"], header["num_classes"], meta, dtype=np.float16)
     try:
+        full = load_dataset("cifar10", a.data_dir, download=a.download)
+        sl = load_dataset("cifar10-slice")
+        save_checkpoint(tmp, model, header["arch"], header["num_classes"], meta, dtype=np.float16)
         half, _ = load_checkpoint(tmp)
         accs = {}
         for name, m in (("float32", model), ("float16", half)):

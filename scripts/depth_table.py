@@ -12,7 +12,6 @@ given one after another that scale down the same one.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ except ImportError:                      # run from a checkout without installin
 from icsnn_np.cli import common as cli  # noqa: E402
 from icsnn_np.convert import convert  # noqa: E402
 from icsnn_np.models import build_model  # noqa: E402
-from icsnn_np.runs.tables import PAPER_ORDER, paper_table_for  # noqa: E402
+from icsnn_np.runs.tables import PAPER_ORDER, paper_table_for, read_result  # noqa: E402
 
 MAIN = PAPER_ORDER[::-1]                 # SNN, C-SNN, I-SNN, IC-SNN: the paper's order, worst first
 
@@ -34,13 +33,15 @@ def load(paths):
     files of one network must agree on the ANN accuracy (same checkpoint and images)."""
     nets = {}
     for path in paths:
-        res = json.loads(Path(path).read_text())
-        arch = res.get("arch") or res["settings"]["model"]
+        res = read_result(path)                  # an empty or foreign file: one line naming it
+        arch = res.get("arch") or res["settings"].get("model")
+        if not isinstance(arch, str):
+            raise ValueError(f"{path}: names no network (arch {arch!r})")
         net = nets.setdefault(arch, {"ann": res["ann_acc"], "n": res["n_test"], "loss": {}})
         if (net["ann"], net["n"]) != (res["ann_acc"], res["n_test"]):
             raise ValueError(f"{path}: ANN {res['ann_acc']}% on {res['n_test']} images, but an "
                              f"earlier file of {arch} has {net['ann']}% on {net['n']}: not the same run")
-        default_block = res["settings"].get("block treatment", "node").split("/")[0]
+        default_block = str(res["settings"].get("block treatment", "node")).split("/")[0]
         for r in res["rows"]:
             if r["label"] in MAIN:
                 key = (r.get("block", default_block), r["label"])

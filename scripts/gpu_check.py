@@ -272,7 +272,7 @@ def _main(argv):
 
     # 4. the benchmark
     bench_out = cli.with_ext(out, "_bench.json")
-    r = step("bench, cupy", [py, "-m", "icsnn_np.bench", "--backend", "cupy", "--out", str(bench_out),
+    r = step("bench, cupy", [py, "-m", "icsnn_np.bench", "--backend", "cupy", "--force", "--out", str(bench_out),
                              *(["--quick"] if standin else ["--repeats", "3"])], "bench")
     r["summary"] = bench_summary(r, bench_out)
     steps.append(r)

@@ -11,9 +11,12 @@ tests at every T where all four of the paper's rows were measured.
 
 Rows are the same row when their label, variant, p, thresholds, block treatment, readings
 and compensation agree; their T columns are joined. The files must be of one network on the
-same images (same ANN accuracy, number of test and calibration images, seed, checkpoint
-name and coding); a T that two files both measured must have the same result in both, or
-nothing is written. The output may be one of the inputs: a merge only adds measurements.
+same images (same ANN accuracy, number of test and calibration images, seed, coding, and
+the same checkpoint *content*: its SHA-256, which reproduce records; files made before it
+did are matched by the checkpoint's name, with a note); a T that two files both measured
+must have the same result in both, or nothing is written. The output may be one of the
+inputs (a merge only adds measurements), but an existing output is replaced only with
+``--force``; the three files are written together, the output stem held while it runs.
 """
 from __future__ import annotations
 
@@ -27,13 +30,12 @@ except ImportError:                      # run from a checkout without installin
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icsnn_np.cli import common as cli  # noqa: E402
-from icsnn_np.io.files import atomic_write  # noqa: E402
-from icsnn_np.runs.tables import markdown, plot  # noqa: E402
+from icsnn_np.runs.tables import markdown, plot, read_result  # noqa: E402
 
 # what must agree between the files: the same network, images and conversion settings
-SAME = ("model", "checkpoint", "images", "n_calib", "seed", "coding", "p", "thresholds",
+SAME = ("model", "images", "n_calib", "seed", "coding", "p", "thresholds",
         "default reading", "default granularity", "default compensation", "engine")
-NEEDED = ("ann_acc", "n_test", "rows", "settings", "arch", "command")
+NEEDED = ("arch", "command")
 ROW_KEY = ("label", "variant", "p", "thresholds", "block", "reading", "comp", "granularity")
 
 
@@ -41,8 +43,29 @@ def _row_key(row: dict) -> tuple:
     return tuple(row.get(k) for k in ROW_KEY)
 
 
-def merge(results: list[dict], names: list[str]) -> dict:
+def same_checkpoint(results: list[dict], names: list[str], log=None):
+    """The files were made with one checkpoint: equal SHA-256 of its content; a file made
+    before reproduce recorded it is matched by the checkpoint's name, with a note."""
+    first = results[0]
+    for res, name in zip(results[1:], names[1:]):
+        a, b = first.get("checkpoint_sha256"), res.get("checkpoint_sha256")
+        if a and b:
+            if a != b:
+                raise ValueError(f"{name}: made with another checkpoint than {names[0]} (SHA-256 "
+                                 f"{b[:12]}... against {a[:12]}...), whatever their names")
+            continue
+        na, nb = first["settings"].get("checkpoint"), res["settings"].get("checkpoint")
+        if na != nb:
+            raise ValueError(f"{name}: setting checkpoint = {nb!r}, but {names[0]} has {na!r}")
+        if log is not None:
+            log(f"note: {names[0] if not a else name} records no checkpoint hash (made before "
+                f"reproduce recorded one): matched with {names[0] if a else name} by the "
+                f"checkpoint's name {na!r} only")
+
+
+def merge(results: list[dict], names: list[str], log=None) -> dict:
     """One result dict holding every row and T of ``results`` (reproduction JSONs)."""
+    same_checkpoint(results, names, log)
     first, rows, index = results[0], [], {}
     out = {k: v for k, v in first.items()
            if k not in ("rows", "settings", "command", "seconds", "runs", "merged_runs",
@@ -82,7 +105,9 @@ def merge(results: list[dict], names: list[str]) -> dict:
         for run in res.get("runs") or [{"command": res["command"], "seconds": res.get("seconds", 0.0),
                                         "earlier_measurements": res.get("earlier_measurements", 0)}]:
             runs.setdefault(run["command"], run)
-    return dict(out, rows=rows, settings=settings, runs=list(runs.values()),
+    sha = next((r["checkpoint_sha256"] for r in results if r.get("checkpoint_sha256")), None)
+    return dict(out, **({"checkpoint_sha256": sha} if sha else {}), rows=rows, settings=settings,
+                runs=list(runs.values()),
                 command=" && ".join(runs), merged_runs=len(runs),
                 seconds=round(sum(r["seconds"] for r in runs.values()), 1),
                 earlier_measurements=sum(r["earlier_measurements"] for r in runs.values()))
@@ -97,29 +122,31 @@ def _main(argv):
     p = cli.ArgumentParser(prog="python scripts/merge_results.py", description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="+", help="reproduction JSON files of one network")
     p.add_argument("--out", required=True, help="output path without extension (.json/.md/.png)")
+    p.add_argument("--force", action="store_true", help="replace <out>.json/.md/.png if they exist")
     a = p.parse_args(argv)
+    cli.check_outputs(a.out, force=a.force)
+    with cli.claim(a.out, cli.log_stderr):         # read and write while holding the output
+        return _merge(a)
+
+
+def _merge(a):
     loaded = []
     for path in a.results:
-        try:
-            res = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable reproduction result ({e})") from None
-        missing = [k for k in NEEDED if not isinstance(res, dict) or k not in res]
+        res = read_result(path)
+        missing = [k for k in NEEDED if k not in res]
         if missing:
             raise ValueError(f"{path}: not a reproduction result (no {', '.join(missing)})")
         loaded.append(res)
     try:
-        res = merge(loaded, a.results)
+        res = merge(loaded, a.results, cli.log_stderr)
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"the files are not reproduction results (missing or malformed {e})") from None
-    out = Path(a.out)
     title = f"{res['arch']} on CIFAR-10: ANN vs converted SNNs"
     meta = {"title": title, "settings": res["settings"], "command": res["command"],
-            "data": res["settings"]["images"], "arch": res["arch"]}
-    atomic_write(cli.with_ext(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
-    atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
-    plot(res, cli.with_ext(out, ".png"), title)
-    print(f"wrote {cli.with_ext(out, '.md')}, .json, .png: {len(res['rows'])} rows from "
+            "data": res["settings"].get("images", f"{res['n_test']} images"), "arch": res["arch"]}
+    cli.write_outputs(a.out, {".json": json.dumps(res, indent=1).encode(),
+                              ".md": markdown(res, meta).encode(), ".png": plot(res, None, title)})
+    print(f"wrote {cli.with_ext(a.out, '.md')}, .json, .png: {len(res['rows'])} rows from "
           f"{len(loaded)} file{'s' if len(loaded) > 1 else ''}")
     return 0
 

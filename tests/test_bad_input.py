@@ -18,9 +18,14 @@ peak. Everything runs on the bundled slice, tiny sizes: seconds in all.
 """
 from __future__ import annotations
 
+import io
+import json
+import os
+import pickle
 import re
 import subprocess
 import sys
+import tarfile
 import tracemalloc
 import types
 from pathlib import Path
@@ -31,7 +36,7 @@ import pytest
 
 from helpers import load_script, run_sim
 
-from icsnn_np.cli import demo, reproduce
+from icsnn_np.cli import compare, demo, reproduce
 from icsnn_np.cli import train as train_cli
 from icsnn_np.runs import progress, protocol, resources
 from icsnn_np.runs import training as train_mod
@@ -40,8 +45,11 @@ from icsnn_np.io.checkpoint import (CheckpointError, check_fits_data, load_check
                                  read_checkpoint, resolve_checkpoint, save_checkpoint)
 from icsnn_np.checks import MAX_T, check_T
 from icsnn_np.convert import balance_thresholds, convert
-from icsnn_np.io.data import load_dataset
-from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, calibrated_snn, evaluate_conversion
+from icsnn_np.io.data import default_data_dir, load_dataset
+from icsnn_np.io.files import atomic_write_all, exclusive
+from icsnn_np.runs.evaluate import (ConversionConfig, ann_accuracy, calibrated_snn, evaluate_conversion,
+                                    snn_accuracy)
+from icsnn_np.runs.partial import Partial
 from icsnn_np.io.imports import import_state_dict, match_state_dict
 from icsnn_np.init_mem import alg2_data_init
 from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
@@ -60,6 +68,8 @@ NAN, INF = float("nan"), float("inf")
 
 
 build_slice, bundle_model = load_script("build_slice"), load_script("bundle_model")
+depth_table, merge_results = load_script("depth_table"), load_script("merge_results")
+gpu_check = load_script("gpu_check")
 
 
 # --------------------------------------------------------------------------- files
@@ -102,7 +112,86 @@ def files(tmp_path_factory):
     f["afile"].write_text("x")
     f["stem"] = d / "res"                     # reproduce --out res writes res.json: a folder here
     (d / "res.json").mkdir()
+    # checkpoints whose header or tensors break the schema (written raw, past save_checkpoint)
+    sd = {k: np.asarray(v) for k, v in model.state_dict().items()}
+    head = {"format": "icsnn-np-checkpoint", "version": 1, "arch": "vgg_cpu", "num_classes": 10, **good}
+    for name, h, change in [
+            ("int8", head, {"features.0.weight": sd["features.0.weight"].astype(np.int8)}),
+            ("bool", head, {"features.0.bias": sd["features.0.bias"] > 0}),
+            ("hlist", [1, 2], {}),
+            ("archfoo", dict(head, arch="foo"), {}),
+            ("ncstr", dict(head, num_classes="10"), {}),
+            ("nc0", dict(head, num_classes=0), {}),
+            ("meanstr", dict(head, mean="abc"), {}),
+            ("mean4", dict(head, mean=[0.5] * 4, std=[0.2] * 4), {}),
+            ("pstr", dict(head, p="x"), {}),
+            ("actfoo", dict(head, activation="foo"), {}),
+            ("qcfsnolevels", dict(head, activation="qcfs"), {}),
+            ("versionstr", dict(head, version="x"), {}),
+            ("big", head, {"features.0.weight": sd["features.0.weight"] * 0 + 1e5})]:
+        arrays = dict(sd, **change, __meta__=np.frombuffer(json.dumps(h).encode(), np.uint8))
+        np.savez(d / f"{name}.npz", **arrays)
+        f[name] = d / f"{name}.npz"
+    # reproduction results: the same checkpoint name, other content (SHA-256)
+    for name, sha in (("resA", "a" * 64), ("resB", "b" * 64)):
+        f[name] = _result(d / f"{name}.json", sha)
+    for name, text in (("emptyjson", ""), ("objjson", "{}"), ("listjson", "[1, 2]"),
+                       ("benchjson", json.dumps({"snn": {"ours_rate": 1.0}}))):
+        f[name] = d / f"{name}.json"
+        f[name].write_text(text)
+    f["c10bin"], f["c10py"] = _repacked_archives(d)
     return f
+
+
+def _result(path, sha, name="resnet20", n=8):
+    """A minimal reproduction result: the SNN row at T = 8, made with checkpoint ``name``."""
+    c = np.arange(n) % 2 == 0
+    row = {"label": "SNN", "variant": "snn", "setting": "", "p": 0.99, "thresholds": "layer",
+           "block": "node", "reading": "remainder", "comp": "literal", "granularity": "layer",
+           "T": {"8": {"acc": 50.0, "loss": 40.0, "correct": np.packbits(c).tobytes().hex()}}}
+    settings = {"model": "resnet20", "checkpoint": name, "images": f"the first {n} images",
+                "n_calib": 8, "seed": 0, "coding": "direct", "p": "0.99", "thresholds": "layer",
+                "default reading": "remainder", "default granularity": "layer",
+                "default compensation": "literal", "block treatment": "node", "engine": "fast"}
+    path.write_text(json.dumps({"ann_acc": 90.0, "n_test": n, "n_calib": 8, "rows": [row],
+                                "arch": "resnet20", "settings": settings, "command": path.stem,
+                                "seconds": 1.0, "checkpoint_sha256": sha}))
+    return path
+
+
+def _tar(path, members: dict):
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _repacked_archives(d):
+    """Folders holding a repacked CIFAR-10 archive of each format (not the official archive
+    bytes): small training batches and a test batch of the official size whose content is
+    not the official one. Binary: the real test_batch.bin with 5 labels changed where
+    $ICSNN_DATA has it, else zeros; python: zeros of the official size."""
+    real = default_data_dir() / "cifar-10-batches-bin" / "test_batch.bin"
+    test = bytearray(real.read_bytes() if real.is_file() and real.stat().st_size == 30730000
+                     else bytes(30730000))
+    for i in range(5):                                   # 5 altered labels (label byte of record i)
+        test[i * 3073] = (test[i * 3073] + 1) % 10
+    record = bytes(3073)
+    binary = {f"cifar-10-batches-bin/data_batch_{i}.bin": record for i in range(1, 6)}
+    binary["cifar-10-batches-bin/test_batch.bin"] = bytes(test)
+    binary["cifar-10-batches-bin/batches.meta.txt"] = "\n".join(f"c{i}" for i in range(10)).encode()
+    one = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]})
+    py = {f"cifar-10-batches-py/data_batch_{i}": one for i in range(1, 6)}
+    py["cifar-10-batches-py/test_batch"] = bytes(31035526)
+    py["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": [b"c"] * 10})
+    out = []
+    for name, members in (("cifar-10-binary.tar.gz", binary), ("cifar-10-python.tar.gz", py)):
+        folder = d / name.split(".")[0]
+        folder.mkdir()
+        _tar(folder / name, members)
+        out.append(folder)
+    return out
 
 
 # --------------------------------------------------------------------------- patches
@@ -134,6 +223,80 @@ def little_memory(mp):
     mp.setattr(resources, "available_memory", lambda xp=np: 64 << 20)
 
 
+def no_bundled_model(mp):
+    """The demo finds no bundled model: it would train one in --workdir."""
+    mp.setattr(demo, "bundled_models", lambda: {})
+
+
+def no_torch(mp):
+    """PyTorch is not installed (find_spec finds no torch)."""
+    real = bench_cli.importlib.util.find_spec
+    mp.setattr(bench_cli.importlib.util, "find_spec",
+               lambda name, *a: None if name == "torch" else real(name, *a))
+
+
+# --------------------------------------------------------------------------- setups
+# A setup writes what a user already has in {tmp} before the command runs: an earlier
+# result, a lock of a live run, a damaged resume or partial file. A refused command must
+# leave all of it as it was.
+def existing(*names):
+    """Earlier outputs ``{tmp}/<name>`` (any content)."""
+    def setup(files, tmp):
+        for n in names:
+            (tmp / n).write_text("an earlier result\n")
+    return setup
+
+
+def live_lock(name):
+    """``{tmp}/<name>`` held by a live process (this test's parent)."""
+    def setup(files, tmp):
+        (tmp / name).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename,
+                                            "started": "earlier"}))
+    return setup
+
+
+def _resume_state(**change):
+    state = {"epoch": 1, "best_acc": 0.1, "history": [{"epoch": 1, "lr": 0.1, "loss": 2.0,
+                                                        "train_acc": 0.1, "test_acc": 0.1}],
+             "train_config": {}, "rng": np.random.default_rng(0).bit_generator.state}
+    return {k: v for k, v in dict(state, **change).items() if v is not None}
+
+
+def resume_files(state=None, bufs=None, raw=None):
+    """{tmp}/t.npz (a vgg_cpu checkpoint of epoch 1) and {tmp}/t_resume.npz holding ``state``
+    and momentum ``bufs`` (or the bytes ``raw``), as train --resume reads them."""
+    def setup(files, tmp):
+        good = load_checkpoint(files["ckpt"])[1]
+        save_checkpoint(tmp / "t.npz", build_model("vgg_cpu"), "vgg_cpu", 10,
+                        {k: good[k] for k in ("mean", "std")} | {"epoch": 1})
+        if raw is not None:
+            (tmp / "t_resume.npz").write_bytes(raw(files, tmp))
+            return
+        arrays = {f"buf.{k}": v for k, v in (bufs or {}).items()}
+        arrays["__state__"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
+        np.savez(tmp / "t_resume.npz", **arrays)
+    return setup
+
+
+def _truncated_resume(files, tmp):
+    resume_files(_resume_state())(files, tmp)
+    return (tmp / "t_resume.npz").read_bytes()[:200]
+
+
+def partial_file(entries: dict):
+    """{tmp}/res.partial.json of the BASE reproduce run (its fingerprint) with ``entries``."""
+    def setup(files, tmp):
+        a = reproduce.parse_args(_fill(BASE["reproduce"] + ["--resume"], files, tmp))
+        a.checkpoint_sha256 = reproduce.file_sha256(files["ckpt"])
+        (tmp / "res.partial.json").write_text(json.dumps({"fingerprint": reproduce.fingerprint(a),
+                                                          "done": entries}))
+    return setup
+
+
+GOOD_ENTRY = {"acc": 40.0, "loss": 0.0, "firing_rate": 0.01, "prerun": 0, "steps": 2,
+              "correct": "a0"}                       # 5 images, the 1st and 3rd right: 40 %
+
+
 # --------------------------------------------------------------------------- CLI table
 class Cli(NamedTuple):
     case: str
@@ -144,10 +307,13 @@ class Cli(NamedTuple):
     patch: Callable | None = None
     alone: bool = True          # the error is the only line on stderr (refused before work)
     base: bool = True           # start from the command's BASE arguments
+    setup: Callable | None = None   # writes what the user already has in {tmp} (see setups)
 
 
 MAINS = {"demo": demo.main, "train": train_cli.main, "reproduce": reproduce.main,
-         "bench": bench_cli.main, "build_slice": build_slice.main, "bundle_model": bundle_model.main}
+         "compare": compare.main, "bench": bench_cli.main, "build_slice": build_slice.main,
+         "bundle_model": bundle_model.main, "depth_table": depth_table.main,
+         "merge_results": merge_results.main, "gpu_check": gpu_check.main}
 BASE = {  # arguments every case of a command starts with (a case's own come after: they win)
     "demo": ["--checkpoint", "{ckpt}", "--n-test", "5", "--n-calib", "5", "--T", "2",
              "--batch-size", "5", "--variants", "snn"],
@@ -159,6 +325,12 @@ BASE = {  # arguments every case of a command starts with (a case's own come aft
     "bench": ["--quick", "--no-torch", "--out", "{tmp}/bench.json"],
     "build_slice": ["--out", "{tmp}/slice.npz"],
     "bundle_model": ["--out", "{tmp}/bundled.npz"],
+    "compare": ["--checkpoint", "{ckpt}", "--dataset", "cifar10-slice", "--n-test", "5",
+                "--n-calib", "5", "--T", "2", "--variants", "snn", "--thresholds", "quantile",
+                "--batch-size", "5", "--out", "{tmp}/cmp"],
+    "depth_table": [],
+    "merge_results": ["--out", "{tmp}/merged"],
+    "gpu_check": ["--standin", "--skip-tests", "--out", "{tmp}/gc"],
 }
 CLI = [
     # demo: numbers, names, counts
@@ -204,7 +376,7 @@ CLI = [
     Cli("demo checkpoint without mean/std", "demo", ["--checkpoint", "{nomean}"], 2,
         "has no mean or std in its header"),
     Cli("demo checkpoint mean/std for 2 channels", "demo", ["--checkpoint", "{mean2}"], 2,
-        "mean/std hold 2 values, but the images have 3 channels"),
+        "mean holds 2 values, but the images have 3 channels"),
     Cli("demo checkpoint with NaN weights", "demo", ["--checkpoint", "{nanw}"], 2,
         "tensor features.0.weight contains NaN or inf"),
     Cli("demo 100-class model on CIFAR-10", "demo", ["--checkpoint", "{c100}"], 2,
@@ -299,6 +471,144 @@ CLI = [
         "is an existing folder"),
     Cli("bundle_model Ctrl-C", "bundle_model", ["{ckpt}"], 130, "nothing was written",
         patch=ctrl_c(bundle_model, "load_dataset")),
+    # ---- issue 25 ----------------------------------------------------------------------
+    # 1. threshold balancing: a p whose quantile is 0 stops the run (a sweep: before any work)
+    Cli("demo p = 1e-9 (zero quantile)", "demo", ["--p", "1e-9"], 2,
+        "the p-quantile of features.1's outputs is 0 at p = 1e-09", alone=False),
+    Cli("reproduce sweep with a zero-quantile p (refused before work)", "reproduce",
+        ["--p", "0.99", "1e-9"], 2, "--p 1e-09 (layer-wise thresholds): threshold balancing: the "
+        "p-quantile of features.1's outputs is 0"),
+    Cli("reproduce sweep with two p of the same thresholds", "reproduce", ["--p", "1.0", "1.0"], 2,
+        "--p 1.0 and --p 1.0 give the same layer-wise thresholds"),
+    # 2. committed results are never a default output, nor replaced unless told
+    Cli("reproduce onto an existing result", "reproduce", [], 2,
+        "res.json exists: add --force to replace it", setup=existing("res.json")),
+    Cli("reproduce onto an existing figure", "reproduce", [], 2, "res.png exists: add --force",
+        setup=existing("res.png")),
+    Cli("reproduce --resume without a partial file, onto a result", "reproduce", ["--resume"], 2,
+        "res.md exists: add --force to replace it (or --resume, if an interrupted run left "
+        "res.partial.json)", setup=existing("res.md")),
+    Cli("compare onto an existing result", "compare", [], 2, "cmp.json exists: add --force",
+        setup=existing("cmp.json")),
+    Cli("train onto an earlier run's checkpoint", "train", [], 2,
+        "t.npz exists: add --force to replace it (or --resume to continue that run)",
+        setup=existing("t.npz")),
+    Cli("train onto an earlier run's best checkpoint", "train", [], 2, "t_best.npz exists",
+        setup=existing("t_best.npz")),
+    Cli("bench onto an existing result", "bench", [], 2, "bench.json exists: add --force",
+        setup=existing("bench.json")),
+    Cli("build_slice onto an existing slice", "build_slice", ["--src", "{tmp}"], 2,
+        "slice.npz exists: add --force", setup=existing("slice.npz")),
+    Cli("bundle_model onto an existing model", "bundle_model", ["{ckpt}"], 2,
+        "bundled.npz exists: add --force", setup=existing("bundled.npz")),
+    Cli("merge_results onto an existing table", "merge_results", ["{resA}"], 2,
+        "merged.json exists: add --force", setup=existing("merged.json")),
+    Cli("reproduce --rows without a value", "reproduce", ["--rows"], 2,
+        "argument --rows: expected at least one argument"),
+    Cli("train --milestones without a value", "train", ["--milestones"], 2,
+        "argument --milestones: expected at least one argument"),
+    Cli("bench --only without a value", "bench", ["--only"], 2,
+        "argument --only: expected at least one argument"),
+    # 3. one run per output: a live run's lock is named with its pid
+    Cli("reproduce while another run writes the same output", "reproduce", [], 2,
+        "res is in use by another run (pid", setup=live_lock("res.lock")),
+    Cli("compare while another run writes the same output", "compare", [], 2,
+        "cmp is in use by another run (pid", setup=live_lock("cmp.lock")),
+    Cli("train while another run writes the same checkpoint", "train", [], 2,
+        "t.npz is in use by another run (pid", setup=live_lock("t.npz.lock")),
+    Cli("demo on the spot while another demo trains in --workdir", "demo",
+        ["--n-test", "5", "--n-calib", "5", "--T", "2", "--variants", "snn", "--workdir", "{tmp}"],
+        2, "--workdir {tmp} is in use by another run (pid", patch=no_bundled_model,
+        setup=live_lock(".demo.lock"), base=False),
+    Cli("merge_results while another run writes the same table", "merge_results", ["{resA}"], 2,
+        "merged is in use by another run (pid", setup=live_lock("merged.lock")),
+    # 4. every file checked before the work starts
+    Cli("demo int8 checkpoint tensor", "demo", ["--checkpoint", "{int8}"], 2,
+        "tensor features.0.weight is int8, not floating point"),
+    Cli("demo bool checkpoint tensor", "demo", ["--checkpoint", "{bool}"], 2,
+        "tensor features.0.bias is bool, not floating point"),
+    Cli("demo header is a JSON list", "demo", ["--checkpoint", "{hlist}"], 2,
+        "the header is a JSON list, not an object"),
+    Cli("demo header: unknown arch", "demo", ["--checkpoint", "{archfoo}"], 2,
+        "header field arch is 'foo': expected one of resnet20"),
+    Cli("demo header: num_classes a string", "demo", ["--checkpoint", "{ncstr}"], 2,
+        "header field num_classes is '10': expected a positive integer"),
+    Cli("demo header: num_classes 0", "demo", ["--checkpoint", "{nc0}"], 2,
+        "header field num_classes is 0: expected a positive integer"),
+    Cli("demo header: mean a string", "demo", ["--checkpoint", "{meanstr}"], 2,
+        "header field mean is 'abc': expected 1 or 3 numbers"),
+    Cli("demo header: 4 mean values", "demo", ["--checkpoint", "{mean4}"], 2,
+        "header: mean holds 4 values, but the images have 3 channels"),
+    Cli("demo header: p a string", "demo", ["--checkpoint", "{pstr}"], 2,
+        "the checkpoint stores p = 'x': the threshold quantile p must lie in (0, 1]"),
+    Cli("demo header: unknown activation", "demo", ["--checkpoint", "{actfoo}"], 2,
+        "header field activation is 'foo': expected relu or qcfs"),
+    Cli("demo header: QCFS without levels", "demo", ["--checkpoint", "{qcfsnolevels}"], 2,
+        "header field levels is None: a QCFS checkpoint needs its quantisation levels L"),
+    Cli("demo header: version a string", "demo", ["--checkpoint", "{versionstr}"], 2,
+        "header field version is 'x': expected a format version number"),
+    Cli("demo /dev/zero as checkpoint", "demo", ["--checkpoint", "/dev/zero"], 2,
+        "checkpoint /dev/zero is not a regular file (a device, pipe or socket)"),
+    Cli("train resume state truncated", "train", ["--resume"], 2,
+        "t_resume.npz is corrupt (BadZipFile", setup=resume_files(raw=_truncated_resume)),
+    Cli("train resume state without rng", "train", ["--resume"], 2, "its state lacks 'rng'",
+        setup=resume_files(_resume_state(rng=None))),
+    Cli("train resume state with a wrong momentum shape", "train", ["--resume"], 2,
+        "momentum of 'features.0.weight' has shape (3, 3), the parameter (32, 3, 3, 3)",
+        setup=resume_files(_resume_state(), {"features.0.weight": np.zeros((3, 3), np.float32)})),
+    Cli("train resume state of an epoch beyond the run", "train", ["--resume"], 2,
+        "epoch 5 is not an epoch count in 1..1", setup=resume_files(_resume_state(epoch=5))),
+    Cli("train resume state with a short history", "train", ["--resume"], 2,
+        "its history is not one record", setup=resume_files(_resume_state(history=[]))),
+    Cli("train resume state with a foreign RNG", "train", ["--resume"], 2,
+        "its RNG state is not a PCG64 state", setup=resume_files(_resume_state(rng={"x": 1}))),
+    Cli("reproduce partial entry without its record", "reproduce", ["--resume"], 2,
+        "measurement '|SNN|2' lacks correct", setup=partial_file(
+            {"|SNN|2": {k: v for k, v in GOOD_ENTRY.items() if k != "correct"}})),
+    Cli("reproduce partial entry whose record disagrees", "reproduce", ["--resume"], 2,
+        "has acc 90.0 but its record counts 2 of 5 right",
+        setup=partial_file({"|SNN|2": dict(GOOD_ENTRY, acc=90.0)})),
+    Cli("reproduce partial entry of an unknown row", "reproduce", ["--resume"], 2,
+        "names an unknown row 'NOPE'", setup=partial_file({"|NOPE|2": GOOD_ENTRY})),
+    Cli("reproduce partial entry that is a list", "reproduce", ["--resume"], 2,
+        "measurement '|SNN|2' is a list, not an object", setup=partial_file({"|SNN|2": [1]})),
+    Cli("repacked binary archive, test_batch.bin of official size altered", "demo",
+        ["--dataset", "cifar10", "--data-dir", "{c10bin}"], 2,
+        "member cifar-10-batches-bin/test_batch.bin: SHA1"),
+    Cli("repacked python archive, test_batch of official size altered", "demo",
+        ["--dataset", "cifar10", "--data-dir", "{c10py}"], 2,
+        "member cifar-10-batches-py/test_batch: MD5"),
+    Cli("merge_results: one checkpoint name, two contents", "merge_results", ["{resA}", "{resB}"], 2,
+        "resB.json: made with another checkpoint than"),
+    # 6. scripts and optional paths keep the CLI promise
+    Cli("depth_table on an empty file", "depth_table", ["{emptyjson}"], 2,
+        "emptyjson.json: not a readable reproduction result"),
+    Cli("depth_table on an empty object", "depth_table", ["{objjson}"], 2,
+        "objjson.json: not a reproduction result (no ann_acc"),
+    Cli("depth_table on a JSON list", "depth_table", ["{listjson}"], 2,
+        "listjson.json: not a reproduction result (a JSON list, not an object)"),
+    Cli("depth_table on a benchmark JSON", "depth_table", ["{benchjson}"], 2,
+        "benchjson.json: not a reproduction result (no ann_acc"),
+    Cli("merge_results on a benchmark JSON", "merge_results", ["{resA}", "{benchjson}"], 2,
+        "benchjson.json: not a reproduction result"),
+    Cli("merge_results Ctrl-C", "merge_results", ["{resA}"], 130, "nothing was written",
+        patch=ctrl_c(merge_results, "merge")),
+    Cli("depth_table Ctrl-C", "depth_table", ["{resA}"], 130, "nothing was written",
+        patch=ctrl_c(depth_table, "load")),
+    Cli("bundle_model float16 overflow (checked before anything is written)", "bundle_model",
+        ["{big}"], 2, "tensor features.0.weight has values up to 1e+05, beyond float16's range"),
+    Cli("bench --agreement-seeds with --no-torch", "bench", ["--agreement-seeds", "1"], 2,
+        "--agreement-seeds compares with PyTorch: not with --no-torch"),
+    Cli("bench --agreement-seeds without PyTorch", "bench",
+        ["--quick", "--agreement-seeds", "1", "--out", "{tmp}/a.json"], 2,
+        "--agreement-seeds compares with PyTorch, which is not installed here", patch=no_torch,
+        base=False),
+    Cli("gpu_check Ctrl-C", "gpu_check", [], 130, "interrupted (Ctrl-C); nothing was written",
+        patch=ctrl_c(gpu_check, "run_step"), alone=False),
+    Cli("demo --workdir unwritable (names --workdir, not --out)", "demo",
+        ["--n-test", "5", "--workdir", "/proc/icsnn_nope"], 2,
+        "--workdir: the on-the-spot model /proc/icsnn_nope/demo_vgg_cpu_cifar10-slice.npz: cannot "
+        "write in /proc", patch=no_bundled_model, base=False),
 ]
 
 
@@ -317,6 +627,9 @@ def test_cli_bad_input_is_one_line_and_an_exit_code(c, files, tmp_path, capsys, 
     argv = (BASE[c.command] if c.base else []) + c.argv
     if c.patch:
         c.patch(monkeypatch)
+    if c.setup:
+        c.setup(files, tmp_path)
+    had = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     before = _listing(files["dir"], tmp_path)
     rc = MAINS[c.command](_fill(argv, files, tmp_path))
     out, err = capsys.readouterr()
@@ -324,18 +637,19 @@ def test_cli_bad_input_is_one_line_and_an_exit_code(c, files, tmp_path, capsys, 
     assert "Traceback" not in err + out
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and err.rstrip().splitlines()[-1] == errors[0], err
-    assert c.msg in errors[0], errors[0]
+    assert _fill([c.msg], files, tmp_path)[0] in errors[0], errors[0]
     if c.alone:
         assert err.strip() == errors[0], err
     if c.code == 2:      # refused: nothing written, no stray file (a log may have been started)
         assert {p for p in _listing(files["dir"], tmp_path) - before if p.suffix != ".txt"} == set()
+    assert {p: p.read_bytes() for p in had if p.is_file()} == had     # what the user had: kept
 
 
 def test_ctrl_c_in_train_names_the_checkpoint_it_kept(files, tmp_path, capsys, monkeypatch):
     ctrl_c_after_epoch_1(monkeypatch)
     out = tmp_path / "t.npz"
     rc = train_cli.main(_fill(BASE["train"] + ["--epochs", "2"], files, tmp_path))
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().splitlines()[-1]    # after the progress lines (stderr)
     assert rc == 130
     assert err == (f"error: interrupted (Ctrl-C); kept the last complete checkpoint {out} (epoch 1 "
                    f"of 2; the best so far is {tmp_path / 't_best.npz'}); continue with --resume")
@@ -354,6 +668,121 @@ def test_the_judged_commands_as_processes(argv, msg, files, tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error:")
     assert msg in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- outputs (issue 25)
+def _names(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+
+
+def test_reproduce_writes_to_the_untracked_runs_folder_and_replaces_only_when_told(
+        files, tmp_path, capsys, monkeypatch):
+    """Without --out the table goes to runs/ (gitignored), not to results/; a second run
+    is refused, --force replaces the three files; no lock or partial file stays behind."""
+    monkeypatch.chdir(tmp_path)
+    argv = _fill([a for a in BASE["reproduce"] if "{tmp}/res" not in a and a != "--out"], files, tmp_path)
+    assert reproduce.main(argv) == 0
+    stem = f"runs/{files['ckpt'].stem}_cifar10-slice"
+    assert _names(tmp_path) == [f"{stem}.json", f"{stem}.md", f"{stem}.png"]
+    first = (tmp_path / f"{stem}.json").read_bytes()
+    capsys.readouterr()
+    assert reproduce.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --out {stem}.json exists: add --force to replace "
+                                               f"it (or --resume, if an interrupted run left "
+                                               f"{Path(stem).name}.partial.json), or name another --out")
+    assert (tmp_path / f"{stem}.json").read_bytes() == first
+    assert reproduce.main(argv + ["--force", "--seed", "1"]) == 0
+    assert (tmp_path / f"{stem}.json").read_bytes() != first
+    assert _names(tmp_path) == [f"{stem}.json", f"{stem}.md", f"{stem}.png"]
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{stem}.json"], cwd=ROOT)
+    assert ignored.returncode == 0 or not (ROOT / ".git").exists()       # runs/ is not tracked
+
+
+def test_a_stale_lock_is_taken_over_with_a_note(files, tmp_path, capsys):
+    """A lock whose process no longer runs (a killed run) does not block the next run."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "res.lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert f"note: took over the stale lock {tmp_path / 'res.lock'} (pid {dead.pid} is no longer running)" in err
+    assert not (tmp_path / "res.lock").exists() and (tmp_path / "res.json").is_file()
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_output(files, tmp_path, capsys):
+    """A live process holds res (a second process, as a concurrent run would); reproduce on
+    the same --out stops naming its pid; once it is killed, its lock is taken over."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
+         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+         str(tmp_path / "res")], stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --out {tmp_path / 'res'} is in use by another run (pid {holder.pid}")
+    finally:
+        holder.kill()                                   # killed: its lock stays, stale
+        holder.wait()
+    assert (tmp_path / "res.lock").exists() and not (tmp_path / "res.json").exists()
+    assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 0
+    assert f"took over the stale lock {tmp_path / 'res.lock'} (pid {holder.pid}" in capsys.readouterr().err
+
+
+def test_the_files_of_a_table_are_written_all_or_none(tmp_path):
+    """An interruption while the three files are written leaves the earlier three whole and
+    no temporary file."""
+    old = {tmp_path / f"t{ext}": b"earlier" for ext in (".json", ".md", ".png")}
+    for p, b in old.items():
+        p.write_bytes(b)
+
+    def fails(f):
+        f.write(b"half a fig")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_all({tmp_path / "t.json": b"new", tmp_path / "t.md": b"new", tmp_path / "t.png": fails})
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == old
+
+
+def test_every_table_states_its_threshold_rule(files, tmp_path, capsys):
+    assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 0
+    settings = json.loads((tmp_path / "res.json").read_text())["settings"]
+    assert settings["threshold_rule"].startswith("layer: p-quantile of all the layer's ReLU outputs")
+    assert "threshold_rule=layer: p-quantile" in (tmp_path / "res.md").read_text()
+    assert compare.main(_fill(BASE["compare"], files, tmp_path)) == 0
+    assert json.loads((tmp_path / "cmp.json").read_text())["settings"]["threshold_rule"].startswith("layer:")
+    capsys.readouterr()
+    assert demo.main(_fill(BASE["demo"] + ["--channelwise", "--json"], files, tmp_path)) == 0
+    rule = json.loads(capsys.readouterr().out)["config"]["threshold_rule"]
+    assert rule.startswith("channel: p-quantile of each channel's positive ReLU outputs")
+
+
+def test_merge_results_matches_checkpoints_by_content(files, tmp_path, capsys):
+    """The same content under two names merges; a file without a hash (made before reproduce
+    recorded one) is matched by name, with a note."""
+    renamed = json.loads(files["resA"].read_text())
+    renamed["settings"]["checkpoint"] = "resnet20_copy.npz"
+    (tmp_path / "a2.json").write_text(json.dumps(renamed))
+    assert merge_results.main([str(files["resA"]), str(tmp_path / "a2.json"), "--out", str(tmp_path / "m")]) == 0
+    legacy = json.loads(files["resA"].read_text())
+    del legacy["checkpoint_sha256"]
+    (tmp_path / "old.json").write_text(json.dumps(legacy))
+    capsys.readouterr()
+    assert merge_results.main([str(files["resA"]), str(tmp_path / "old.json"), "--out", str(tmp_path / "n")]) == 0
+    assert "records no checkpoint hash" in capsys.readouterr().err
+
+
+def test_training_progress_goes_to_stderr_when_it_is_not_a_terminal(files, tmp_path, capsys, monkeypatch):
+    """Piped or logged, a run shows batch progress within the epoch and a line per epoch,
+    all on stderr (here after 0 s instead of FIRST_REPORT_S); stdout stays empty."""
+    monkeypatch.setattr(train_mod, "FIRST_REPORT_S", 0.0)
+    monkeypatch.setattr(train_mod, "EVERY_S", 0.0)
+    argv = _fill(BASE["train"], files, tmp_path)
+    argv[argv.index("--batch-size") + 1] = "8"
+    assert train_cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "epoch 1 batch 1/4 loss" in err and "epoch   1/1" in err
 
 
 # --------------------------------------------------------------------------- API table
@@ -552,7 +981,89 @@ API = [
     Api("flat Sequential with NaN", lambda e: import_state_dict(
         _flat(build_model("vgg_cpu"), nan="5.bias"), "vgg_cpu"), CheckpointError,
         "'5.bias' (our 'features.5.bias') contains NaN or inf"),
+    # ---- issue 25: the API refuses meaningless input where data enters --------------------
+    Api("normalize: float images already divided by 255", lambda e: normalize(
+        e.raw.astype(np.float32) / 255, [0.5] * 3, [0.25] * 3), ValueError,
+        "normalize: float32 pixel values span [0, 1]: already divided by 255? normalize takes raw "
+        "images (uint8 0..255)"),
+    Api("normalize: complex images", lambda e: normalize(e.raw.astype(complex), [0.5] * 3, [0.25] * 3),
+        ValueError, "normalize takes raw images (uint8 pixels 0..255), got complex128"),
+    Api("normalize: a flat vector", lambda e: normalize(e.raw.reshape(4, -1), [0.5] * 3, [0.25] * 3),
+        ValueError, "normalize takes raw images (N, C, H, W), got shape (4, 192)"),
+    Api("label 3 for a 3-class model (ann_accuracy)", lambda e: ann_accuracy(e.model, e.x, [0, 1, 2, 3]),
+        ValueError, "labels must lie in [0, 3) for a 3-class model, found 0 .. 3"),
+    Api("label -1 (evaluate_conversion)", lambda e: evaluate_conversion(e.model, e.x, e.x, [0, 1, 2, -1],
+                                                                        e.cfg),
+        ValueError, "the test labels: labels must lie in [0, 3) for a 3-class model, found -1 .. 2"),
+    Api("label 7 (snn_accuracy)", lambda e: snn_accuracy(_snn(e), e.x, [0, 1, 2, 7], 2, e.cfg),
+        ValueError, "labels must lie in [0, 3)"),
+    Api("64x64 images into vgg_cpu", lambda e: ann_accuracy(build_model("vgg_cpu"),
+                                                           np.zeros((1, 3, 64, 64), np.float32), [0]),
+        ValueError, "64\u00d764 images, but the model was built for 32\u00d732 images"),
+    Api("16x16 images into an 8x8 model (evaluate_conversion)",
+        lambda e: evaluate_conversion(e.model, e.x, np.zeros((4, 3, 16, 16), np.float32), e.y, e.cfg),
+        ValueError, "the test batch (x_test): 16\u00d716 images, but the model was built for 8\u00d78"),
+    Api("1-channel images into a 3-channel model", lambda e: ann_accuracy(e.model, e.x[:, :1], e.y),
+        ValueError, "images with 1 channel, but the model takes 3"),
+    Api("inputs x 1e38 (ann_accuracy)", lambda e: ann_accuracy(e.model, np.clip(e.x, -1, 1) * 1e38, e.y),
+        ValueError, "the ANN's outputs on the image batch contain NaN or inf: inputs up to |x| = 1e+38"),
+    Api("test inputs x 1e38 (evaluate_conversion)",
+        lambda e: evaluate_conversion(e.model, e.x, np.clip(e.x, -1, 1) * 1e38, e.y, e.cfg),
+        ValueError, "the ANN's outputs on the test batch (x_test) contain NaN or inf"),
+    Api("inputs x 1e38 into the SNN (snn_accuracy)",
+        lambda e: snn_accuracy(_snn(e), np.clip(e.x, -1, 1) * 1e38, e.y, 2, e.cfg), ValueError,
+        "the SNN's first input currents on the test batch contain NaN or inf"),
+    Api("rate coding: 2 mean values for 3 channels", lambda e: simulate(
+        _snn(e), e.x, 2, coding="rate", mean=[0.5] * 2, std=[0.2] * 2), ValueError,
+        "rate coding: mean/std hold 2/2 values for images with 3 channels"),
+    Api("rate coding: a mean that is not numbers (evaluate_conversion)", lambda e: evaluate_conversion(
+        e.model, e.x, e.x, e.y, ConversionConfig(T=(2,), n_calib=4, batch_size=4, coding="rate"),
+        mean="abc", std=[0.2] * 3), ValueError, "rate coding: mean 'abc' and std [0.2, 0.2, 0.2] must be numbers"),
+    Api("v(0) of another layer's shape", lambda e: simulate(_set(_snn(e), v0=np.zeros((5, 1, 1))), e.x, 2),
+        ValueError, "V_th () / v(0) (5, 1, 1) do not broadcast to the layer's state (4, 4, 8, 8)"),
+    Api("V_th of another layer's shape (fast engine)",
+        lambda e: run_sim(_set(_snn(e), v_th=np.ones((5, 1, 1), np.float32)), e.x, 2, engine="fast"),
+        ValueError, "V_th (5, 1, 1) / v(0) () do not broadcast to the layer's state"),
+    Api("header mean not numbers (check_fits_data)", lambda e: check_fits_data(
+        {"num_classes": 10, "mean": "abc", "std": [0.2] * 3}, 10), CheckpointError,
+        "header: mean 'abc' and std [0.2, 0.2, 0.2] must be numbers"),
+    Api("header num_classes 'ten' (check_fits_data)", lambda e: check_fits_data(
+        {"num_classes": "ten", "mean": [0.5] * 3, "std": [0.2] * 3}, 10), CheckpointError,
+        "header field num_classes is 'ten': expected a positive integer"),
+    Api("int8 tensor (read_checkpoint)", lambda e: read_checkpoint(e.files["int8"]), CheckpointError,
+        "tensor features.0.weight is int8, not floating point"),
+    Api("BatchNorm running variance < 0 (import_state_dict)", lambda e: import_state_dict(
+        _negative_var(), "vgg_cpu_bn"), CheckpointError,
+        "'features.1.running_var' (a BatchNorm running variance) has a negative value (-1)"),
+    Api("partial file with a malformed entry (Partial)", lambda e: _partial_api(e.files["dir"]),
+        ValueError, "measurement 'p|SNN|4' has steps = 9, not prerun + T = 4"),
+    Api("a live run holds the output (exclusive)", lambda e: _held(e.files["dir"]), ValueError,
+        "is in use by another run (pid"),
 ]
+
+
+def _negative_var():
+    sd = {k: np.array(v) for k, v in build_any("vgg_cpu_bn").state_dict().items()}
+    sd["features.1.running_var"][0] = -1.0
+    return sd
+
+
+def _partial_api(d):
+    path = d / "api.partial.json"
+    path.write_text(json.dumps({"fingerprint": {"a": 1}, "done": {"p|SNN|4": dict(GOOD_ENTRY, steps=9)}}))
+    try:
+        Partial(path, {"a": 1}, resume=True, n_images=5)
+    finally:
+        path.unlink()
+
+
+def _held(d):
+    live_lock("api.lock")(None, d)
+    try:
+        with exclusive(d / "api"):
+            pass
+    finally:
+        (d / "api.lock").unlink()
 
 
 def _nan_linear():

@@ -52,8 +52,8 @@ def test_quick_without_out_writes_to_a_temporary_folder(quick, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(bench_cli, "run", lambda cfg, only, log: res)   # the measured numbers
     assert bench_cli.main(["--quick"]) == 0
-    assert not (tmp_path / "results").exists()
-    wrote = capsys.readouterr().out.strip().splitlines()[-1]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+    wrote = capsys.readouterr().err.strip().splitlines()[-1]     # notes and progress: stderr
     json_path = Path(wrote.split()[1])
     try:
         assert json_path.is_file() and json_path.name == "bench.json"

@@ -190,15 +190,16 @@ def test_a_host_array_planted_in_the_step_loop_is_caught(monkeypatch):
 
 
 # --------------------------------------------------------------------------- the CLIs
-def both(main, argv, monkeypatch, capsys):
-    """Run a CLI with --backend numpy and --backend cupy (the stand-in): both stdouts."""
+def both(main, argv, monkeypatch, capsys, stream="out"):
+    """Run a CLI with --backend numpy and --backend cupy (the stand-in): both stdouts (or,
+    ``stream="err"``, both stderrs: where progress goes)."""
     monkeypatch.setenv("ICSNN_CUPY_STANDIN", "1")
     outs = []
     for be in ("numpy", "cupy"):
         rc = main(argv(be) if callable(argv) else argv + ["--backend", be])
         out = capsys.readouterr()
         assert rc == 0, out.err
-        outs.append(out.out)
+        outs.append(getattr(out, stream))
     return outs
 
 
@@ -237,7 +238,7 @@ def test_train_on_the_standin_follows_numpy(tmp_path, monkeypatch, capsys):
     lines = both(train.main, lambda be: [
         "--dataset", "cifar10-slice", "--model", "vgg_cpu", "--epochs", "1", "--train-limit",
         "64", "--batch-size", "32", "--lr", "0.02", "--out", str(tmp_path / f"{be}.npz"),
-        "--backend", be], monkeypatch, capsys)
+        "--backend", be], monkeypatch, capsys, stream="err")
     epoch = [next(ln for ln in out.splitlines() if ln.startswith("epoch")).split() for out in lines]
     loss = [float(e[e.index("loss") + 1]) for e in epoch]
     assert loss[1] == pytest.approx(loss[0], rel=1e-3)

@@ -164,7 +164,9 @@ def test_merge_results_joins_the_T_columns_of_separate_runs(tmp_path):
     assert res["seconds"] == 180.0
     md = out.with_suffix(".md").read_text()
     assert "| 64 | " in md and "Paired comparisons (block paper)" in md and out.with_suffix(".png").exists()
-    assert merge_results.main([str(out.with_suffix(".json")), str(high), "--out", str(out)]) == 0
+    assert merge_results.main([str(out.with_suffix(".json")), str(high), "--out", str(out)]) == 2
+    assert merge_results.main([str(out.with_suffix(".json")), str(high), "--out", str(out),
+                               "--force"]) == 0        # an existing output: replaced when told
     again = json.loads(out.with_suffix(".json").read_text())
     assert again["rows"] == res["rows"] and (again["seconds"], again["merged_runs"]) == (180.0, 3)
     assert "Wall time: 3.0 min, the sum of 3 runs made side by side." in md

@@ -88,7 +88,7 @@ def test_cli_tiny_run_returns_0(tmp_path, capsys):
                "--train-limit", "64", "--batch-size", "32", "--no-augment", "--out", str(out)])
     assert rc == 0
     assert out.is_file() and (tmp_path / "cli_best.npz").is_file()
-    assert "epoch   1/1" in capsys.readouterr().out
+    assert "epoch   1/1" in capsys.readouterr().err           # progress: stderr
     assert load_checkpoint(out)[1]["train_config"]["augment"] is False
 
 
@@ -215,7 +215,7 @@ def test_cli_resume_flag(tmp_path, capsys, monkeypatch):
     assert main(args) == 130                     # Ctrl-C: one line, exit code 130
     monkeypatch.undo()
     assert main(args + ["--resume"]) == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert "resuming after epoch 1 of 2" in text and "epoch   2/2" in text and "epoch   1/2" in text
     with np.load(resume_path(out)) as z:
         state = json.loads(bytes(z["__state__"]).decode())

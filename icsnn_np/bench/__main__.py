@@ -1,8 +1,12 @@
 """``python -m icsnn_np.bench``: run the benchmarks, print the tables, write JSON + Markdown.
 
-    python -m icsnn_np.bench                       # results/bench.{json,md}
+    python -m icsnn_np.bench --out results/bench.json --force     # the committed table
+    python -m icsnn_np.bench                       # runs/bench.{json,md} (not tracked)
     python -m icsnn_np.bench --quick               # seconds; writes to a temporary folder
-    python -m icsnn_np.bench --agreement-seeds 8   # results/agreement_seeds.{json,md}
+    python -m icsnn_np.bench --agreement-seeds 8   # runs/agreement_seeds.{json,md}; needs PyTorch
+
+An existing output is replaced only with ``--force``; progress goes to stderr, the table to
+stdout.
 
 OpenBLAS picks its kernels (its "core type") when it loads, from the CPU or from the
 variable ``OPENBLAS_CORETYPE``. Some machines pin it: the ones our numbers come from set
@@ -13,6 +17,7 @@ in use are recorded in the JSON.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,14 +27,14 @@ import time
 from pathlib import Path
 
 from ..cli import common as cli
-from ..io.files import atomic_write, check_output_file
+from ..io.files import atomic_write_all
 from .parts import BenchConfig, agreement_seeds, run
 from .report import agreement_md, machine_md, table
 
 
 def _write(json_path: Path, md_path: Path, res, md: str):
-    atomic_write(json_path, lambda f: f.write((json.dumps(res, indent=1, default=float) + "\n").encode()))
-    atomic_write(md_path, lambda f: f.write(md.encode()))
+    atomic_write_all({json_path: (json.dumps(res, indent=1, default=float) + "\n").encode(),
+                      md_path: md.encode()})
 
 
 def main(argv=None):
@@ -43,19 +48,25 @@ def _main(argv):
                    help="tiny sizes (a smoke run of seconds); writes to a temporary folder unless --out")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--out", default=None,
-                   help="JSON results (default results/bench.json; --quick: a temporary folder)")
+                   help="JSON results (default runs/bench.json; --quick: a temporary folder)")
+    p.add_argument("--force", action="store_true", help="replace --out and --md if they exist")
     p.add_argument("--md", default=None, help="markdown table (default: --out with .md)")
     p.add_argument("--repeats", type=cli.count("--repeats"), default=None,
                    help="timed calls after the warm-up")
     p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch columns")
-    p.add_argument("--only", nargs="*", default=["snn", "gemm", "train", "T"],
+    p.add_argument("--only", nargs="+", default=["snn", "gemm", "train", "T"],
                    choices=["snn", "gemm", "train", "T"], help="parts to run (snn always runs)")
     p.add_argument("--agreement-seeds", type=cli.count("--agreement-seeds"), default=None, metavar="N",
                    help="instead: count prediction disagreements with PyTorch over N weight seeds")
     p.add_argument("--blas-core", default=None, metavar="NAME",
                    help="re-run with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX)")
     a = p.parse_args(argv)
+    if a.agreement_seeds and not a.torch:
+        raise ValueError("--agreement-seeds compares with PyTorch: not with --no-torch")
+    if a.agreement_seeds and importlib.util.find_spec("torch") is None:
+        raise ValueError("--agreement-seeds compares with PyTorch, which is not installed here "
+                         "(pip install torch)")
     if a.blas_core and os.environ.get("OPENBLAS_CORETYPE") != a.blas_core:
         # OpenBLAS chose its kernels when NumPy loaded: only a new process can change them
         env = dict(os.environ, OPENBLAS_CORETYPE=a.blas_core)
@@ -66,27 +77,31 @@ def _main(argv):
     if a.chunk is not None:
         cfg.chunk = a.chunk
     default_name = "agreement_seeds.json" if a.agreement_seeds else "bench.json"
-    folder = Path(tempfile.mkdtemp(prefix="icsnn_bench_")) if a.quick and not a.out else Path("results")
+    folder = Path(tempfile.mkdtemp(prefix="icsnn_bench_")) if a.quick and not a.out else Path("runs")
     out = Path(a.out) if a.out else folder / default_name
     md_path = Path(a.md) if a.md else out.with_suffix(".md")
-    check_output_file(out, "--out")                   # before any work: writable, not a folder
-    check_output_file(md_path, "--md")
-    command = "python -m icsnn_np.bench " + " ".join(argv)
+    cli.check_new_output(out, "--out", a.force)        # before any work: writable, not replacing
+    cli.check_new_output(md_path, "--md", a.force)
+    with cli.claim(out.with_suffix(""), cli.log_stderr):
+        return _bench(a, cfg, out, md_path, "python -m icsnn_np.bench " + " ".join(argv))
+
+
+def _bench(a, cfg, out, md_path, command):
     t0 = time.perf_counter()
     if a.agreement_seeds:
-        res = agreement_seeds(cfg, a.agreement_seeds, log=lambda s: print(s, file=sys.stderr, flush=True))
+        res = agreement_seeds(cfg, a.agreement_seeds, log=cli.log_stderr)
         text = agreement_md(res, command.strip(), time.perf_counter() - t0)
         _write(out, md_path, res, text)
         print(text)
-        print(f"wrote {out} and {md_path}")
+        cli.log_stderr(f"wrote {out} and {md_path}")
         return 0
-    print(f"benchmarking on {a.backend}", flush=True)
-    res = run(cfg, only=tuple(a.only), log=lambda s: print(s, flush=True))
+    cli.log_stderr(f"benchmarking on {a.backend}")
+    res = run(cfg, only=tuple(a.only), log=cli.log_stderr)
     text = table(res)
     print(text)
     _write(out, md_path, res, f"# Benchmark\n\nCommand: `{command.strip()}` ({res['seconds']:.0f} s)\n\n"
                               f"{machine_md(res['machine'])}\n\n{text}\n")
-    print(f"wrote {out} and {md_path}")
+    cli.log_stderr(f"wrote {out} and {md_path}")
     return 0
 
 

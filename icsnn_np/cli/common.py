@@ -25,7 +25,7 @@ from ..backend import BackendError, use_standin
 from ..checks import check_choice, check_count, check_quantile, check_T
 from ..io.checkpoint import CheckpointError
 from ..io.data import DatasetError
-from ..io.files import check_output_file
+from ..io.files import atomic_write_all, check_new_output, check_output_file, exclusive
 from ..optim import TrainingDiverged
 
 EXIT_ERROR = 2
@@ -40,12 +40,30 @@ def with_ext(stem, ext: str) -> Path:
     return stem.with_name(stem.name + ext)
 
 
-def check_outputs(stem, log=None, exts=(".json", ".md", ".png")):
-    """Before any work: every ``stem`` + ext (``--out``) and the ``--log`` file can be written."""
+def check_outputs(stem, log=None, exts=(".json", ".md", ".png"), force=False, hint=""):
+    """Before any work: every ``stem`` + ext (``--out``) and the ``--log`` file can be
+    written, and no ``stem`` + ext exists unless ``force`` (a result is never replaced
+    without being told)."""
     for ext in exts:
-        check_output_file(with_ext(stem, ext), "--out")
+        check_new_output(with_ext(stem, ext), "--out", force, hint)
     if log:
         check_output_file(log, "--log")
+
+
+def write_outputs(stem, data: dict):
+    """``{ext: bytes}`` as ``stem`` + ext, all or none (io.files.atomic_write_all)."""
+    atomic_write_all({with_ext(stem, ext): b for ext, b in data.items()})
+
+
+def claim(stem, log=None, what="--out", lock=None):
+    """Hold ``stem`` for this run (``<stem>.lock``, or ``lock``; io.files.exclusive): a second
+    run on the same output stops with one line naming the process that holds it."""
+    return exclusive(stem, log, what, lock)
+
+
+def log_stderr(s: str):
+    """Progress and notes: stderr, flushed (shows at once when stderr is a file or a pipe)."""
+    print(s, file=sys.stderr, flush=True)
 
 
 @contextmanager

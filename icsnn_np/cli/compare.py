@@ -23,21 +23,20 @@ from pathlib import Path
 from ..backend import get_xp
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS
-from ..beyond.qcfs import qcfs_layers
 from ..beyond.quantised import quantised_ann
 from ..convert import convert
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
 from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint
 from ..io.data import DATASETS, load_dataset
-from ..io.files import atomic_write
 from ..io.preprocess import batched, normalize
 from ..runs.engine import DEFAULT_ENGINE, ENGINES
 from ..runs.interrupt import kept_on_interrupt
 from ..runs.progress import tracking
 from ..runs.protocol import SUBSETS, calibration_split, test_indices
-from ..runs.tables import binomial_se, mcnemar, pack_correct, unpack_correct
+from ..runs.partial import file_sha256
+from ..runs.tables import binomial_se, mcnemar, pack_correct, save_png, unpack_correct
 from ..runs.evaluate import (CALIB_RECIPES, ConversionConfig, ann_accuracy, calibrate,
-                             convert_balanced, preflight, quantile_for, snn_correct)
+                             convert_balanced, preflight, quantile_for, snn_correct, threshold_rule)
 from . import common as cli
 
 # (label, variant, overrides of the config): the paper's variants at the project's default
@@ -215,9 +214,9 @@ def markdown(res: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(res: dict, path: Path, title: str):
+def plot(res: dict, path: Path | None, title: str):
     """Accuracy vs total steps (pre-run + T) per method, binomial error bars, one panel per
-    threshold search."""
+    threshold search; the PNG's bytes, also written to ``path`` unless it is None."""
     import matplotlib  # noqa: PLC0415 - only when a figure is drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -243,8 +242,7 @@ def plot(res: dict, path: Path, title: str):
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
+    return save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- command line
@@ -279,11 +277,13 @@ def parse_args(argv):
     p.add_argument("--chunk", type=cli.count("--chunk"), default=None)
     p.add_argument("--batch-size", type=cli.count("--batch-size"), default=250)
     p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=0)
-    p.add_argument("--out", default=None, help="output path stem (default results/methods_<model>)")
+    p.add_argument("--out", default=None,
+                   help="output path stem (default runs/methods_<model>; runs/ is not tracked)")
+    p.add_argument("--force", action="store_true", help="replace <out>.json/.md/.png if they exist")
     p.add_argument("--log", default=None, help="also append progress to this file")
     a = p.parse_args(argv)
-    a.out = a.out or f"results/methods_{Path(a.checkpoint).stem.removesuffix('_cifar10')}"
-    cli.check_outputs(a.out, a.log)
+    a.out = a.out or f"runs/methods_{Path(a.checkpoint).stem.removesuffix('_cifar10')}"
+    cli.check_outputs(a.out, a.log, force=a.force)
     return a
 
 
@@ -296,7 +296,7 @@ def _main(argv):
     a = parse_args(argv)
     path = resolve_checkpoint(a.checkpoint)
     kept = f"nothing was written to {cli.with_ext(a.out, '.*')}"
-    with cli.progress_log(a.log) as log, kept_on_interrupt(kept):
+    with cli.progress_log(a.log) as log, cli.claim(a.out, log), kept_on_interrupt(kept):
         return _compare(a, argv, path, log)
 
 
@@ -328,19 +328,19 @@ def _compare(a, argv, path, log):
     command = "python -m icsnn_np.compare " + " ".join(argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": "direct", "p": base.p,
+                "threshold_rule": threshold_rule([{"quantile": "layer"}.get(t, t) for t in a.thresholds],
+                                                 model),
                 "default reading": base.reading, "default compensation": base.comp,
                 "pre-run steps": a.prerun, "engine": a.engine, "backend": a.backend,
-                "SNN Calibration recipe": a.calib_recipe,
-                "V_th": ("λ of the QCFS-trained ANN (quantile column)" if qcfs_layers(model) else
-                         "p-quantile of each layer's ReLU outputs (quantile column)")}
-    res.update(settings=settings, command=command, arch=header["arch"])
-    out = Path(a.out)
+                "SNN Calibration recipe": a.calib_recipe}
+    res.update(settings=settings, command=command, arch=header["arch"],
+               checkpoint_sha256=file_sha256(path))
     title = f"{header['arch']}: IC-SNN beside the training-free methods of its family"
     meta = {"title": title, "settings": settings, "command": command, "data": data}
-    atomic_write(cli.with_ext(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
-    atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
-    plot(res, cli.with_ext(out, ".png"), f"{header['arch']} ({data.split(' test')[0]})")
-    log(f"wrote {cli.with_ext(out, '.md')}, .json, .png")
+    cli.write_outputs(a.out, {".json": json.dumps(res, indent=1).encode(),
+                              ".md": markdown(res, meta).encode(),
+                              ".png": plot(res, None, f"{header['arch']} ({data.split(' test')[0]})")})
+    log(f"wrote {cli.with_ext(a.out, '.md')}, .json, .png")
     return 0
 
 

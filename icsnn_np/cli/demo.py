@@ -21,6 +21,7 @@ from pathlib import Path
 from ..backend import backend_name, get_xp
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS
+from ..beyond.qcfs import qcfs_layers
 from ..beyond.thresholds import THRESHOLD_SEARCHES
 from ..checks import MAX_T
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
@@ -30,7 +31,7 @@ from ..io.preprocess import normalize
 from ..models import MODELS
 from ..runs.engine import DEFAULT_ENGINE, ENGINES
 from ..runs.evaluate import (ConversionConfig, calibrated_snn, calibration_passes, evaluate_conversion,
-                             format_accuracy_table, quantile_for)
+                             format_accuracy_table, quantile_for, threshold_rule)
 from ..runs.progress import tracking
 from ..runs.protocol import SUBSETS, calibration_split, test_indices
 from ..runs.stats import format_stats, spike_stats
@@ -57,14 +58,23 @@ def get_model(args, xp, ds):
         _log(f"model: {header['arch']} from {path} (trained on {header.get('dataset', '?')}, "
              f"test accuracy there {100 * header.get('test_acc', float('nan')):.2f}%)")
         return model.to(xp), header, mean, std
-    out = Path(args.workdir) / f"demo_{args.model}_{args.dataset}.npz"
+    out = workdir_model(args)
     cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.train_epochs,
                       lr=0.02, batch_size=64, seed=args.seed, backend=args.backend,
-                      data_dir=args.data_dir, out=str(out)).validate()
-    _log(f"no bundled model: training {args.model} on {args.dataset} for {args.train_epochs} "
-         f"epochs first (a few minutes on 2 CPU cores)")
-    res = train(cfg, log=_log)
+                      data_dir=args.data_dir, out=str(out), force=True).validate()
+    with cli.claim(args.workdir, _log, "--workdir", Path(args.workdir) / ".demo.lock"):  # one per workdir
+        _log(f"no bundled model: training {args.model} on {args.dataset} for {args.train_epochs} "
+             f"epochs first (a few minutes on 2 CPU cores)")
+        res = train(cfg, log=_log)
     return res["model"], {"arch": args.model, "dataset": args.dataset}, res["mean"], res["std"]
+
+
+def workdir_model(args) -> Path:
+    """Where a model trained on the spot goes (``--workdir``), checked writable, naming
+    ``--workdir`` (the demo's own file there is replaced by a new training)."""
+    out = Path(args.workdir) / f"demo_{args.model}_{args.dataset}.npz"
+    cli.check_output_file(out, "--workdir: the on-the-spot model")
+    return out
 
 
 def run_stats(model, x_calib, x, cfg, variant, mean, std):
@@ -170,6 +180,8 @@ def _main(argv):
                            seed=a.seed, threshold_search=a.thresholds, prerun=a.prerun).validate()
     if a.checkpoint:
         resolve_checkpoint(a.checkpoint)              # a missing file: said before loading data
+    elif DEFAULT_MODEL not in bundled_models():
+        workdir_model(a)                              # where it will train: said before the data
     ds, calib_ds = load_data(a)
     model, header, mean, std = get_model(a, xp, ds)
     cfg.p = quantile_for(header, a.p)               # a stored p is checked too
@@ -192,6 +204,7 @@ def _main(argv):
         res["stats"] = run_stats(model, x_calib, x_test[:a.n_stats], cfg, a.stats_variant,
                                  mean, std)
     res.update(model=header["arch"], dataset=a.dataset, images=images)
+    res["config"]["threshold_rule"] = threshold_rule([cfg.threshold_mode], model)
     if a.json:
         print(json.dumps(res))
     else:
@@ -199,7 +212,8 @@ def _main(argv):
         for T, d in res.get("stats", {}).get("per_T", {}).items():
             print()
             print(f"{res['stats']['variant']}: " + format_stats(d))
-        print(f"({backend_name(xp)} backend, {a.coding} coding, p={a.p}, Alg. 2 reading "
+        vth = "V_th = trained QCFS λ" if qcfs_layers(model) else f"p={a.p}"
+        print(f"({backend_name(xp)} backend, {a.coding} coding, {vth}, Alg. 2 reading "
               f"{a.reading}/{a.granularity}, compensation {a.comp}; calibration: "
               f"{images['calibration']}; {time.perf_counter() - t0:.0f}s)")
     return 0

@@ -5,8 +5,11 @@
 
 writes ``<out>.md`` (Markdown table in the paper's format, loss = ANN - SNN in points, with
 every reading of Alg. 2 and of the compensation as its own row), ``<out>.json`` and
-``<out>.png`` (accuracy vs T, like Fig. 5). The four main rows run at every T; the rows that
-compare readings run at ``--reading-T`` (the low-latency end, where readings matter).
+``<out>.png`` (accuracy vs T, like Fig. 5). The default ``--out`` is
+``runs/<checkpoint>_<dataset>``, a folder git ignores; an existing table (a committed one in
+``results/``) is replaced only when named and with ``--force``. The four main rows run at
+every T; the rows that compare readings run at ``--reading-T`` (the low-latency end, where
+readings matter).
 
 Several values of ``--p``, ``--thresholds`` or ``--block`` run every combination (a sweep:
 rows are labelled by setting, and the lowest summed IC-SNN loss is named). ``--validation N``
@@ -14,7 +17,9 @@ measures on N held-out *training* images instead of the test set, for choosing p
 reading without tuning on the reported numbers (protocol.py). Progress lines with
 timestamps and an ETA go to stderr and ``--log``. Every measurement is kept in
 ``<out>.partial.json`` as it is made, so a run of hours spans sittings: after Ctrl-C or a
-kill, the same command with ``--resume`` measures only the rest (partial.py).
+kill, the same command with ``--resume`` measures only the rest (partial.py). While it runs
+the output stem is held by ``<out>.lock`` (one run per output), and the three files are
+written together at the end through temporary names.
 """
 from __future__ import annotations
 
@@ -26,18 +31,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..backend import get_xp
+import numpy as np
+
+from ..backend import get_xp, to_host
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS
 from ..beyond.thresholds import Thresholds
 from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint
 from ..io.data import DATASETS, load_dataset
-from ..io.files import atomic_write
 from ..io.preprocess import batched, normalize
 from ..runs.engine import DEFAULT_ENGINE, ENGINES
 from ..runs.interrupt import kept_on_interrupt
 from ..runs.evaluate import (ConversionConfig, ann_accuracy, calibrate, calibration_passes,
-                             convert_balanced, preflight, quantile_for, snn_correct)
+                             convert_balanced, preflight, quantile_for, snn_correct, threshold_rule)
 from ..runs.partial import Partial, file_sha256
 from ..runs.progress import tracking
 from ..runs.protocol import SUBSETS, calibration_split, test_indices
@@ -136,14 +142,41 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
             "earlier_measurements": earlier}
 
 
+def sweep_configs(base: ConversionConfig, ps, thresholds, blocks):
+    """[(thresholds, p, block, config)] for every combination a sweep runs."""
+    return [(thr, p, block, replace(base, p=p, channelwise=thr == "channel", block=block,
+                                    threshold_search="mse" if thr == "mse" else "quantile").validate())
+            for thr, p, block in itertools.product(thresholds, ps, blocks)]
+
+
+def check_sweep(model, x_calib, base: ConversionConfig, ps, thresholds, blocks):
+    """Before any measurement: every p of the sweep balances thresholds (a p whose quantile
+    is 0 in some layer is refused, naming the p that works), and no two values of p give
+    the same thresholds (the sweep would then measure one network twice and could name
+    either as the best). Costs one ANN pass over the calibration images per setting."""
+    calib = batched(x_calib[:base.n_calib], base.batch_size)
+    seen = {}
+    for thr, p, block, cfg in sweep_configs(base, ps, thresholds, blocks):
+        if thr == "mse":
+            continue
+        try:
+            _, ths = convert_balanced(model, calib, cfg)
+        except ValueError as e:
+            raise ValueError(f"--p {p} ({thr}-wise thresholds): {e}") from None
+        key = (thr, block, tuple(np.asarray(to_host(t)).tobytes() for t in ths))
+        if key in seen and len(ps) > 1:
+            raise ValueError(f"--p {seen[key]} and --p {p} give the same {thr}-wise thresholds on "
+                             f"these {min(base.n_calib, len(x_calib))} calibration images: the "
+                             f"sweep would measure one network twice; keep one of them")
+        seen[key] = p
+
+
 def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds, blocks, Ts,
           reading_Ts, rows, mean, std, log, memo=None):
     """run_rows for every (thresholds, p, block) combination; rows labelled by setting."""
-    combos = list(itertools.product(thresholds, ps, blocks))
+    combos = sweep_configs(base, ps, thresholds, blocks)
     merged = None
-    for thr, p, block in combos:
-        cfg = replace(base, p=p, channelwise=thr == "channel", block=block,
-                      threshold_search="mse" if thr == "mse" else "quantile").validate()
+    for thr, p, block, cfg in combos:
         thr_label = "MSE V_th" if thr == "mse" else f"{thr}-wise V_th"
         parts = ([f"p={p}"] if len(ps) > 1 else []) + ([thr_label] if len(thresholds) > 1 else []) \
             + ([f"block {block}"] if len(blocks) > 1 else [])
@@ -188,7 +221,7 @@ def parse_args(argv):
     p.add_argument("--n-calib", type=cli.count("--n-calib"), default=256)
     p.add_argument("--T", type=cli.steps(), nargs="+", default=[8, 16, 32, 64, 128])
     p.add_argument("--reading-T", type=cli.steps(), nargs="+", default=[8, 16, 32])
-    p.add_argument("--rows", type=_row_index, nargs="*", default=None,
+    p.add_argument("--rows", type=_row_index, nargs="+", default=None,
                    help=f"row indices to run (default all {len(ROWS)})")
     p.add_argument("--p", type=cli.quantile(), nargs="+", default=None,
                    help="threshold quantile(s); default: the p stored with the checkpoint, else 0.99")
@@ -212,14 +245,29 @@ def parse_args(argv):
                    help="compensation of the main C-SNN and IC-SNN rows")
     p.add_argument("--reading", default=ConversionConfig.reading, choices=["raw", "remainder", "clip"],
                    help="Alg. 2 reading of the main I-SNN and IC-SNN rows")
-    p.add_argument("--out", default="results/vgg_cpu_cifar10", help="output path stem")
+    p.add_argument("--out", default=None,
+                   help="output path stem (default runs/<checkpoint>_<dataset>; runs/ is not tracked)")
+    p.add_argument("--force", action="store_true", help="replace <out>.json/.md/.png if they exist")
     p.add_argument("--log", default=None, help="also append progress to this file")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same command from <out>.partial.json "
                         "(kept after every measurement)")
     a = p.parse_args(argv)
-    cli.check_outputs(a.out, a.log, exts=(".json", ".md", ".png", ".partial.json"))
+    a.out = a.out or (f"runs/{Path(a.checkpoint).stem}_{a.dataset}"
+                      + ("_validation" if a.validation else ""))
+    partial = cli.with_ext(a.out, ".partial.json")
+    cli.check_outputs(a.out, a.log, exts=(".partial.json",), force=True)
+    cli.check_outputs(a.out, exts=(".json", ".md", ".png"),
+                      force=a.force or (a.resume and partial.is_file()),
+                      hint=" (or --resume, if an interrupted run left " f"{partial.name})")
     return a
+
+
+def fingerprint(a) -> dict:
+    """What decides the numbers (not where they are written or logged), the checkpoint by
+    its content: a resumed run must match it (partial.py)."""
+    return {k: v for k, v in vars(a).items()
+            if k not in ("out", "log", "resume", "data_dir", "download", "checkpoint", "force")}
 
 
 def main(argv=None):
@@ -233,20 +281,19 @@ def _main(argv):
     base = ConversionConfig(T=tuple(a.T), p=(a.p or [0.99])[0], coding=a.coding, n_calib=a.n_calib,
                             seed=a.seed, engine=a.engine, chunk=a.chunk, batch_size=a.batch_size,
                             comp=a.comp, reading=a.reading, prerun=a.prerun).validate()
-    # what decides the numbers (not where they are written or logged): a resumed run must match
-    fingerprint = {k: v for k, v in vars(a).items() if k not in ("out", "log", "resume", "data_dir",
-                                                                 "download", "checkpoint")}
-    memo = Partial(cli.with_ext(a.out, ".partial.json"), dict(fingerprint, checkpoint_sha256=file_sha256(path)),
-                   resume=a.resume)
+    a.checkpoint_sha256 = file_sha256(path)
+    with cli.progress_log(a.log) as log, cli.claim(a.out, log):
+        memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint(a), resume=a.resume,
+                       n_images=a.validation or a.n_test, labels={r[0] for r in ROWS})
 
-    def kept():
-        return (f"no table was written; {memo.kept()}"
-                + (f"; the progress so far is in {a.log}" if a.log else ""))
-    with cli.progress_log(a.log) as log, kept_on_interrupt(kept):
-        if len(memo):
-            log(f"resuming: {len(memo)} measurements from {memo.path}")
-        rc = _reproduce(a, argv, path, base, log, memo)
-    memo.finish()
+        def kept():
+            return (f"no table was written; {memo.kept()}"
+                    + (f"; the progress so far is in {a.log}" if a.log else ""))
+        with kept_on_interrupt(kept):
+            if len(memo):
+                log(f"resuming: {len(memo)} measurements from {memo.path}")
+            rc = _reproduce(a, argv, path, base, log, memo)
+        memo.finish()
     return rc
 
 
@@ -271,6 +318,7 @@ def _reproduce(a, argv, path, base, log, memo=None):
     base.validate()
     preflight(model, x_eval, base, Ts=list(a.T) + list(a.reading_T))
     rows = ROWS if a.rows is None else [ROWS[i] for i in a.rows]
+    check_sweep(model, x_calib, base, ps, a.thresholds, a.block)
     log(f"reproducing on {header['arch']} ({a.checkpoint}): {data}, {a.n_calib} calibration "
         f"images, T={a.T}, reading rows at T={a.reading_T}")
     res = sweep(model, x_calib, x_eval, y_eval, base, ps, a.thresholds, a.block, a.T, a.reading_T,
@@ -278,17 +326,17 @@ def _reproduce(a, argv, path, base, log, memo=None):
     command = "python -m icsnn_np.reproduce " + " ".join(argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": a.coding, "p": "/".join(map(str, ps)),
-                "thresholds": "/".join(a.thresholds), "default reading": base.reading,
+                "thresholds": "/".join(a.thresholds),
+                "threshold_rule": threshold_rule(a.thresholds, model), "default reading": base.reading,
                 "default granularity": base.granularity, "default compensation": base.comp,
                 "block treatment": "/".join(a.block), "engine": a.engine, "backend": a.backend}
-    res.update(settings=settings, command=command, arch=header["arch"])
-    out = Path(a.out)
+    res.update(settings=settings, command=command, arch=header["arch"],
+               checkpoint_sha256=a.checkpoint_sha256)
     title = f"{header['arch']} on CIFAR-10: ANN vs converted SNNs" + (" (validation)" if a.validation else "")
     meta = {"title": title, "settings": settings, "command": command, "data": data, "arch": header["arch"]}
-    atomic_write(cli.with_ext(out, ".json"), lambda f: f.write(json.dumps(res, indent=1).encode()))
-    atomic_write(cli.with_ext(out, ".md"), lambda f: f.write(markdown(res, meta).encode()))
-    plot(res, cli.with_ext(out, ".png"), title)
-    log(f"wrote {cli.with_ext(out, '.md')}, .json, .png")
+    cli.write_outputs(a.out, {".json": json.dumps(res, indent=1).encode(),
+                              ".md": markdown(res, meta).encode(), ".png": plot(res, None, title)})
+    log(f"wrote {cli.with_ext(a.out, '.md')}, .json, .png")
     return 0
 
 

@@ -1,5 +1,8 @@
 """``python -m icsnn_np.train``: train a ReLU ANN with hand-written SGD (runs/training.py).
 
+Progress (one line per epoch, and within a long epoch every EVERY_S seconds) goes to stderr.
+An existing ``--out`` is replaced only with ``--force`` (or continued with ``--resume``).
+
     python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ def _main(argv):
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--train-limit", type=cli.count("--train-limit"), default=None,
                    help="use only the first N training images (N >= 1)")
-    p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="*", default=[],
+    p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="+", default=[],
                    help="epochs at which lr is divided by 5 (default: the paper's, scaled)")
     p.add_argument("--warmup", type=cli.count("--warmup", minimum=0), default=d.warmup,
                    help="epochs of linear lr warm-up")
@@ -56,10 +59,12 @@ def _main(argv):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from --out and its _resume.npz")
     p.add_argument("--out", default=d.out, help="checkpoint path (best is saved as <stem>_best.npz)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the checkpoints of an earlier run at --out (else refused)")
     a = p.parse_args(argv)
     cfg = TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in vars(a).items()})
     cfg.validate()                             # lr, momentum, the output paths: before any work
-    train(cfg, log=lambda s: print(s, flush=True))
+    train(cfg, log=cli.log_stderr)             # progress and epoch lines: stderr
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backend import to_host
 from ..beyond.qcfs import with_qcfs
-from .batchnorm import build_any
+from .batchnorm import ALL_MODELS, build_any
 from .files import atomic_write
 from .preprocess import check_normalisation
 
@@ -60,18 +60,25 @@ def resolve_checkpoint(name_or_path) -> Path:
     bundled = bundled_models()
     if str(name_or_path) in bundled:
         return bundled[str(name_or_path)]
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    _not_a_file(path)
     raise CheckpointError(f"checkpoint {path} does not exist (bundled models by name: "
                           f"{', '.join(bundled) or 'none'})")
+
+
+def _not_a_file(path: Path):
+    """A CheckpointError if ``path`` exists but is not a regular file."""
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    if path.exists():
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a device, pipe or socket), "
+                              f"not a checkpoint")
 
 
 def read_checkpoint(path):
     """Return (header dict, {name: float32 array}); raise CheckpointError on any damage."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     if not path.is_file():
+        _not_a_file(path)
         raise CheckpointError(f"checkpoint {path} does not exist")
     with open(path, "rb") as f:
         magic = f.read(6)
@@ -96,15 +103,67 @@ def read_checkpoint(path):
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
             UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {e})") from e
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an icsnn-np checkpoint (format {header.get('format')!r})")
-    if header.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} has format version {header['version']}, newer than this "
-                              f"package understands ({VERSION}); upgrade icsnn-np")
+    check_header(header, path)
     for k, a in arrays.items():
+        if a.dtype.kind != "f":            # int8 or bool weights would be cast without a word
+            raise CheckpointError(f"{path}: tensor {k} is {a.dtype}, not floating point: a "
+                                  f"checkpoint holds float weights (quantised or boolean tensors "
+                                  f"are not read)")
         if not np.all(np.isfinite(a)):
             raise CheckpointError(f"{path}: tensor {k} contains NaN or inf")
     return header, {k: a.astype(np.float32) for k, a in arrays.items()}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_header(header, path="checkpoint"):
+    """The header's schema: a JSON object of this format and version, an ``arch`` name (one
+    this package builds: checked by ``load_checkpoint``), a positive integer ``num_classes``;
+    where present, ``mean``/``std`` as 1 or 3 numbers, ``p`` in (0, 1], ``activation`` relu
+    or qcfs (qcfs with positive integer ``levels``). Raises CheckpointError naming the file
+    and the field."""
+    def bad(field, v, want):
+        return CheckpointError(f"{path}: header field {field} is {v!r}: {want}")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header is a JSON {type(header).__name__}, not an object: "
+                              f"not an icsnn-np checkpoint")
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an icsnn-np checkpoint (format {header.get('format')!r})")
+    version = header.get("version", 0)
+    if not _is_int(version) or version < 0:
+        raise bad("version", version, "expected a format version number")
+    if version > VERSION:
+        raise CheckpointError(f"{path} has format version {version}, newer than this "
+                              f"package understands ({VERSION}); upgrade icsnn-np")
+    if not isinstance(header.get("arch"), str) or not header["arch"]:
+        raise bad("arch", header.get("arch"), "expected the name of an architecture")
+    if not _is_int(header.get("num_classes")) or header["num_classes"] < 1:
+        raise bad("num_classes", header.get("num_classes"), "expected a positive integer")
+    for k in ("mean", "std"):
+        if k in header:
+            v = header[k]
+            values = v if isinstance(v, list) else [v]
+            if not all(_is_number(x) for x in values):
+                raise bad(k, v, "expected 1 or 3 numbers (per channel, of x/255)")
+            if len(values) not in (1, 3):
+                raise CheckpointError(f"{path}: header: {k} holds {len(values)} values, but the "
+                                      f"images have 3 channels: one value per channel (or one for all)")
+    if "p" in header and not (_is_number(header["p"]) and 0 < header["p"] <= 1):
+        raise CheckpointError(f"{path}: the checkpoint stores p = {header['p']!r}: the threshold "
+                              f"quantile p must lie in (0, 1]")
+    act = header.get("activation", "relu")
+    if act not in ("relu", "qcfs"):
+        raise bad("activation", act, "expected relu or qcfs")
+    if act == "qcfs" and not (_is_int(header.get("levels")) and header["levels"] >= 1):
+        raise bad("levels", header.get("levels"), "a QCFS checkpoint needs its quantisation "
+                                                  "levels L, a positive integer")
+    return header
 
 
 def check_fits_data(header: dict, num_classes: int | None = None, dataset: str = "the dataset",
@@ -125,7 +184,10 @@ def check_fits_data(header: dict, num_classes: int | None = None, dataset: str =
     if np.size(header["mean"]) not in (1, channels):
         raise CheckpointError(f"{source}: header: mean/std hold {np.size(header['mean'])} values, "
                               f"but the images have {channels} channels: one value per channel")
-    if num_classes is not None and int(header.get("num_classes", -1)) != int(num_classes):
+    if num_classes is not None and not _is_int(header.get("num_classes")):
+        raise CheckpointError(f"{source}: header field num_classes is {header.get('num_classes')!r}: "
+                              f"expected a positive integer")
+    if num_classes is not None and header["num_classes"] != int(num_classes):
         raise CheckpointError(f"{source} holds a {header.get('num_classes')}-class model, but "
                               f"{dataset} has {num_classes} classes")
     return header["mean"], header["std"]
@@ -138,6 +200,9 @@ def load_checkpoint(path, arch: str | None = None):
     is missing, unexpected or mis-shaped, raises CheckpointError naming it.
     """
     header, arrays = read_checkpoint(path)
+    if header["arch"] not in ALL_MODELS:           # read_checkpoint reads any arch's file
+        raise CheckpointError(f"{path}: header field arch is {header['arch']!r}: expected one of "
+                              f"{', '.join(sorted(ALL_MODELS))}")
     if arch is not None and header["arch"] != arch:
         raise CheckpointError(f"{path} holds a {header['arch']!r} model, not {arch!r}")
     try:
@@ -160,6 +225,9 @@ def check_state_dict(model, arrays: dict, source: str = "state_dict"):
         if tuple(arrays[name].shape) != tuple(p.shape):
             raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(arrays[name].shape)}, "
                                   f"model expects {tuple(p.shape)}")
+        if name.endswith(".running_var") and np.any(arrays[name] < 0):
+            raise CheckpointError(f"{source}: tensor {name!r} (a BatchNorm running variance) has "
+                                  f"a negative value ({float(np.min(arrays[name])):g}); a variance is >= 0")
     for name in arrays:
         if name not in own:
             raise CheckpointError(f"{source}: unexpected tensor {name!r}")

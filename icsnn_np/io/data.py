@@ -149,20 +149,35 @@ def file_digest(path, algo: str = "sha1") -> str:
     return _DIGESTS[key]
 
 
+def _claims_official(pin: _Pin, size: int) -> bool:
+    """Whether a file of ``size`` bytes claims to be the pinned one (a small test fixture
+    does not: it gets structural checks only)."""
+    return size == pin.size if pin.size else size >= pin.min_size
+
+
+def _mismatch(where, pin: _Pin, got: str, fix: str) -> DatasetError:
+    return DatasetError(f"{where}: {pin.algo.upper()} {got} differs from the official "
+                        f"{pin.digest}; the file is corrupt or altered. {fix}")
+
+
 def check_official(path, key: str) -> None:
     """Raise DatasetError if `path` claims to be the official file `key` but its hash differs."""
     pin = _PINS.get(key)
-    if pin is None:
+    if pin is None or not _claims_official(pin, os.path.getsize(path)):
         return
-    size = os.path.getsize(path)
-    claims_official = size == pin.size if pin.size else size >= pin.min_size
-    if not claims_official:
-        return  # e.g. a small test fixture: structural checks only
     got = file_digest(path, pin.algo)
     if got != pin.digest:
-        raise DatasetError(
-            f"{path}: {pin.algo.upper()} {got} differs from the official {pin.digest}; the file "
-            f"is corrupt. Delete it and download it again from {BASE_URL}")
+        raise _mismatch(path, pin, got, f"Delete it and download it again from {BASE_URL}")
+
+
+def check_official_bytes(data: bytes, key: str, where: str) -> None:
+    """``check_official`` for a file's bytes (an archive member, read without extracting)."""
+    pin = _PINS.get(key)
+    if pin is None or not _claims_official(pin, len(data)):
+        return
+    got = hashlib.new(pin.algo, data).hexdigest()
+    if got != pin.digest:
+        raise _mismatch(where, pin, got, f"Download the official archive again from {BASE_URL}")
 
 
 # --------------------------------------------------------------------------- public API
@@ -254,7 +269,9 @@ def _read_folder(folder: Path, fmt: _Format, verify: bool, wanted, optional=()) 
 
 
 def _read_archive(archive: Path, fmt: _Format, verify: bool, wanted) -> dict[str, bytes]:
-    """Stream the `wanted` members out of a .tar.gz (one pass, nothing written to disk)."""
+    """Stream the `wanted` members out of a .tar.gz (one pass, nothing written to disk). An
+    archive that is not byte for byte the official one (repacked) still has its members
+    checked against their own pinned hashes."""
     if verify:
         check_official(archive, fmt.archive)
     wanted, out = {f"{fmt.folder}/{f}" for f in wanted}, {}
@@ -271,6 +288,9 @@ def _read_archive(archive: Path, fmt: _Format, verify: bool, wanted) -> dict[str
     if missing:
         raise DatasetError(f"{archive} lacks {', '.join(missing)}: it is not the official "
                            f"{fmt.archive}; download it again from {BASE_URL}")
+    if verify:
+        for f, data in out.items():
+            check_official_bytes(data, f"{fmt.folder}/{f}", f"{archive}: member {fmt.folder}/{f}")
     return out
 
 

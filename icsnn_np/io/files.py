@@ -1,17 +1,53 @@
-"""Files written safely: atomically (a temporary name, then a rename), checked before work.
+"""Files written safely: atomically (a temporary name, then a rename), checked before work,
+never replacing what a user had unless told, and one run per output at a time.
 
     atomic_write(path, lambda f: np.savez(f, **arrays))   # never a half-written file
+    atomic_write_all({path: data, ...})                   # several files: all or none
     check_output_file(path, "--out")                      # before a long run starts
+    check_new_output(path, "--out", force)                # an existing file is not replaced
+    with exclusive(stem, log):                            # <stem>.lock: one run per output
+        ...
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
 def atomic_write(path, write_fn, suffix=".tmp"):
     """Call ``write_fn(file_object)`` on a temp file next to ``path``, then rename over it."""
+    tmp = _write_temp(path, write_fn, suffix)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_all(files: dict, suffix=".tmp"):
+    """Write several files as one: ``{path: bytes or write_fn}``. Every file goes to a temp
+    name first; only when all are written are they renamed into place, one after another
+    (microseconds apart), so an interruption while writing leaves the old set whole."""
+    temps = {}
+    try:
+        for path, data in files.items():
+            fn = data if callable(data) else (lambda f, b=data: f.write(b))
+            temps[path] = _write_temp(path, fn, suffix)
+        for path, tmp in list(temps.items()):
+            os.replace(tmp, path)
+            del temps[path]
+    finally:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _write_temp(path, write_fn, suffix) -> str:
+    """``write_fn`` on a new temp file beside ``path`` (flushed, synced, the usual mode)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -23,21 +59,22 @@ def atomic_write(path, write_fn, suffix=".tmp"):
         umask = os.umask(0)                   # mkstemp makes 0600 files: give the usual mode
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def check_output_file(path, what: str = "output file"):
-    """Before any work starts: ``path`` can be written (atomically, as ``checkpoint.
-    atomic_write`` does). It must not be an existing folder, and the folder that will hold it
-    (or, if that does not exist yet, its nearest existing ancestor) must take a new file;
-    this is tried with a temporary file, removed at once, so nothing stray is left."""
+    """Before any work starts: ``path`` can be written (atomically, as ``atomic_write``
+    does). It must not be an existing folder, and the folder that will hold it (or, if that
+    does not exist yet, its nearest existing ancestor) must take a new file; this is tried
+    with a temporary file, removed at once, so nothing stray is left."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path} is an existing folder; name a file")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a device, pipe or socket); name a file")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -50,3 +87,96 @@ def check_output_file(path, what: str = "output file"):
     os.close(fd)
     os.unlink(tmp)
     return path
+
+
+def check_new_output(path, what: str = "--out", force: bool = False, hint: str = ""):
+    """``check_output_file``, and ``path`` must not exist unless ``force``: a finished
+    result or a checkpoint is never replaced without being told (``--force``)."""
+    path = check_output_file(path, what)
+    if path.exists() and not force:
+        flag = what if what.startswith("--") else "--out"     # e.g. "the best checkpoint"
+        raise ValueError(f"{what} {path} exists: add --force to replace it{hint}, or name "
+                         f"another {flag}")
+    return path
+
+
+# --------------------------------------------------------------------------- one run per output
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                   # alive, another user's
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def _read_lock(lock: Path) -> dict:
+    try:
+        info = json.loads(lock.read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _owner_alive(info: dict) -> bool:
+    pid = info.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if info.get("host") not in (None, socket.gethostname()):
+        return True                           # another machine's run: cannot tell, assume live
+    return pid_alive(pid)
+
+
+def _create_with(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` in one step (written under a temporary name, then
+    hard-linked: the link fails if ``path`` exists), so no reader ever sees it empty.
+    False if it exists."""
+    tmp = _write_temp(path, lambda f: f.write(data), ".new")
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def lock_path(stem) -> Path:
+    stem = Path(stem)
+    return stem.with_name(stem.name + ".lock")
+
+
+@contextmanager
+def exclusive(stem, log=None, what: str = "--out", lock=None):
+    """Hold ``<stem>.lock`` (or ``lock``) while the block runs: one run per output stem (or
+    folder). A second run stops with one line naming the live process; a lock left by a
+    process that no longer runs (killed) is taken over with a note to ``log``."""
+    lock = Path(lock) if lock is not None else lock_path(stem)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+    for _ in range(3):
+        if _create_with(lock, mine):
+            break
+        seen = lock.read_bytes() if lock.exists() else b""
+        info = _read_lock(lock)
+        if _owner_alive(info):
+            raise ValueError(f"{what} {stem} is in use by another run (pid {info['pid']}, "
+                             f"started {info.get('started', '?')}; lock file {lock}): wait "
+                             f"for it to finish, or name another {what}")
+        if lock.exists() and lock.read_bytes() == seen:   # still the dead run's: take it over
+            if log is not None:
+                log(f"note: took over the stale lock {lock} (pid {info.get('pid', '?')} is no "
+                    f"longer running)")
+            lock.unlink(missing_ok=True)
+    else:
+        raise ValueError(f"{what} {stem}: could not take the lock file {lock}; try again")
+    try:
+        yield lock
+    finally:
+        if _read_lock(lock).get("pid") == os.getpid():
+            lock.unlink(missing_ok=True)

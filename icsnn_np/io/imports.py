@@ -315,6 +315,10 @@ def match_state_dict(model, tensors: dict, source: str = "state_dict") -> "Order
                                   f"expected floating point")
         if not np.all(np.isfinite(a)):
             raise CheckpointError(f"{source}: tensor {label(name, f)} contains NaN or inf")
+        if key == "running_var" and np.any(a < 0):     # sqrt(var + eps) would be NaN when folded
+            raise CheckpointError(f"{source}: tensor {label(name, f)} (a BatchNorm running "
+                                  f"variance) has a negative value ({float(a.min()):g}); a "
+                                  f"variance is >= 0")
         out[name] = a
     used = {fname(n.rpartition(".")[0], n.rpartition(".")[2]) for n in own
             if n.rpartition(".")[0] in where}

@@ -18,8 +18,12 @@ def check_normalisation(mean, std, where: str = "normalisation"):
     """Per-channel mean and std of x/255 (what ``preprocess.normalize`` divides by): finite,
     mean in [0, 1] and std in (0, 1]. Statistics on the 0-255 scale (mean 125, std 63) are
     refused by name: with them every normalised image is nearly the same constant."""
-    m = np.asarray(mean, dtype=np.float64).reshape(-1)
-    s = np.asarray(std, dtype=np.float64).reshape(-1)
+    try:
+        m = np.asarray(mean, dtype=np.float64).reshape(-1)
+        s = np.asarray(std, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: mean {mean!r} and std {std!r} must be numbers, one per "
+                         f"channel") from None
     if m.size == 0 or s.size == 0 or m.size != s.size:
         raise ValueError(f"{where}: mean {m.tolist()} and std {s.tolist()} must hold one value "
                          f"per channel each")
@@ -61,13 +65,20 @@ def normalize(x_uint8, mean, std, xp=np):
     """float32 (N, 3, H, W) = (x/255 - mean) / std on xp's device (mean, std: (3,), host ok).
 
     Refuses, once per call: mean/std that are not finite, std <= 0, statistics not on the
-    x/255 scale (check_normalisation), and pixels that are NaN/inf or outside
-    0..255 (images that are already normalised, or not images)."""
+    x/255 scale (check_normalisation), a batch that is not (N, C, H, W), and a non-uint8
+    batch that is not raw pixels: NaN/inf, values outside 0..255 (normalised already), or
+    all within [0, 1] (divided by 255 already: normalising again would make every image
+    nearly one constant). Float pixels on the 0..255 scale (a grey of 127.5) are taken."""
     check_normalisation(mean, std, "normalize")
-    if np.size(mean) not in (1, x_uint8.shape[1]):
+    shape = tuple(getattr(x_uint8, "shape", ()))
+    if len(shape) != 4:
+        raise ValueError(f"normalize takes raw images (N, C, H, W), got shape {shape}")
+    if np.size(mean) not in (1, shape[1]):
         raise ValueError(f"normalize: {np.size(mean)} mean/std values for images with "
-                         f"{x_uint8.shape[1]} channels")
+                         f"{shape[1]} channels")
     if np.dtype(x_uint8.dtype) != np.uint8:
+        if np.dtype(x_uint8.dtype).kind not in "iuf":
+            raise ValueError(f"normalize takes raw images (uint8 pixels 0..255), got {x_uint8.dtype}")
         lo, hi = (float(v) for v in to_host(xp_of(x_uint8).stack([x_uint8.min(), x_uint8.max()]))) \
             if x_uint8.size else (0.0, 0.0)                                # sync point: once
         if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -75,6 +86,10 @@ def normalize(x_uint8, mean, std, xp=np):
         if lo < 0 or hi > 255:
             raise ValueError(f"normalize: pixel values span [{lo:g}, {hi:g}], outside 0..255: "
                              f"normalize takes raw images (uint8 0..255), not normalised ones")
+        if hi <= 1:
+            raise ValueError(f"normalize: {x_uint8.dtype} pixel values span [{lo:g}, {hi:g}]: "
+                             f"already divided by 255? normalize takes raw images (uint8 0..255) "
+                             f"and divides by 255 itself")
     x = to_device(x_uint8, xp).astype(xp.float32)
     m = to_device(np.asarray(mean, np.float32).reshape(-1, 1, 1), xp)   # (3, 1, 1)
     s = to_device(np.asarray(std, np.float32).reshape(-1, 1, 1), xp)

@@ -20,19 +20,30 @@ from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS, simulate_prerun
 from ..beyond.qcfs import qcfs_layers, qcfs_thresholds
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
-from ..checks import check_batch, check_choice, check_count, check_quantile, check_T
+from ..checks import check_choice, check_count, check_quantile, check_T
 from ..convert import balance_thresholds, convert
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
-from ..io.preprocess import augment, batched
+from ..io.preprocess import augment, batched, check_normalisation
 from ..simulate import CODINGS
 from ..variants import PAPER_VARIANTS, Setting, calibrate_variant
 from .engine import DEFAULT_ENGINE, ENGINES, simulator
+from .inputs import (check_finite_output, check_first_currents, check_images, check_labels,  # noqa: F401
+                     model_classes)
 from .progress import duration, tracking
 from .resources import check_memory
 
 DEFAULT_TS = (8, 16, 32, 64, 128, 256)
 CALIB_RECIPES = ("ours", "official")
 BLOCK_MODES = ("node", "paper")
+# How V_th is set, in words, for the settings every table and --json records.
+THRESHOLD_RULES = {
+    "layer": "layer: p-quantile of all the layer's ReLU outputs on the calibration images, "
+             "zeros included (a p whose quantile is 0 is refused)",
+    "channel": "channel: p-quantile of each channel's positive ReLU outputs (a channel never "
+               "positive takes the layer's)",
+    "mse": "mse: SNN Calibration's least-squares search per layer at each T",
+    "qcfs": "qcfs: each layer's trained QCFS threshold lambda (p unused)",
+}
 
 
 @dataclass
@@ -68,6 +79,11 @@ class ConversionConfig:
     calib_recipe: str = "ours"    # SNN Calibration's rows: ours (the thresholds and images of
                                   # every row) | official (MSE thresholds, one batch of 128
                                   # augmented training images, as its code pairs them)
+
+    @property
+    def threshold_mode(self) -> str:
+        """layer | channel | mse: the key of THRESHOLD_RULES for these settings."""
+        return "mse" if self.threshold_search == "mse" else "channel" if self.channelwise else "layer"
 
     @property
     def v0_scope(self) -> str:
@@ -119,15 +135,12 @@ class Run:
         return {"prerun": int(self.prerun), "steps": int(self.prerun + T)}
 
 
-def check_labels(y, n: int, what: str = "the labels", classes: int | None = None):
-    """One integer label per image, each in [0, classes) when ``classes`` is given."""
-    y = np.asarray(to_host(y) if hasattr(y, "shape") else y)
-    if y.ndim != 1 or len(y) != n or (len(y) and not np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{what}: expected {n} integer labels, got {y.dtype} {y.shape}")
-    if classes is not None and len(y) and (y.min() < 0 or y.max() >= classes):
-        raise ValueError(f"{what}: labels must lie in [0, {classes}) for a {classes}-class "
-                         f"model, found {int(y.min())} .. {int(y.max())}")
-    return y
+def threshold_rule(modes, model=None) -> str:
+    """The threshold rule(s) ``modes`` (THRESHOLD_RULES keys) in words; a QCFS-trained
+    ``model`` takes its trained λ whatever the mode."""
+    if model is not None and qcfs_layers(model):
+        return THRESHOLD_RULES["qcfs"]
+    return "; ".join(THRESHOLD_RULES[m] for m in dict.fromkeys(modes))
 
 
 def quantile_for(header: dict, p=None) -> float:
@@ -142,6 +155,12 @@ def quantile_for(header: dict, p=None) -> float:
         return check_quantile(header["p"])
     except ValueError as e:
         raise ValueError(f"the checkpoint stores p = {header['p']!r}: {e}") from None
+
+
+def check_coding_stats(cfg: ConversionConfig, mean, std):
+    """Rate coding decodes intensities with the normalisation: numbers, finite, std > 0."""
+    if cfg.coding == "rate" and mean is not None and std is not None:
+        check_normalisation(mean, std, "rate coding")
 
 
 def calibration_passes(variant: str) -> int:
@@ -161,13 +180,15 @@ def preflight(model, x, cfg: ConversionConfig, Ts=None):
                  count=True)
 
 
-def ann_accuracy(model, x, y, batch_size=200) -> float:
-    """Top-1 accuracy of the ANN in percent (x normalised, on the device; y host ints)."""
-    check_batch(x, "the image batch")
-    check_labels(y, len(x))
+def ann_accuracy(model, x, y, batch_size=200, what: str = "the image batch") -> float:
+    """Top-1 accuracy of the ANN in percent (x normalised, on the device; y host ints in
+    [0, classes)). Images of another size, and outputs that overflow, are refused."""
+    check_images(model, x, what)
+    y = check_labels(y, len(x), "the labels", model_classes(model))
     model.eval()
-    pred = np.concatenate([to_host(model.forward(xb).argmax(axis=1)) for xb in batched(x, batch_size)])
-    return 100.0 * float((pred == np.asarray(y)).mean())
+    pred = np.concatenate([to_host(check_finite_output(model.forward(xb), xb, what).argmax(axis=1))
+                           for xb in batched(x, batch_size)])
+    return 100.0 * float((pred == y).mean())
 
 
 def snn_correct(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None, run=None):
@@ -176,10 +197,12 @@ def snn_correct(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None, run=No
     engine of ``cfg`` without a pre-run). The rate is per neuron and step over every step
     run, a pre-run's included. Per image, so two variants can be compared on the same
     images (a paired test, tables.mcnemar)."""
-    check_labels(y, len(x))
+    y = check_labels(y, len(x), "the labels", model_classes(snn.tree))
     run = run or Run(simulator(cfg.engine, cfg.chunk))
     correct, spikes, neuron_steps = [], 0, 0
     for i, xb in enumerate(batched(x, cfg.batch_size)):
+        if cfg.coding == "direct":              # (rate-coded inputs are bounded spikes)
+            check_first_currents(snn, xb)
         res = run(snn, xb, T, count=True, **dict(cfg.sim_kw(mean, std), seed=cfg.seed + 7919 * i))
         pred = to_host(res.output.argmax(axis=1))
         correct.append(pred == np.asarray(y[i * cfg.batch_size:i * cfg.batch_size + len(xb)]))
@@ -248,7 +271,8 @@ def calibrated_snn(model, x_calib, variant: str, T: int, cfg: ConversionConfig |
     """A converted SNN, thresholds balanced and v(0) set as ``variant`` prescribes for ``T``
     steps (what ``evaluate_conversion`` measures), e.g. to count its spikes: (snn, run)."""
     cfg = (cfg or ConversionConfig()).validate()
-    check_batch(x_calib, "the calibration batch (x_calib)")
+    check_images(model, x_calib, "the calibration batch (x_calib)")
+    check_coding_stats(cfg, mean, std)
     calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     snn, _ = convert_balanced(model, calib, cfg)
     return snn, calibrate(snn, variant, T, calib, cfg, mean=mean, std=std)
@@ -262,14 +286,15 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
     evaluation set. ``mean``/``std`` (the normalisation) are needed for rate coding.
     """
     cfg = (cfg or ConversionConfig()).validate()
-    check_batch(x_calib, "the calibration batch (x_calib)")
-    check_batch(x_test, "the test batch (x_test)")
-    check_labels(y_test, len(x_test), "the test labels")
+    check_images(model, x_calib, "the calibration batch (x_calib)")
+    check_images(model, x_test, "the test batch (x_test)")
+    check_labels(y_test, len(x_test), "the test labels", model_classes(model))
+    check_coding_stats(cfg, mean, std)
     log = log or (lambda s: None)
     preflight(model, x_test, cfg)
     calib = batched(x_calib[:cfg.n_calib], cfg.batch_size)
     t_start = time.perf_counter()
-    ann = ann_accuracy(model, x_test, y_test)
+    ann = ann_accuracy(model, x_test, y_test, what="the test batch (x_test)")
     snn, ths = convert_balanced(model, calib, cfg)
     thresholds = Thresholds(snn, calib)
     log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images; thresholds (p={cfg.p}): "

@@ -8,6 +8,8 @@ point is the variants or the draw of images.
 """
 from __future__ import annotations
 
+import io
+import json
 import math
 from pathlib import Path
 
@@ -27,6 +29,34 @@ PAPER_TABLES = {
         "C-SNN": {"8": 57.18, "16": 30.39, "32": 8.25, "64": 5.34, "128": 2.39, "256": 0.27},
         "IC-SNN": {"8": 37.31, "16": 10.23, "32": 3.64, "64": 2.14, "128": 0.81, "256": 0.09}}),
 }
+
+
+def read_result(path) -> dict:
+    """A reproduction result (``reproduce``'s ``<out>.json``), its structure checked: an
+    object with ann_acc, n_test, settings and rows, each row a label, a variant and its
+    measurements by T (each with acc and loss). ValueError naming the file otherwise."""
+    try:
+        res = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable reproduction result ({type(e).__name__}: "
+                         f"{e})") from None
+
+    def need(ok, what):
+        if not ok:
+            raise ValueError(f"{path}: not a reproduction result ({what})")
+    need(isinstance(res, dict), f"a JSON {type(res).__name__}, not an object")
+    need(isinstance(res.get("ann_acc"), (int, float)), "no ann_acc, the ANN's accuracy")
+    need(isinstance(res.get("n_test"), int) and res["n_test"] >= 1, "no n_test, the image count")
+    need(isinstance(res.get("settings"), dict), "no settings")
+    need(isinstance(res.get("rows"), list) and res["rows"], "no rows")
+    for r in res["rows"]:
+        need(isinstance(r, dict) and isinstance(r.get("label"), str) and isinstance(r.get("variant"), str)
+             and isinstance(r.get("T"), dict), "a row without label, variant or T")
+        for t, m in r["T"].items():
+            need(str(t).isdigit() and isinstance(m, dict)
+                 and all(isinstance(m.get(k), (int, float)) for k in ("acc", "loss")),
+                 f"row {r['label']!r}: a measurement at T={t!r} without acc and loss")
+    return res
 
 
 def paper_table_for(arch: str):
@@ -166,9 +196,21 @@ def wall_time(res: dict) -> str:
     return text + "."
 
 
-def plot(res: dict, path: Path, title: str, main=("snn", "i-snn", "c-snn", "ic-snn")):
+def save_png(fig, path=None):
+    """A matplotlib figure as PNG bytes, closed; written atomically to ``path`` if given."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - only when a figure is drawn
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    if path is not None:
+        atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return buf.getvalue()
+
+
+def plot(res: dict, path: Path | None, title: str, main=("snn", "i-snn", "c-snn", "ic-snn")):
     """Accuracy vs T of the ANN and the paper's four variants (its Fig. 5), with binomial
-    error bars (one standard error), one panel per setting."""
+    error bars (one standard error), one panel per setting; the PNG's bytes, also written
+    to ``path`` unless it is None."""
     import matplotlib  # noqa: PLC0415 - only when a figure is drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -192,5 +234,4 @@ def plot(res: dict, path: Path, title: str, main=("snn", "i-snn", "c-snn", "ic-s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
+    return save_png(fig, path)

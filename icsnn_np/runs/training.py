@@ -10,8 +10,6 @@ one as ``<stem>_best.npz``), with the optimiser state beside it for ``--resume``
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import sys
 import time
@@ -23,16 +21,17 @@ import numpy as np
 from ..backend import BACKENDS, backend_name, get_xp, to_device, to_host
 from ..checks import check_choice, check_count
 from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
-from ..io.checkpoint import (CheckpointError, check_fits_data, load_checkpoint, resolve_checkpoint,
-                             save_checkpoint)
+from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint, save_checkpoint
 from ..io.data import DATASETS, load_dataset
-from ..io.files import atomic_write, check_output_file
+from ..io.files import check_new_output, exclusive
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
 from ..optim import SGD, TrainingDiverged, lr_at, scaled_milestones, train_step
 from ..io.preprocess import augment, batched, batches, channel_stats, normalize
 from .engine import DEFAULT_ENGINE, ENGINES, training_network
 from .interrupt import kept_on_interrupt
+from .progress import FIRST_REPORT_S, EVERY_S
+from .resume import RESUME_KEYS, best_path_of, resume, resume_path, save_resume  # noqa: F401
 
 
 @dataclass
@@ -55,6 +54,7 @@ class TrainConfig:
     warmup: int = 0                    # epochs of linear lr warm-up (per batch)
     init: str = "he"                   # he | fixup (BatchNorm-free ResNets: models.fixup_init)
     resume: bool = False               # continue from `out` and its _resume.npz
+    force: bool = False                # replace an earlier run's `out` (else refused)
     activation: str = "relu"           # relu | qcfs (beyond/qcfs.py: clip-floor-shift, trainable λ)
     levels: int | None = None          # QCFS quantisation levels L
     init_from: str | None = None       # start from this checkpoint's weights (fine-tuning)
@@ -88,16 +88,14 @@ class TrainConfig:
                 want = "> 0" if lo is None else ("in [0, 1)" if name == "momentum" else ">= 0")
                 raise ValueError(f"{name} must be a finite number {want}, got {v!r}")
         out = Path(self.out)
-        check_output_file(out, "--out")
-        check_output_file(best_path_of(out), "the best checkpoint")
-        check_output_file(resume_path(out), "the resume state")
+        hint = " (or --resume to continue that run)"
+        replace = self.force or self.resume
+        check_new_output(out, "--out", replace, hint)
+        check_new_output(best_path_of(out), "the best checkpoint", replace, hint)
+        check_new_output(resume_path(out), "the resume state", replace, hint)
         return self
 
 
-# What must match between a run and its resumption (the rest may change, e.g. data_dir).
-RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-               "seed", "augment", "train_limit", "milestones", "warmup", "init", "activation",
-               "levels", "init_from")
 INITS = ("he", "fixup")
 ACTIVATIONS = ("relu", "qcfs")
 
@@ -111,54 +109,6 @@ def evaluate(model, x_uint8, y, mean, std, xp, batch_size=500):
         pred = model.forward(xb).argmax(axis=1)
         correct += int(to_host((pred == to_device(y[i:i + batch_size], xp)).sum()))  # sync point
     return correct / max(1, len(x_uint8))
-
-
-# --------------------------------------------------------------------------- resume
-def best_path_of(out) -> Path:
-    """Where the best checkpoint so far lives: ``<stem>_best<suffix>`` beside ``out``."""
-    out = Path(out)
-    return out.with_name(out.stem + "_best" + out.suffix)
-
-
-def resume_path(out) -> Path:
-    """Where the optimiser state for ``--resume`` lives: ``<stem>_resume.npz`` beside ``out``."""
-    out = Path(out)
-    return out.with_name(out.stem + "_resume.npz")
-
-
-def save_resume(path, opt: SGD, rng, state: dict):
-    """Momentum buffers, the RNG state and ``state`` (epoch, best accuracy, history),
-    written atomically after the epoch's checkpoint."""
-    arrays = {f"buf.{n}": to_host(b) for n, b in opt.momentum_state().items()}
-    meta = {**state, "rng": rng.bit_generator.state}
-    arrays["__state__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def resume(cfg: TrainConfig, config: dict, model, opt: SGD, rng, out: Path, xp, log):
-    """Load the last checkpoint and optimiser state of an earlier run of the same settings;
-    returns (best accuracy so far, history, epochs done)."""
-    rp = resume_path(out)
-    if not out.is_file() or not rp.is_file():
-        raise CheckpointError(f"cannot resume: {out} and {rp} must both exist (they are "
-                              f"written after every epoch of a run with --out {out})")
-    last, _ = load_checkpoint(out, arch=cfg.model)
-    try:
-        with np.load(rp, allow_pickle=False) as z:
-            state = json.loads(bytes(z["__state__"]).decode())
-            opt.load_momentum_state({k[4:]: z[k] for k in z.files if k.startswith("buf.")}, xp)
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"cannot resume: {rp} is corrupt ({e})") from e
-    before = state.get("train_config", {})
-    diff = [k for k in RESUME_KEYS if before.get(k) != config.get(k)]
-    if diff:
-        raise CheckpointError(f"cannot resume: {rp} was written with different settings "
-                              f"({', '.join(f'{k}={before.get(k)!r}' for k in diff)})")
-    model.load_state_dict(last.state_dict())
-    rng.bit_generator.state = state["rng"]
-    log(f"resuming after epoch {state['epoch']} of {cfg.epochs} from {out} "
-        f"(best test accuracy so far {100 * state['best_acc']:.2f}%)")
-    return state["best_acc"], state["history"], state["epoch"]
 
 
 # --------------------------------------------------------------------------- loop
@@ -189,22 +139,36 @@ def train_epoch(net, opt: SGD, x_train, y_train, mean, std, xp, rng, lr_of_batch
     return loss_sum / seen, correct / seen
 
 
-def _tty_progress(epoch: int, t0: float):
-    """A one-line progress report on stderr (only on a terminal), with an ETA for the epoch."""
+def batch_progress(epoch: int, t0: float, log):
+    """Progress within an epoch, with its ETA: on a terminal one line on stderr rewritten in
+    place every 20 batches; otherwise (a log file, a pipe) a line to ``log`` after
+    FIRST_REPORT_S seconds, then at most every EVERY_S, so a long epoch never runs silent."""
+    tty = sys.stderr.isatty()
+    due = [t0 + FIRST_REPORT_S]
+
     def show(bi, nb, loss):
-        if sys.stderr.isatty() and (bi % 20 == 0 or bi == nb - 1):
-            el = time.perf_counter() - t0
-            eta = el / (bi + 1) * (nb - bi - 1)
-            print(f"\r  epoch {epoch} batch {bi + 1}/{nb} loss {loss:.3f} ETA {eta:.0f}s ",
-                  end="", file=sys.stderr, flush=True)
+        now = time.perf_counter()
+        el = now - t0
+        text = f"  epoch {epoch} batch {bi + 1}/{nb} loss {loss:.3f} ETA {el / (bi + 1) * (nb - bi - 1):.0f}s"
+        if tty and (bi % 20 == 0 or bi == nb - 1):
+            print(f"\r{text} ", end="", file=sys.stderr, flush=True)
+        elif not tty and now >= due[0] and bi < nb - 1:
+            due[0] = now + EVERY_S
+            log(text.strip())
     return show
 
 
 def train(cfg: TrainConfig, log=print):
     """Train ``cfg.model`` on ``cfg.dataset``; saves best and last checkpoints. Returns a summary.
 
-    Ctrl-C raises ``cli.Interrupted`` saying which complete checkpoint was kept."""
+    The output is held for the run (``<out>.lock``: one run per output). Ctrl-C raises
+    ``cli.Interrupted`` saying which complete checkpoint was kept."""
     cfg.validate()
+    with exclusive(Path(cfg.out), log):
+        return _train(cfg, log)
+
+
+def _train(cfg: TrainConfig, log):
     xp = get_xp(cfg.backend)
     ds = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
     x_train, y_train = ds.x_train, ds.y_train
@@ -257,7 +221,7 @@ def train(cfg: TrainConfig, log=print):
                 loss, train_acc = train_epoch(
                     net, opt, x_train, y_train, mean, std, xp, rng,
                     lambda bi: lr_with_warmup(epoch, bi, nb, cfg.lr, milestones, cfg.warmup),
-                    cfg.augment, cfg.batch_size, _tty_progress(epoch + 1, t0))
+                    cfg.augment, cfg.batch_size, batch_progress(epoch + 1, t0, log))
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"epoch {epoch + 1}: {e} ({kept()})") from None
             dt = time.perf_counter() - t0
