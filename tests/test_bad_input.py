@@ -603,7 +603,7 @@ CLI = [
         ["--quick", "--agreement-seeds", "1", "--out", "{tmp}/a.json"], 2,
         "--agreement-seeds compares with PyTorch, which is not installed here", patch=no_torch,
         base=False),
-    Cli("gpu_check Ctrl-C", "gpu_check", [], 130, "interrupted (Ctrl-C); nothing was written",
+    Cli("gpu_check Ctrl-C", "gpu_check", [], 130, "interrupted (Ctrl-C); the steps run so far are lost (nothing was written)",
         patch=ctrl_c(gpu_check, "run_step"), alone=False),
     Cli("demo --workdir unwritable (names --workdir, not --out)", "demo",
         ["--n-test", "5", "--workdir", "/proc/icsnn_nope"], 2,

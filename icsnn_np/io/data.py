@@ -4,14 +4,13 @@
     ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.classes
     load_dataset("cifar10", folder, test_only=True)   # the test batch alone (x_train empty)
 
-(Normalisation, augmentation and batching are in preprocess.py.)
-
 Images are uint8 (N, 3, 32, 32), NCHW, RGB; labels int64. All four official distributions are
 read (CIFAR-10 binary / python, CIFAR-100 python / binary), either as the extracted folder or
 straight from the ``.tar.gz`` (nothing is extracted to disk). Official files are recognised by
 name and size and must then match their published hash, so a corrupt download fails loudly
 instead of training on garbage; other files (small test fixtures) get structural checks only.
 Every data problem raises :class:`DatasetError` naming the file and saying what to do.
+(Normalisation, augmentation and batching are in preprocess.py.)
 """
 from __future__ import annotations
 
@@ -34,9 +33,8 @@ DATASETS = ("cifar10", "cifar100", "cifar10-slice")
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 SLICE_PATH = Path(__file__).resolve().parent.parent / "assets" / "cifar10_slice.npz"
 _PIXELS = 3 * 32 * 32  # bytes per image: R, G, B planes of 32x32, row-major
-# batches.meta order; a test-only CIFAR-10 folder without its meta file gets these names
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck")   # batches.meta order; a test-only folder without it gets these
 _DOWNLOAD_TIMEOUT_S = 10
 
 
@@ -369,8 +367,7 @@ def _class_names(data: bytes, fmt: _Format, where: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- slice, download
-def _load_slice() -> Dataset:
-    """The bundled 1,000 + 1,000 image CIFAR-10 slice (see scripts/build_slice.py)."""
+def _load_slice() -> Dataset:    # the bundled 1,000 + 1,000 images (scripts/build_slice.py)
     if not SLICE_PATH.is_file():
         raise DatasetError(f"{SLICE_PATH} is missing: rebuild it with `python scripts/"
                            f"build_slice.py --src <folder holding cifar-10-batches-bin>`")
