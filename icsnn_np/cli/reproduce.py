@@ -36,6 +36,7 @@ import numpy as np
 from ..backend import get_xp, to_host
 from ..beyond.methods import TABLE
 from ..beyond.prerun import PRERUN_STEPS
+from ..beyond.quantised import quantised_ann
 from ..beyond.thresholds import Thresholds
 from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint
 from ..io.data import DATASETS, load_dataset
@@ -136,10 +137,15 @@ def run_rows(model, x_calib, x_test, y_test, cfg: ConversionConfig, Ts, reading_
             eta = (time.perf_counter() - t_start) / done_steps * (total_steps - done_steps)
             log(f"[{time.strftime('%H:%M:%S')}] {label:45s} T={T:4d} acc {acc:6.2f}% "
                 f"loss {ann - acc:6.2f}  rate {rate:.4f}  ({time.perf_counter() - t0:.0f}s, ETA {eta / 60:.0f} min)")
+    quant = {}                       # a reference, no SNN: the T-level ANN (rounding alone)
+    for T in Ts:
+        thresholds.use(cfg.threshold_search, T)
+        quant[str(T)] = round(ann_accuracy(quantised_ann(snn, T), x_test, y_test), 2)
+    log(f"T-level ANN (reference) {setting}: " + ", ".join(f"T={t} {a:.2f}%" for t, a in quant.items()))
     return {"ann_acc": round(ann, 2), "rows": results, "n_test": int(len(x_test)),
             "n_calib": int(min(cfg.n_calib, len(x_calib))),
             "seconds": round(time.perf_counter() - t_start, 1),   # this sitting's time only
-            "earlier_measurements": earlier}
+            "earlier_measurements": earlier, "quantised_ann": {setting: quant}}
 
 
 def sweep_configs(base: ConversionConfig, ps, thresholds, blocks):
@@ -186,6 +192,7 @@ def sweep(model, x_calib, x_test, y_test, base: ConversionConfig, ps, thresholds
             merged = res
         else:
             merged["rows"] += res["rows"]
+            merged["quantised_ann"].update(res["quantised_ann"])
             merged["seconds"] = round(merged["seconds"] + res["seconds"], 1)
             merged["earlier_measurements"] += res["earlier_measurements"]
     if len(combos) > 1:
