@@ -140,7 +140,7 @@ def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
     assert "McNemar's exact test" in md and "| 8 |" in md     # the paired comparisons at each T
     quant = res["quantised_ann"][""]                          # the T-level ANN, a reference row
     assert set(quant) == {"4", "8"} and all(0 <= a <= 100 for a in quant.values())
-    assert f"| *T-level ANN (no SNN)" in md and f"{res['ann_acc'] - quant['8']:.2f}" in md
+    assert "| *T-level ANN (no SNN)" in md and f"{res['ann_acc'] - quant['8']:.2f}" in md
     from PIL import Image
     with Image.open(out.with_suffix(".png")) as im:
         assert im.size[0] > 100 and np.asarray(im).std() > 0
