@@ -146,6 +146,14 @@ def winners(res: dict) -> dict:
     return out
 
 
+def vth_text(settings: dict) -> str:
+    """What the V_th column means for these settings (a QCFS ANN's `quantile` is its λ)."""
+    if "qcfs" in str(settings.get("threshold_rule", "")).split(":")[0]:
+        return "V_th: `quantile` = each layer's trained QCFS threshold λ (no quantile)."
+    return (f"V_th: `quantile` = threshold balancing at p = {settings['p']}, `MSE` = SNN "
+            f"Calibration's search per layer at each T.")
+
+
 def markdown(res: dict, meta: dict) -> str:
     """Two tables (by counted T; at equal total steps) and the winner at each total."""
     n, ann = res["n_test"], res["ann_acc"]
@@ -156,9 +164,9 @@ def markdown(res: dict, meta: dict) -> str:
              f"Binomial standard error of one accuracy here: ±{se:.2f} points (two methods "
              f"on the same images differ by more than noise when the gap exceeds about "
              f"{2 * (2 ** 0.5) * se:.1f} points, 2 SE of an unpaired difference). "
-             f"V_th: `quantile` = threshold balancing at p = {meta['settings']['p']}, `MSE` = "
-             f"SNN Calibration's search per layer at each T. COS and SRP first run "
-             f"{res['prerun']} uncounted pre-run steps per image: their total is T + {res['prerun']}. "
+             + vth_text(meta["settings"]) +
+             f" COS and SRP first run {res['prerun']} uncounted pre-run steps per image (COS layer "
+             f"by layer: {res['prerun']} per IF layer); each row's total is T + its pre-run. "
              f"The *quantised ANN* rows are no SNN: the ANN with every ReLU replaced by its T-level "
              f"rounding at the same V_th (QCFS's clip-floor-shift), what an SNN whose every neuron "
              f"received its input evenly would compute; per-channel or per-image v(0) can beat it.",
