@@ -88,6 +88,8 @@ def _bundle(a, model, header, mean, std):
     os.close(fd)
     tmp = Path(tmp)
     meta = {k: v for k, v in header.items() if k not in ("format", "version", "arch", "num_classes")}
+    meta["train_config"] = {k: (Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v)
+                            for k, v in meta.get("train_config", {}).items()}   # no machine folders
     meta["stored_as"] = "float16"
     if a.p is not None:
         meta["p"], meta["p_chosen_by"] = float(a.p), a.p_chosen_by
