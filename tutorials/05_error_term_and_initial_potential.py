@@ -9,7 +9,7 @@
 #   layer on the same input, that it shrinks like 1/T, and where the paper's bound on it fails;
 # * set v(0) from the weights (Alg. 1) or from v(T) measured on training images (Alg. 2), and
 #   explain why the literal reading of Alg. 2 breaks the network while the "remainder"
-#   reading lands at about V_th/2.
+#   reading (this course's) lands at about V_th/2.
 #
 # Sum the IF dynamics (Eq. 5) over t = 1..T. With r^l = spikes/T the firing rate, every
 # neuron of layer l satisfies, **exactly** (paper Eq. 7-11):

@@ -97,7 +97,8 @@ savefig(fig, run, "06_compensation_error_shift.png")
 # ## 2. Alg. 3, step by step
 #
 # Exactly what `alg3_ic_init` does: compensation, Alg. 2 on the compensated network, sum.
-# Alg. 2's reading is the package default (`remainder`; step 5 compared the readings).
+# Alg. 2's reading is the package default (`remainder`, this course's reading; step 5
+# compared the readings).
 
 # %%
 T_A = run.pick(8, 16, in_class=8)
