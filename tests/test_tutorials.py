@@ -89,6 +89,7 @@ def test_step_runs_and_shows_what_it_claims(name, outdir):
     failed = [claim for verdict, claim in r["see"] if verdict != "yes"]
     assert not failed, f"{name}: the quick run does not show: {failed}"
     assert re.search(r"^done in [\d.]+ s \(quick mode\)$", r["stdout"], re.M)
+    assert r["stdout"].count("QUICK MODE IS A SMOKE TEST") == 1     # says so, in one banner line
     assert r["figures"], f"{name} wrote no figure"
     for path in r["figures"]:
         assert path.parent == outdir / name, f"{name} wrote {path} outside --out"
@@ -169,17 +170,38 @@ def test_notebook_matches_script_and_was_run_in_full_mode(name):
     assert "SEE [NO]" not in text, f"{path.name}: the full run does not show all it claims"
 
 
-def test_quick_mode_never_writes_committed_figures():
+def test_quick_and_class_mode_never_write_committed_figures():
     sys.path.insert(0, str(TUTORIALS))
     try:
         import _common  # noqa: PLC0415
     finally:
         sys.path.remove(str(TUTORIALS))
-    quick = _common.setup("test", ["--quick"])
-    assert quick.quick and quick.out.resolve() != _common.FIGURES.resolve()
-    quick.out.rmdir()                                        # an empty temporary folder
+    for flag in ("--quick", "--class"):
+        run = _common.setup("test", [flag])
+        assert run.mode == flag[2:] and run.out.resolve() != _common.FIGURES.resolve()
+        run.out.rmdir()                                      # an empty temporary folder
     full = _common.setup("test", [])
-    assert not full.quick and full.out.resolve() == _common.FIGURES.resolve()
+    assert full.mode == "full" and full.out.resolve() == _common.FIGURES.resolve()
+    assert (full.pick(1, 2), full.pick(1, 2, in_class=3)) == (2, 2)
+    klass = _common.setup("test", ["--class", "--out", str(_common.FIGURES)])   # said explicitly
+    assert (klass.pick(1, 2), klass.pick(1, 2, in_class=3), klass.quick) == (2, 3, False)
+
+
+# Class mode (about a minute a step on 2 CPU cores, the bundled model): too slow for every
+# test run, so it runs when asked, e.g. before a lecture or a release.
+CLASS = os.environ.get("ICSNN_TEST_CLASS") == "1"
+
+
+@pytest.mark.skipif(not CLASS, reason="class mode takes about a minute a step: ICSNN_TEST_CLASS=1 runs it")
+@pytest.mark.parametrize("name", STEPS)
+def test_step_shows_its_effect_in_class_mode(name, tmp_path):
+    proc = subprocess.run([sys.executable, str(TUTORIALS / f"{name}.py"), "--class", "--out",
+                           str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"^done in [\d.]+ s \(class mode\)$", proc.stdout, re.M)
+    failed = re.findall(r"^SEE \[NO\] (.*)$", proc.stdout, re.M)
+    assert not failed and "SEE [yes]" in proc.stdout, f"{name}: class mode does not show: {failed}"
 
 
 # --------------------------------------------------------------------------- what each step claims

@@ -5,8 +5,8 @@
 #
 # * say what a spike, an integrate-and-fire (IF) and a leaky integrate-and-fire (LIF) neuron
 #   are, and why conversion uses IF;
-# * name the three ways to get a spiking network (direct training with surrogate gradients,
-#   ANN-to-SNN conversion, hybrids) and place IC-SNN among them;
+# * name the three families of SNN learning the paper names (synaptic plasticity such as
+#   STDP, surrogate-gradient backpropagation, ANN-to-SNN conversion) and place IC-SNN in them;
 # * draw the IC-SNN pipeline (the paper's Fig. 4) and say in two sentences what it adds;
 # * translate the paper's symbols (its Table 1) into this package's names.
 #
@@ -47,56 +47,70 @@ xp = run.xp
 #   proportional to its input.
 #
 # The paper (Sec. 3.1) uses IF neurons because their rate fits the ReLU of the ANN better
-# than LIF's. The figure below shows both: the same constant input, the two potentials, and
-# the rate against the input. The IF neuron is the package's `IFNode`; the LIF neuron is
-# written out in two lines only for this comparison (the package has no LIF).
+# than LIF's. The figure below shows both. Left: the same weak constant input, below LIF's
+# silence bound: the IF neuron integrates it and fires now and then (the markers on top),
+# the LIF neuron's potential levels off at I / (1 - lambda) under the threshold and it never
+# fires. Right: the rate against the input. The IF neuron is the package's `IFNode`; the LIF
+# neuron is written out in two lines only for this comparison (the package has no LIF).
 
 # %%
 V_TH, LAM, T = 1.0, 0.8, 30            # threshold, LIF leak factor, time steps
 
 
 def if_run(current, T, v0=0.0):
-    """Spike counts and the potential trace of IF neurons, constant ``current`` (neurons,)."""
+    """IF neurons driven by a constant ``current`` (neurons,): spike counts (neurons,), the
+    potential after each step (T, neurons) and the spikes of each step (T, neurons)."""
     node = IFNode(v_th=V_TH, v0=v0)
     node.reset(1, count=True)
-    trace = []
+    trace, fired = [], []
     for _ in range(T):
-        node.forward(xp.asarray(current[None, :]))     # one step: integrate, fire, soft reset
+        out = node.forward(xp.asarray(current[None, :]))   # one step: integrate, fire, soft reset
         trace.append(host(node.v)[0])
-    return host(node.spike_count)[0], np.array(trace)  # (neurons,), (T, neurons)
+        fired.append(host(out)[0] > 0)
+    return host(node.spike_count)[0], np.array(trace), np.array(fired)
 
 
 def lif_run(current, T, lam=LAM):
     """The same with a leak: v <- lam * v + I, then fire and soft reset (illustration only)."""
-    v, count, trace = np.zeros_like(current), np.zeros_like(current), []
+    v, count, trace, spikes = np.zeros_like(current), np.zeros_like(current), [], []
     for _ in range(T):
         v = lam * v + current                            # leak, integrate
         fired = v > V_TH
         v = v - fired * V_TH                             # fire, soft reset
         count += fired
         trace.append(v.copy())
-    return count, np.array(trace)
+        spikes.append(fired)
+    return count, np.array(trace), np.array(spikes)
 
 
-I_DEMO = np.array([0.28])
-_, v_if = if_run(I_DEMO, T)
-_, v_lif = lif_run(I_DEMO, T)
+I_DEMO = np.array([0.15])               # below LIF's silence bound (1 - lambda) V_th = 0.2 V_th
+n_if, v_if, s_if = if_run(I_DEMO, T)
+n_lif, v_lif, s_lif = lif_run(I_DEMO, T)
+plateau = I_DEMO[0] / (1 - LAM)         # where LIF's v settles: v = lam v + I
 currents = np.linspace(0, 1.2, 241)
 r_if = if_run(currents, T)[0] / T
 r_lif = lif_run(currents, T)[0] / T
 
-fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, ax = plt.subplots(1, 2, figsize=(12, 4.0))
 steps = np.arange(1, T + 1)
-ax[0].step(steps, v_if[:, 0], where="post", label="IF: v(t)")
-ax[0].step(steps, v_lif[:, 0], where="post", label=f"LIF (lambda = {LAM}): v(t)")
+ax[0].step(np.r_[0, steps], np.r_[0.0, v_if[:, 0]], where="post", color="C0", label="IF: v(t)")
+ax[0].step(np.r_[0, steps], np.r_[0.0, v_lif[:, 0]], where="post", color="C1",
+           label=f"LIF (lambda = {LAM}): v(t)")
+ax[0].plot(steps[s_if[:, 0]], np.full(int(n_if[0]), 1.12), "v", color="C0", ms=8,
+           label=f"IF spikes ({int(n_if[0])})")
+ax[0].plot(steps[s_lif[:, 0]], np.full(int(n_lif[0]), 1.2), "v", color="C1", ms=8,
+           label=f"LIF spikes ({int(n_lif[0])})")
 ax[0].axhline(V_TH, color="red", ls="--", label="threshold V_th")
+ax[0].axhline(plateau, color="C1", ls=":", label=f"LIF's resting level I / (1 - lambda) = {plateau:.2f}")
+ax[0].set_ylim(-0.05, 1.7)                                  # room for the legend on top
 ax[0].set_xlabel("time step t")
 ax[0].set_ylabel("membrane potential v(t) / V_th")
-ax[0].set_title(f"the same constant input I = {I_DEMO[0]} V_th")
-ax[0].legend(fontsize=8, loc="lower right")
+ax[0].set_title(f"the same constant input I = {I_DEMO[0]} V_th (below LIF's bound 0.2 V_th)")
+ax[0].legend(fontsize=7, loc="upper center", ncol=3)
 ax[1].plot(currents, np.clip(currents, 0, V_TH) / V_TH, "k", lw=2.5, label="clip(I, 0, V_th) / V_th (ReLU)")
 ax[1].step(currents, r_if, where="post", label=f"IF rate, T = {T}")
 ax[1].step(currents, r_lif, where="post", label=f"LIF rate, T = {T}")
+ax[1].axvspan(0, 1 - LAM, color="C1", alpha=0.12, label="LIF silent: I < (1 - lambda) V_th")
 ax[1].set_xlabel("constant input current I / V_th")
 ax[1].set_ylabel("firing rate r (spikes per step)")
 ax[1].set_title("IF follows the ReLU, LIF does not")
@@ -110,6 +124,8 @@ err_lif = np.abs(r_lif - currents / V_TH)[inside].max()
 result("if_rate_maxerr", err_if)
 result("lif_rate_maxerr", err_lif)
 result("lif_silent_below", currents[r_lif == 0].max())
+result("demo_if_spikes", int(n_if[0]))
+result("demo_lif_spikes", int(n_lif[0]))
 
 # %% [markdown]
 # ## Why bother: energy and event-driven hardware
@@ -129,27 +145,37 @@ print(f"energy per accumulate {E_AC_PJ} pJ, per multiply-accumulate {E_MAC_PJ} p
       f"one MAC costs as much as {E_MAC_PJ / E_AC_PJ:.1f} accumulates")
 
 # %% [markdown]
-# ## Three ways to get a spiking network
+# ## Three families of SNN learning (the paper's Sec. 1 and 2)
 #
-# | route | how | strength | weakness |
+# | family (paper section) | how | strength | weakness (as the paper sees it) |
 # |---|---|---|---|
-# | **direct training** with *surrogate gradients* | backpropagation through the T steps; the spike's derivative (zero almost everywhere) is replaced by a smooth stand-in | few time steps | costly training (memory and time grow with T), accuracy below ANNs on large tasks |
-# | **ANN-to-SNN conversion** | train an ordinary ReLU network, copy its weights, replace each ReLU by an IF neuron, choose thresholds | no SNN training at all, ANN accuracy at large T | needs many time steps: at small T accuracy collapses |
-# | **hybrid** | convert, then fine-tune the SNN a little with surrogate gradients (e.g. Rathi et al., the paper's ref. [37]) | fewer steps than conversion | brings back the costly training |
+# | **synaptic plasticity** (Sec. 2.1) | learning rules from biology: Hebbian, STDP (spike-timing-dependent plasticity), SBP | biologically plausible, local | applied to shallow networks of three to five layers; hard to scale deeper |
+# | **surrogate-gradient backpropagation** (Sec. 2.2) | backpropagation through the T steps; the spike's derivative (zero almost everywhere) is replaced by a smooth stand-in | few time steps | costly training (memory and time grow with T); the stand-in gradients accumulate approximation errors |
+# | **ANN-to-SNN conversion** (Sec. 2.3) | train an ordinary ReLU network, copy its weights, replace each ReLU by an IF neuron, choose thresholds | no SNN training, ANN accuracy at large T | needs many time steps: at small T accuracy collapses |
 #
-# (The paper's Sec. 2 also lists learning rules from biology, such as STDP; they have not
-# scaled to deep networks.) Conversion's problem is latency: the paper's Table 2 shows
-# robust threshold balancing on VGG16 losing 82.71 points of accuracy at T = 16.
+# The paper files *hybrids* under conversion (Sec. 2.3): Rathi et al. (its ref. [37]) convert
+# and then train the SNN further with spike-based backpropagation, which brings back the
+# costly training. So do methods that change the ANN for the sake of conversion: QCFS (Bu et
+# al., its ref. [14]) trains the ANN with a quantised clip-floor-shift activation instead of
+# the ReLU, OPI (Bu et al., ref. [38]) trains a clipping bound in the ANN and derives the
+# neurons' optimal initial potential from it. Conversion's problem is latency: the paper's
+# Table 2 shows robust threshold balancing on VGG16 losing 82.71 points of accuracy at T = 16.
 #
-# **IC-SNN is a conversion method that needs no training**: it keeps the ANN as is and only
-# changes where each IF neuron *starts*, its initial membrane potential v(0), using a few
-# forward runs of the converted SNN on training images. Related training-free fixes: a start
-# at V_th/2 (Bu et al. 2022's "optimal initial potential", QCFS's shift; SpikingJelly offers
-# it as an option), calibration from the ANN-SNN output gap (SNN_Calibration). Methods that
-# change the ANN (QCFS's quantised clip-floor-shift activation) or train the SNN are the
-# other families.
+# **IC-SNN is a conversion method that trains nothing after the ANN**: it keeps the ANN as is
+# and only changes where each IF neuron *starts*, its initial membrane potential v(0), using
+# a few forward runs of the converted SNN on training images (Sec. 3.3). Its neighbours:
 #
-# ## The pipeline (the paper's Fig. 4, redrawn)
+# * **a start at V_th/2** is the SNN side of QCFS and OPI, which train their ANN for it.
+#   Applied to an ordinary ReLU ANN (step 6's `half`) it trains nothing. SpikingJelly 2.0
+#   offers it only with channel-wise conversion, as
+#   `RateCodingRecipe(channel_wise=True, half_threshold=True)` (its file
+#   `spikingjelly/activation_based/ann2snn/recipes/rate_coding.py`: `HalfThresholdIFNode`
+#   resets to V_th/2; the layer-wise path has no such option; checked in its GitHub source,
+#   version 2.0.0.dev1);
+# * **SNN Calibration** (Li et al. 2021; not in the paper) sets v(0) per channel from the gap
+#   between ANN and SNN outputs, also without training (step 8).
+#
+# ## The pipeline (after the paper's Fig. 4)
 
 # %%
 boxes = [  # (x, y, text, package call)
@@ -157,9 +183,9 @@ boxes = [  # (x, y, text, package call)
     (1.0, 1.0, "copy weights,\nevery ReLU -> IF neuron", "convert(model)"),
     (2.0, 1.0, "threshold balancing: V_th =\np-quantile of ReLU outputs", "balance_thresholds(..., p)"),
     (3.0, 1.0, "plain SNN\nv(0) = 0", "variant 'snn'"),
-    (3.0, 0.0, "coding compensation:\nv(0) = C = V_th / 2T", "compensation(snn, T)"),
+    (3.0, 0.0, "coding compensation:\nv(0) = C = V_th / 2T (as printed)", "compensation(snn, T)"),
     (2.0, 0.0, "run T steps on training\nimages, record v(T)", "record_v_T / alg2_data_init"),
-    (1.0, 0.0, "R = mean of v(T)\n(Alg. 2)", "reading='remainder'"),
+    (1.0, 0.0, "R = mean of v(T) mod V_th\n(Alg. 2, this course's reading)", "reading='remainder'"),
     (0.0, 0.0, "IC-SNN: v(0) = R + C\n(Alg. 3), then test", "calibrate_variant(..., 'ic-snn')"),
 ]
 fig, ax = plt.subplots(figsize=(13, 4.6))
@@ -181,7 +207,8 @@ ax.text(-0.5, -0.48, "IC-SNN's addition: the initial membrane potential (Sec. 3.
 ax.set_xlim(-0.55, 3.55)
 ax.set_ylim(-0.55, 1.55)
 ax.axis("off")
-ax.set_title("the IC-SNN pipeline (paper Fig. 4, redrawn; package calls in monospace)")
+ax.set_title("the IC-SNN pipeline after the paper's Fig. 4 (R's reading and the package calls "
+             "in monospace are this course's)")
 savefig(fig, run, "00_pipeline.png")
 
 # %% [markdown]
@@ -194,9 +221,12 @@ savefig(fig, run, "00_pipeline.png")
 #
 # The first part is what the ANN computes (its affine map of the previous layer's output);
 # the second, the **error term**, is the charge the neuron started with minus the charge it
-# was left holding, spread over T steps. At T = 1000 it is negligible; at T = 8 it is not,
-# and the usual choice v(0) = 0 makes it systematically negative: every neuron ends holding
-# some charge it never got to send, so rates come out too low, layer after layer.
+# was left holding, spread over T steps. At T = 1000 it is negligible; at T = 8 it is not.
+# With the usual choice v(0) = 0, a neuron whose input lies between 0 and V_th ends holding
+# some charge it never got to send (0 <= v(T) < V_th): its error term is negative and its
+# rate comes out too low, rounded *down*, layer after layer. A silent neuron (negative
+# input) ends with v(T) < 0, a *positive* error term: that is what makes it output 0 like
+# the ReLU. Step 5 counts both kinds; the second one breaks the paper's bound on the term.
 #
 # The paper's fix has two parts:
 #
@@ -205,13 +235,14 @@ savefig(fig, run, "00_pipeline.png")
 #    Then v(0) - v(T) is about zero on average and the error term shrinks.
 # 2. **Coding compensation (C-SNN, IC-SNN = Alg. 3)**: a rate with T steps can only say
 #    "k spikes", so values are rounded down to a multiple of V_th/T, losing V_th/(2T) on
-#    average; add a compensation C to v(0) (Alg. 3 prints C = V_th/(2T)), measure R with
-#    Alg. 2 on that network, and use v(0) = R + C.
+#    average (Sec. 3.4); add a compensation C to v(0) (Alg. 3 prints C = V_th/(2T)), measure
+#    R with Alg. 2 on that network, and use v(0) = R + C.
 #
 # The paper reports IC-SNN losing 9.95 / 2.97 / 1.03 points against its ANN (VGG16, 92.09 %
 # on CIFAR-10) at T = 8 / 16 / 32 (Table 2). Two places need reading carefully, and the
-# course measures both: what Alg. 2 averages (the literal mean of v(T), or the "remainder"
-# the text describes), and how big C must be (V_th/(2T) as printed, or V_th/2).
+# course measures both: what Alg. 2 averages (the literal mean of v(T), or the mean of
+# v(T) mod V_th, *this course's reading* of the "remainder" the text describes), and how big
+# C must be (V_th/(2T) as printed, or V_th/2, *this course's* correction, step 6).
 #
 # ## Notation: the paper's Table 1 in code
 #
@@ -268,6 +299,10 @@ see("the IF rate follows clip(I, 0, V_th)/V_th to within 1/T", err_if <= 1 / T +
     f"max error {err_if:.3f}, 1/T = {1 / T:.3f}")
 see("the LIF neuron is silent for weak inputs and far from the ReLU", err_lif > 2 / T,
     f"silent up to I = {currents[r_lif == 0].max():.3f} V_th; max error {err_lif:.3f}")
+see(f"at I = {I_DEMO[0]} V_th the IF neuron fires and the LIF neuron never does",
+    n_if[0] > 0 and n_lif[0] == 0 and v_lif[:, 0].max() < V_TH,
+    f"IF {int(n_if[0])} spikes in {T} steps, LIF 0; LIF's v levels off at "
+    f"{v_lif[-1, 0]:.3f} V_th (I / (1 - lambda) = {plateau:.2f})")
 finish(run)
 
 # %% [markdown]

@@ -21,12 +21,17 @@
 #
 # Here we train `vgg_cpu` (6 conv layers, 32-64-128 channels) on the bundled real CIFAR-10
 # slice: 1,000 training images. That is far too little data for a good model; the point is
-# to watch training work. The model the later steps convert in full mode was trained the
-# same way on all 50,000 images (`python -m icsnn_np.train`, 18 epochs; the bundled
-# checkpoint is the best epoch, 17, with 85.20 % on the 10,000 test images); its training
-# curve is stored in the checkpoint and plotted below.
+# to watch training work. The model the later steps convert was trained the same way on all
+# 50,000 images (`python -m icsnn_np.train`; the bundled checkpoint is the best epoch, 17,
+# with 85.20 % on the 10,000 test images); its training curve is stored in the checkpoint
+# and plotted below.
 #
-# Quick mode: 2 epochs on 256 images. Full mode: 15 epochs on the 1,000 images.
+# **Not the paper's schedule.** The paper trains 300 epochs at lr 0.1, batch 128, dividing
+# lr by 5 at epochs 70/130/190/240 (Sec. 4.1.3). To fit a CPU the bundled model trained 18
+# epochs at lr 0.05, batch 128 (milestones 9/13/16), and this step trains at lr 0.02, batch
+# 64: 2 epochs on 256 images (quick mode, a smoke test), 8 epochs on the 1,000 images (class
+# mode, under a minute), 15 epochs (full mode). Training steps through the fast engine's twins
+# of the layers (`TrainConfig.engine`, "fast" by default; the same functions, tested equal).
 
 # %%
 import tempfile
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from _common import BUNDLED_MODEL, finish, load_slice, result, savefig, see, setup
+from _common import BUNDLED_MODEL, binomial_se, finish, load_slice, result, savefig, see, setup
 from icsnn_np.backend import to_host
 from icsnn_np.io.checkpoint import load_checkpoint, read_checkpoint
 from icsnn_np.models import build_model
@@ -69,11 +74,12 @@ ds = load_slice()
 tmp = tempfile.TemporaryDirectory(prefix="icsnn_tutorial01_")     # removed at the end
 workdir = Path(tmp.name)
 cfg = TrainConfig(dataset="cifar10-slice", model="vgg_cpu",
-                  epochs=run.pick(2, 15), batch_size=run.pick(32, 64), lr=0.02,
-                  milestones=run.pick((1,), (10, 13)),   # epochs where lr is divided by 5
+                  epochs=run.pick(2, 15, in_class=8), batch_size=run.pick(32, 64), lr=0.02,
+                  milestones=run.pick((1,), (10, 13), in_class=(5, 7)),   # lr divided by 5 there
                   train_limit=run.pick(256, None), backend=run.backend, seed=0,
                   out=str(workdir / "vgg_cpu_slice.npz"))
-summary = train(cfg, log=lambda s: print(s, flush=True))
+# the log names the checkpoint files; print their folder as <tmp> (no machine path in a notebook)
+summary = train(cfg, log=lambda s: print(s.replace(str(workdir), "<tmp>"), flush=True))
 hist = summary["history"]
 result("first_epoch_loss", hist[0]["loss"])
 result("last_epoch_loss", hist[-1]["loss"])
@@ -83,11 +89,14 @@ result("best_test_acc", 100 * summary["best_acc"])
 # %% [markdown]
 # ## The curves
 #
-# You should see the training loss fall epoch after epoch and the training accuracy rise.
-# Test accuracy rises more slowly and, in a long enough run, levels off below the training
-# accuracy: with 1,000 images the network learns these images faster than it learns
-# CIFAR-10 (over-fitting). The drops of the learning rate (dotted lines) give small jumps.
-# The lower row is the bundled model on all of CIFAR-10: train and test accuracy stay close.
+# You should see the training loss fall epoch after epoch and both accuracies rise. Do not
+# read much into the gap between the training and the test curve here: the training
+# accuracy is taken on augmented batches *during* the epoch, while the weights still change,
+# the test accuracy on 1,000 clean images *after* it, with a standard error of about 1.5
+# points; in early epochs test can lie above train. Over-fitting would show as a gap that
+# keeps growing over many epochs while the test accuracy stalls; a run this short cannot
+# show it. The drops of the learning rate (dotted lines) give small jumps. The lower row is
+# the bundled model on all of CIFAR-10 (18 epochs).
 
 # %%
 def plot_history(axes, history, label):
@@ -176,9 +185,9 @@ see("the training loss falls", hist[-1]["loss"] < hist[0]["loss"],
 see("the reloaded checkpoint scores what the trainer reported",
     abs(100 * acc - 100 * summary["best_acc"]) < 1e-9, f"{100 * acc:.2f}%")
 if not run.quick:
-    see("on 1,000 images the network over-fits: training accuracy above test accuracy",
-        hist[-1]["train_acc"] > hist[-1]["test_acc"],
-        f"{100 * hist[-1]['train_acc']:.1f}% vs {100 * hist[-1]['test_acc']:.1f}%")
+    n_se = 100 * (summary["best_acc"] - 0.1) / binomial_se(100 * summary["best_acc"], len(ds.x_test))
+    see("the trained network is far above chance (10 %) on the 1,000 test images",
+        n_se > 5, f"best {100 * summary['best_acc']:.1f}%, {n_se:.0f} standard errors above 10 %")
 if full:
     see("on all of CIFAR-10 train and test accuracy stay within a few points",
         abs(full[-1]["train_acc"] - full[-1]["test_acc"]) < 0.05,

@@ -6,7 +6,8 @@
 # * run an IF neuron step by step with `IFNode` and read its membrane potential and spikes;
 # * explain why its firing rate is a clipped ReLU, in steps of 1/T, and bound the error;
 # * say why the initial potential v(0) matters: v(0) = 0 rounds every value *down*,
-#   v(0) = V_th/2 rounds it to the nearest step (the idea behind the paper's Sec. 3.4).
+#   v(0) = V_th/2 rounds it to the nearest step (this course's reading of the paper's coding
+#   compensation, Sec. 3.4, whose Alg. 3 prints V_th/(2T); step 6 measures both).
 #
 # A spiking network replaces every ReLU by a layer of **integrate-and-fire (IF) neurons**
 # (paper Sec. 3.1-3.2). At each time step t = 1..T a neuron of layer l adds its input
@@ -118,8 +119,13 @@ for T in Ts:
 # The staircase is always *below* the line: with v(0) = 0 the neuron rounds down, losing
 # V_th/(2T) on average. Starting at v(0) = V_th/2 turns rounding down into rounding to the
 # nearest step: the error drops to 1/(2T) at most and averages zero. The right panel shows
-# it for T = 8. Keep this in mind: it is the *coding compensation* of step 6 (paper
-# Sec. 3.4), and the reason the paper cares about the initial potential v(0) at all.
+# it for T = 8.
+#
+# Who says what: the paper (Sec. 3.4) names this loss, V_th/(2T) on average, and its Alg. 3
+# adds a *compensation* of V_th/(2T) to v(0) (lines 5 and 9). A start at **V_th/2** is *this
+# course's reading*: by Eq. 11 a shift of v(0) moves the rate by only shift/(T V_th), so
+# cancelling V_th/(2T) takes V_th/2 (QCFS and OPI, which train their ANN for it, start their
+# neurons there too; step 0). Step 6 measures both sizes on a whole network.
 
 # %%
 T8 = 8

@@ -78,22 +78,35 @@ savefig(fig, run, "03_rate_coded_images.png")
 # %% [markdown]
 # ## The same, as it happens (an animation)
 #
-# Left, the spikes of step t (each colour channel spikes or not); middle, the average of
-# the first t steps; right, the image. The frames show t = 1, 2, 3, 4, 6, 8, ... (each frame
-# roughly 1.4x the last): the average sharpens like 1/sqrt(t).
+# Left, the spikes of step t; middle, the average of the first t steps; right, the image.
+# Each pixel has three channels (R, G, B) and each channel spikes on its own, so a pixel of
+# the spike picture has one of eight colours: black (no channel spiked), red, green or blue
+# (one), yellow, magenta or cyan (two), white (all three); the key on the far right. The
+# frames show t = 1, 2, 3, 4, 6, 8, ... (each frame roughly 1.4x the last): the average
+# sharpens like 1/sqrt(t).
 
 # %%
 steps = run.pick([1, 2, 4, 8], [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64])
 coded = host(rate_encode(x, mean, std, t0=0, Tc=steps[-1], seed=0))
 bits = coded * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1)         # (T, 3, 32, 32) 0/1
+KEY = [((0, 0, 0), "none"), ((1, 0, 0), "R"), ((0, 1, 0), "G"), ((0, 0, 1), "B"),
+       ((1, 1, 0), "R+G"), ((1, 0, 1), "R+B"), ((0, 1, 1), "G+B"), ((1, 1, 1), "R+G+B")]
 frames = []
 for t in steps:
-    fig, ax = plt.subplots(1, 3, figsize=(6.3, 2.3), dpi=72)
+    fig, ax = plt.subplots(1, 4, figsize=(11, 3.4), dpi=90,
+                           gridspec_kw={"width_ratios": [1, 1, 1, 0.55]})
     for a, im, title in zip(ax, [bits[t - 1], bits[:t].mean(axis=0), p],
-                            [f"spikes at step {t}", f"average of {t} steps", "image"]):
+                            [f"spikes at step t = {t}", f"average of steps 1..{t}", "the image"]):
         a.imshow(np.clip(im.transpose(1, 2, 0), 0, 1), interpolation="nearest")
-        a.set_title(title, fontsize=10)
+        a.set_title(title, fontsize=12)
         a.axis("off")
+    ax[3].imshow(np.array([c for c, _ in KEY], float)[:, None, :], aspect=0.5)
+    ax[3].set_yticks(range(len(KEY)), [name for _, name in KEY], fontsize=9)
+    ax[3].yaxis.tick_right()
+    ax[3].set_xticks([])
+    ax[3].set_title("channels that\nspiked (left)", fontsize=10)
+    fig.suptitle(f"rate coding of a {ds.classes[ds.y_test[idx]]}: each channel of each pixel "
+                 f"spikes with probability = its intensity", fontsize=11)
     fig.tight_layout()
     frames.append(fig_to_array(fig))
     plt.close(fig)

@@ -119,7 +119,7 @@ for l, th in enumerate(ths):
 # shrink with T. Error bars: one binomial standard error, sqrt(a (1 - a)/n).
 
 # %%
-Ts = run.pick([2, 4, 8, 32], [8, 16, 32, 64])
+Ts = run.pick([2, 4, 8, 32], [8, 16, 32, 64], in_class=[8, 16, 32])
 cfg = ConversionConfig(batch_size=100)
 accs = {}
 for T in Ts:
@@ -128,8 +128,9 @@ for T in Ts:
     print(f"T = {T:4d}: SNN accuracy {acc:6.2f}%  (ANN {ann:.2f}%)  mean firing rate {rate:.3f}")
     result(f"snn_acc_T{T}", acc)
 
-T_p = run.pick([4, 16], [8, 32])
-p_grid = sorted({0.9, 0.99, 0.999, 1.0, net.p})
+T_p = run.pick([4, 16], [8, 32], in_class=[8, 32])
+p_grid = sorted(run.pick({0.9, 0.99, 0.999, 1.0, net.p}, {0.9, 0.99, 0.999, 1.0, net.p},
+                         in_class={0.9, 0.99, 1.0, net.p}))
 acc_p = {}
 for p in p_grid:
     balance_thresholds(snn, net.model, calib, p=p, xp=xp)
@@ -174,9 +175,9 @@ savefig(fig, run, "04_accuracy_vs_T.png")
 # Eq. 11.
 
 # %%
-x_few = x_test[:run.pick(20, 50)]
+x_few = x_test[:run.pick(20, 50, in_class=20)]
 ann_means = [a.mean() for a in relu_outputs(net.model, [x_few])]
-T_sig = run.pick([4, 16, 64], [8, 32, 128])
+T_sig = run.pick([4, 16, 64], [8, 32, 128], in_class=[8, 32])
 ratios = {}
 fig, ax = plt.subplots(figsize=(6.5, 4))
 for T in T_sig:

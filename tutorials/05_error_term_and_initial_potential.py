@@ -9,7 +9,7 @@
 #   layer on the same input, that it shrinks like 1/T, and where the paper's bound on it fails;
 # * set v(0) from the weights (Alg. 1) or from v(T) measured on training images (Alg. 2), and
 #   explain why the literal reading of Alg. 2 breaks the network while the "remainder"
-#   reading lands at about V_th/2.
+#   reading (this course's) lands at about V_th/2.
 #
 # Sum the IF dynamics (Eq. 5) over t = 1..T. With r^l = spikes/T the firing rate, every
 # neuron of layer l satisfies, **exactly** (paper Eq. 7-11):
@@ -26,6 +26,7 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import LogNorm
 
 from _common import (binomial_se, finish, get_model, host, load_slice, result, savefig, see,
                      setup, split_data)
@@ -34,6 +35,7 @@ from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.init_mem import alg1_weight_init, alg2_data_init, record_v_T
 from icsnn_np.neurons import IFNode, eq11_rate, error_term
+from icsnn_np.runs.engine import simulator
 from icsnn_np.simulate import simulate
 
 run = setup("Step 5: the error term and the initial potential")
@@ -86,7 +88,7 @@ def eq11_terms(snn, x, T, v0s):
 
 
 T_EQ = run.pick(8, 16)
-x_few = x_test[:run.pick(16, 50)]
+x_few = x_test[:run.pick(16, 50, in_class=20)]
 zeros = [0.0] * L
 for dtype in (np.float64, np.float32):
     net.model.to(xp, dtype)                              # the SNN shares these weight arrays
@@ -117,22 +119,26 @@ print(f"(T = {T_EQ}, {len(x_few)} images, every neuron of every layer)")
 # Neurons above the threshold break it too, from below (their rate is clipped at 1). The
 # bound holds only for v(0) = 0 and inputs in [0, V_th] (exercise 2).
 #
-# The scatter plots (decoded against input, a sample of neurons) show the layer's transfer
-# function: the ReLU clipped at V_th (black) and the SNN's points under it in a band of
-# height V_th/T: that band is e. The last panel shows the mean |e| of neurons with
-# 0 < I < V_th against T: it falls like 1/T (dashed), which is why large T works and small
-# T does not. (In a deep network the deep layers follow the line from T = 8 on: at T = 4
-# they have hardly received any input yet, so their few active neurons carry small errors.)
+# The first panels show each layer's transfer function as a 2-D histogram: every neuron of
+# every image counted at (its mean input I / V_th, its rate r); the colour is the count, on a
+# log scale. Rates come in steps of 1/T, so the counts lie on T + 1 rows. The black line is
+# the ReLU clipped at V_th. Under it lies a band of height 1/T: that band is e. Counts
+# *above* the line are neurons whose input was uneven in time: they fired early on positive
+# current and then received negative current, ending with v(T) < 0 and a positive e. Layer 1
+# has none (direct coding gives it the same current at every step); deeper layers some.
+# The last panel shows the mean |e| of neurons with 0 < I < V_th against T: it falls like
+# 1/T (dashed), which is why large T works and small T does not. (In a deep network the deep
+# layers follow the line from T = 8 on: at T = 4 they have hardly received any input yet, so
+# their few active neurons carry small errors.)
 
 # %%
-rng = np.random.default_rng(0)
 ncol = min(4, L + 1)
 nrow = -(-(L + 1) // ncol)
-fig, axs = plt.subplots(nrow, ncol, figsize=(3.7 * ncol, 3.4 * nrow), squeeze=False)
+fig, axs = plt.subplots(nrow, ncol, figsize=(4.3 * ncol, 3.5 * nrow), squeeze=False)
 ax = axs.ravel()
 for a in ax[L + 1:]:
     a.axis("off")
-outside = []
+outside, above = [], []
 for l, (r, I, e) in enumerate(terms):
     act = I >= 0
     gap = r * v_th[l] - np.maximum(I, 0)                     # decoded - ReLU(I)
@@ -145,17 +151,23 @@ for l, (r, I, e) in enumerate(terms):
     result(f"outside_paper_bound_layer{l + 1}", out)
     print(f"layer {l + 1}: {100 * out:.1f}% of the neurons have (v(0) - v(T))/V_th outside (-1, 0] "
           f"(largest {bound.max():+.1f}, smallest {bound.min():+.1f})")
-    pick = rng.choice(r.size, min(r.size, 4000), replace=False)
-    ax[l].plot(I.ravel()[pick] / v_th[l], r.ravel()[pick], ".", ms=3, alpha=0.5)
+    above.append(float((r > np.clip(I / v_th[l], 0, 1) + 1e-6).mean()))   # e > 0 with I > 0, or I < 0
+    result(f"above_clipped_relu_layer{l + 1}", above[-1])
+    x_edges = np.linspace(-1, 1.5, 101)                                   # I / V_th, clipped into the ends
+    y_edges = (np.arange(T_EQ + 2) - 0.5) / T_EQ                          # one row per spike count
+    counts = np.histogram2d(np.clip(I.ravel() / v_th[l], -1, 1.5 - 1e-9), r.ravel(),
+                            bins=(x_edges, y_edges))[0]
+    mesh = ax[l].pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts.T, 0), cmap="viridis",
+                            norm=LogNorm(vmin=1, vmax=counts.max()))
     grid = np.linspace(-1, 1.5, 101)
-    ax[l].plot(grid, np.clip(grid, 0, 1), "k", lw=1.5, label="ReLU clipped at V_th")
-    ax[l].set_xlim(-1, 1.5)
-    ax[l].set_title(f"layer {l + 1}, T = {T_EQ}")
-    ax[l].set_xlabel("mean input current I / V_th")
+    ax[l].plot(grid, np.clip(grid, 0, 1), "k", lw=1.2, label="ReLU clipped at V_th")
+    ax[l].set_title(f"layer {l + 1}, T = {T_EQ}: {100 * above[-1]:.2g}% above the line", fontsize=10)
+    ax[l].set_xlabel("mean input current I / V_th (ends: <= -1, >= 1.5)")
     ax[l].set_ylabel("rate r = decoded / V_th")
+    fig.colorbar(mesh, ax=ax[l], label="neurons x images", pad=0.02)
 ax[0].legend(fontsize=7, loc="upper left")
 
-Ts = run.pick([4, 8, 16, 32], [4, 8, 16, 32, 64, 128])
+Ts = run.pick([4, 8, 16, 32], [4, 8, 16, 32, 64, 128], in_class=[4, 8, 16, 32, 64])
 err_vs_T = np.zeros((L, len(Ts)))
 for j, T in enumerate(Ts):
     for l, (r, I, e) in enumerate(eq11_terms(snn, x_few, T, zeros)):
@@ -189,9 +201,10 @@ savefig(fig, run, "05_eq11_error_term.png")
 #
 # * `raw`: the literal mean of v(T). Silent neurons with negative input keep piling up
 #   negative charge, so v(T) has a long negative tail that drags this mean below zero.
-# * `remainder`: the mean of v(T) mod V_th, in [0, V_th): the paper's text calls v(T)
-#   "the remainder obtained by dividing" the summed potential by the threshold.
-# * `clip`: the mean of clip(v(T), 0, V_th).
+# * `remainder`: the mean of v(T) mod V_th, in [0, V_th): *this course's reading* of the
+#   paper's sentence that v(T) "is equivalent to the remainder obtained by dividing" the
+#   summed potential by the threshold (Sec. 3.3); the algorithm itself prints no mod.
+# * `clip`: the mean of clip(v(T), 0, V_th) (also ours).
 #
 # The histograms show v(T)/V_th per layer (from `record_v_T`, what Alg. 2 records) with the
 # three readings. The shaded band [0, 1) is where the paper's bound puts v(T) when v(0) = 0;
@@ -199,17 +212,18 @@ savefig(fig, run, "05_eq11_error_term.png")
 # firing neurons) and a long negative tail (silent neurons).
 
 # %%
-T_INIT = run.pick([8], [8, 16])
+T_INIT = run.pick([8], [8, 16], in_class=[8])
 readings = {}
 for T in T_INIT:
     snn.set_v0(zeros)
-    v_T = record_v_T(snn, calib, T)                       # per layer (n_calib, ...) host arrays
+    v_T = record_v_T(snn, calib, T, sim=simulator("fast"))   # per layer (n_calib, ...) host arrays
     readings[T] = {                                       # what alg2_data_init computes, per reading
         "raw": [float(v.mean()) for v in v_T],
         "remainder": [float(np.mod(v, th).mean()) for v, th in zip(v_T, v_th)],
         "clip": [float(np.clip(v, 0, th).mean()) for v, th in zip(v_T, v_th)],
     }
-    via_alg2 = [float(host(a)) for a in alg2_data_init(snn, calib, T, reading="remainder")]
+    via_alg2 = [float(host(a)) for a in alg2_data_init(snn, calib, T, reading="remainder",
+                                                       sim=simulator("fast"))]
     assert np.allclose(via_alg2, readings[T]["remainder"], rtol=1e-5), (via_alg2, readings[T])
     if T == T_INIT[0]:
         ncol = min(3, L)
@@ -233,9 +247,12 @@ for T in T_INIT:
 # %% [markdown]
 # ## 4. Alg. 1, Alg. 2, and what they do to accuracy
 #
-# **Alg. 1** needs no data: `mean((W*T + b) mod V_th)` over each layer's weights, the
-# remainder a neuron would have if every input spiked at every step (printed literally, as
-# the paper writes it; `alg1_weight_init`). Both algorithms give one v(0) per layer; we print
+# **Alg. 1** needs no data. The paper motivates it with a neuron whose inputs all spike at
+# every step (Sec. 3.3), but its printed formula, `sum_mem = W * T + b; mem = sum_mem %
+# V_th; init_mem = mem.mean()`, is element-wise: every single *weight* times T plus the
+# bias, each taken mod V_th, averaged over the weight tensor. That is not the charge of such
+# a neuron, which would be (sum of its weights) x T + T b. `alg1_weight_init` implements the
+# formula as printed. Both algorithms give one v(0) per layer; we print
 # it as a fraction of V_th and measure the test accuracy of each at the same T (error bars:
 # one binomial standard error). Keep an eye on `remainder` and Alg. 1: their v(0) come out
 # close to V_th/2, the value step 2 found for rounding instead of flooring (exercise 3
@@ -299,6 +316,8 @@ see("Eq. 11 holds to float32 rounding in every layer (float64: ~1e-15, printed a
 see("the error term shrinks like 1/T in every layer",
     all(err_vs_T[l, -1] < err_vs_T[l, 0] / 3 for l in range(L)),
     ", ".join(f"layer {l + 1}: {err_vs_T[l, 0]:.3f} -> {err_vs_T[l, -1]:.4f}" for l in range(L)))
+see("layer 1 (constant input) has no neuron above the clipped ReLU", above[0] == 0,
+    "deeper layers: " + ", ".join(f"{100 * a:.2g}%" for a in above[1:]))
 see("every layer has neurons outside the paper's bound (-1, 0]", all(o > 0 for o in outside),
     ", ".join(f"{100 * o:.0f}%" for o in outside))
 T0 = T_INIT[0]

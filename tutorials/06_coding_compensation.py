@@ -6,14 +6,15 @@
 # * explain the coding error of a rate with T steps, V_th/(2T) on average, and how a start
 #   at v(0) = V_th/2 cancels it;
 # * run Alg. 3 (IC-SNN) step by step and check it against `alg3_ic_init`;
-# * tell the paper's two compensation sizes apart (`literal` V_th/(2T) as Alg. 3 prints it,
-#   `half` V_th/2) and predict, from where v(0) lands, which variant does well.
+# * tell the two compensation sizes apart (`literal` V_th/(2T) as Alg. 3 prints it, `half`
+#   V_th/2, this course's reading) and predict, from where v(0) lands, which variant does well.
 #
 # Even with the residual potential taken care of, rate coding loses information: a neuron
 # can only say "k spikes in T steps", so a value is rounded *down* to a multiple of V_th/T.
 # If the lost part is uniform in (0, V_th/T), its expectation is **V_th/(2T)** (paper
-# Sec. 3.4; Bu et al.'s "shift"). Step 2 showed the cure on one neuron: start at
-# v(0) = V_th/2 and the neuron rounds to the nearest step instead.
+# Sec. 3.4, which relates it to the "shift" of Bu et al.'s QCFS, its ref. [14]). Step 2
+# showed a cure on one neuron: start at v(0) = V_th/2 and the neuron rounds to the nearest
+# step instead.
 #
 # Alg. 3 (**IC-SNN**) combines this with Alg. 2: set v(0) = C (the compensation), run Alg. 2
 # on *that* network to measure R, and use v(0) = R + C.
@@ -23,10 +24,13 @@
 # a neuron either gains a whole spike or nothing, so the shift is 0 or V_th/T per neuron,
 # and about delta/T on average over many neurons (exactly so if their leftovers are spread
 # evenly; exercise 2). Cancelling an expected loss of V_th/(2T) on average therefore needs
-# delta = V_th/2 (QCFS and Bu et al. 2022 start their
-# neurons there; SpikingJelly offers it as an option). The package implements both sizes:
-# `comp="literal"` C = V_th/(2T) and `comp="half"` C = V_th/2. Here we measure both, on the
-# error term and on accuracy, combined with Alg. 2's readings from step 5.
+# delta = V_th/2: that is *this course's reading* of the compensation, not what Alg. 3
+# prints. QCFS (ref. [14]) and OPI (ref. [38]) start their neurons at V_th/2 too, after
+# training their ANN for it; SpikingJelly 2.0 offers the start only with channel-wise
+# conversion, `RateCodingRecipe(channel_wise=True, half_threshold=True)` (step 0). The
+# package implements both sizes: `comp="literal"` C = V_th/(2T) and `comp="half"`
+# C = V_th/2. Here we measure both, on the error term and on accuracy, combined with
+# Alg. 2's readings from step 5.
 
 # %%
 import matplotlib.pyplot as plt
@@ -38,6 +42,7 @@ from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.init_mem import alg2_data_init, alg3_ic_init, compensation
 from icsnn_np.neurons import error_term
+from icsnn_np.runs.engine import simulator
 from icsnn_np.simulate import simulate
 
 run = setup("Step 6: coding compensation and IC-SNN")
@@ -49,6 +54,7 @@ n_test = run.pick(100, 200)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=n_test)
 snn = convert(net.model)
 balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+FAST = simulator("fast")         # Alg. 2/3's runs on the fast engine: the same spikes, sooner (A1)
 v_th = [float(host(n.v_th)) for n in snn.nodes]
 L = len(snn.nodes)
 
@@ -63,7 +69,7 @@ L = len(snn.nodes)
 
 # %%
 T_E = 8
-x_few = x_test[:run.pick(16, 50)]
+x_few = x_test[:run.pick(16, 50, in_class=20)]
 shift = {}
 fig, axs = plt.subplots(3, 1, figsize=(7, 6.2), sharex=True)
 for ax, kind, color in zip(axs, ["none", "literal", "half"], ["C0", "C1", "C2"]):
@@ -91,17 +97,18 @@ savefig(fig, run, "06_compensation_error_shift.png")
 # ## 2. Alg. 3, step by step
 #
 # Exactly what `alg3_ic_init` does: compensation, Alg. 2 on the compensated network, sum.
-# Alg. 2's reading is the package default (`remainder`; step 5 compared the readings).
+# Alg. 2's reading is the package default (`remainder`, this course's reading; step 5
+# compared the readings).
 
 # %%
-T_A = run.pick(8, 16)
+T_A = run.pick(8, 16, in_class=8)
 R_over = {}
 for comp in ("literal", "half"):
     C = compensation(snn, T_A, comp)                   # lines 4-6: v(0) = C in every layer
     snn.set_v0(C)
-    R = alg2_data_init(snn, calib, T_A, reading="remainder")   # line 7: Alg. 2 on that network
+    R = alg2_data_init(snn, calib, T_A, reading="remainder", sim=FAST)   # line 7: Alg. 2 on it
     final = [r + c for r, c in zip(R, C)]              # lines 8-10: R + C
-    check = alg3_ic_init(snn, calib, T_A, comp=comp, reading="remainder")
+    check = alg3_ic_init(snn, calib, T_A, comp=comp, reading="remainder", sim=FAST)
     assert np.allclose([float(host(a)) for a in final], [float(host(a)) for a in check])
     R_over[comp] = [float(host(r)) / th for r, th in zip(R, v_th)]
     for l in range(L):
@@ -131,7 +138,7 @@ snn.set_v0([0.0] * L)
 # error.
 
 # %%
-Ts = run.pick([4, 8, 16], [8, 16, 32])
+Ts = run.pick([4, 8, 16], [8, 16, 32], in_class=[8])
 cfg = ConversionConfig(batch_size=100)
 ann = ann_accuracy(net.model, x_test, y_test)
 result("ann_acc", ann)
@@ -139,9 +146,10 @@ variants = {
     "SNN":                       lambda T: [0.0] * L,
     "C-SNN literal":             lambda T: compensation(snn, T, "literal"),
     "C-SNN half":                lambda T: compensation(snn, T, "half"),
-    "IC-SNN remainder+literal":  lambda T: alg3_ic_init(snn, calib, T, comp="literal"),
-    "IC-SNN remainder+half":     lambda T: alg3_ic_init(snn, calib, T, comp="half"),
-    "IC-SNN raw+literal":        lambda T: alg3_ic_init(snn, calib, T, comp="literal", reading="raw"),
+    "IC-SNN remainder+literal":  lambda T: alg3_ic_init(snn, calib, T, comp="literal", sim=FAST),
+    "IC-SNN remainder+half":     lambda T: alg3_ic_init(snn, calib, T, comp="half", sim=FAST),
+    "IC-SNN raw+literal":        lambda T: alg3_ic_init(snn, calib, T, comp="literal", reading="raw",
+                                                        sim=FAST),
 }
 acc, v0_mean = {}, {}
 for T in Ts:

@@ -20,12 +20,17 @@
 #
 # | method | what it changes | from what | extra cost |
 # |---|---|---|---|
-# | C-SNN `half` = QCFS / OPI (Bu et al. 2022) | v(0) = V_th/2 per layer | nothing | none |
+# | C-SNN `half` (this course's reading of Alg. 3's compensation) | v(0) = V_th/2 per layer | nothing | none |
 # | IC-SNN (the paper, Alg. 3) | v(0) = R + C per layer | v(T) on training images | none |
 # | SNN Calibration, light (Li et al. 2021) | v(0) per channel += T x mean(ANN - SNN) | images, the ANN | none |
 # | COS (Hao et al., ICLR 2023) | v(0) per image and neuron: -V_th, 0, +V_th | the image's rho steps | rho steps |
 # | SRP (Hao et al., AAAI 2023) | the spikes: v(tau) <= 0 may not fire | the image's tau steps | tau steps |
 # | MSE thresholds (SNN Calibration) | V_th per layer, chosen for T | training images | none |
+#
+# V_th/2 is also where QCFS (Bu et al., ICLR 2022) and OPI (Bu et al., AAAI 2022) start their
+# neurons, but they are not training-free: QCFS trains the ANN with a quantised
+# clip-floor-shift activation instead of the ReLU, OPI trains a clipping bound; V_th/2 is
+# only their SNN-side start. Here it is applied to the unchanged ReLU ANN.
 #
 # A shift delta of v(0) moves the decoded output by delta/T (Eq. 11, as long as v(T) does
 # not move with it): that is why a per-channel mean error e is cancelled by T e. A pre-run
@@ -212,6 +217,21 @@ savefig(fig, run, "08_mse_threshold_search.png")
 # runs the same on 2,000 test images: `results/methods_vgg_cpu.md`.) Error bars: one
 # binomial standard error. On a few hundred images a point is worth about ±2 points:
 # differences smaller than that are noise.
+#
+# The figure is a set of small multiples. The first panel is the overview at full scale: the
+# plain SNN (black) against every other method (grey), which crowd together near the ANN.
+# Each other panel zooms on one method: solid with p-quantile thresholds, dashed with the
+# MSE search (section 4), the ANN dashed black, the paper's IC-SNN as a thin grey reference.
+# The methods, as the panel titles name them:
+#
+# * **SNN**: plain conversion, v(0) = 0.
+# * **C-SNN half**: v(0) = V_th/2 in every layer (the table above).
+# * **I-SNN**: the paper's Alg. 2, with the remainder reading (this course's, step 5).
+# * **IC-SNN**: the paper's Alg. 3: Alg. 2 on the network started at V_th/(2T), plus V_th/(2T).
+# * **IC-SNN fixed point (ours)**: Alg. 2 repeated from IC-SNN's v(0) until v(0) stops moving
+#   (`icsnn_np.beyond.fixed_point`); this course's extension, not in the paper.
+# * **SNN Calibration**, **COS**, **SRP**: sections 1, 2 and 3; COS and SRP's points sit at
+#   rho + T total steps.
 
 # %%
 Ts = run.pick([4], [4, 8, 16])
@@ -225,20 +245,58 @@ for S, ranked in winners(res).items():
     print(f"total steps {S:3d}: best {best} ({acc:.1f}%, ANN {res['ann_acc']:.1f}%)")
     result(f"best_loss_total{S}", res["ann_acc"] - acc)
 
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-for ax, thr in zip(axes, ("quantile", "mse")):
-    ax.axhline(res["ann_acc"], color="k", ls="--", label="ANN")
-    for r, mk in zip([r for r in res["rows"] if r["thresholds"] == thr], "osD^v<>p"):
-        ms = sorted(r["T"].values(), key=lambda m: m["steps"])
-        acc = np.array([m["acc"] for m in ms])
-        ax.errorbar([m["steps"] for m in ms], acc, yerr=binomial_se(acc, res["n_test"]),
-                    marker=mk, capsize=3, label=r["label"])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("total time steps (pre-run + T)")
-    ax.set_title(f"V_th: {'p-quantile' if thr == 'quantile' else 'MSE search'}")
-    ax.grid(alpha=0.3)
-axes[0].set_ylabel("accuracy (%)")
-axes[1].legend(fontsize=7, loc="lower right")
+SHORT = {"snn": "SNN", "c-snn": "C-SNN half", "i-snn": "I-SNN", "ic-snn": "IC-SNN",
+         "ic-snn-fp": "IC-SNN fixed point (ours)", "snn-calib": "SNN Calibration",
+         "cos": "COS (+ pre-run)", "srp": "SRP (+ pre-run)"}
+
+
+def curve(variant, thr):
+    """(total steps, accuracy) of one row, by total steps."""
+    r = next(r for r in res["rows"] if r["variant"] == variant and r["thresholds"] == thr)
+    ms = sorted(r["T"].values(), key=lambda m: m["steps"])
+    return np.array([m["steps"] for m in ms]), np.array([m["acc"] for m in ms])
+
+
+others = [v for v in dict.fromkeys(r["variant"] for r in res["rows"]) if v != "snn"]
+low = min(curve(v, t)[1].min() for v in others for t in ("quantile", "mse"))
+high = max([res["ann_acc"]] + [curve(v, t)[1].max() for v in others for t in ("quantile", "mse")])
+ncol = 4
+nrow = -(-(len(others) + 1) // ncol)
+fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.2 * nrow), sharex=True, squeeze=False)
+for k, a in enumerate(axes.flat):
+    if k > len(others):
+        a.axis("off")
+        continue
+    a.axhline(res["ann_acc"], color="k", ls="--", lw=1)
+    if k == 0:                                       # the overview, full scale
+        for v in others:
+            a.plot(*curve(v, "quantile"), "o-", color="grey", ms=3, lw=1)
+        a.errorbar(*curve("snn", "quantile"), yerr=binomial_se(curve("snn", "quantile")[1], res["n_test"]),
+                   fmt="o-", color="k", capsize=3)
+        a.set_title("overview: SNN (black), the others (grey)", fontsize=9)
+    else:
+        v = others[k - 1]
+        if v != "ic-snn" and "ic-snn" in others:
+            a.plot(*curve("ic-snn", "quantile"), "-", color="grey", lw=1)
+        for thr, ls in (("quantile", "-"), ("mse", "--")):
+            steps, acc = curve(v, thr)
+            a.errorbar(steps, acc, yerr=binomial_se(acc, res["n_test"]), fmt="o" + ls, capsize=3,
+                       color=f"C{k + (k > 6)}",      # C7 is grey, the reference's colour
+                       label=f"V_th: {'p-quantile' if thr == 'quantile' else 'MSE'}")
+        a.set_ylim(low - 4, high + 4)
+        a.set_title(SHORT.get(v, v), fontsize=10)
+    a.set_xscale("log", base=2)
+    ticks = sorted({m["steps"] for r in res["rows"] for m in r["T"].values()})
+    a.set_xticks(ticks, [str(t) for t in ticks])
+    a.grid(alpha=0.3)
+    if k + ncol > len(others):                       # the lowest panel of its column
+        a.tick_params(labelbottom=True)
+        a.set_xlabel("total time steps (pre-run + T)")
+axes[0, 1].legend(fontsize=7, loc="lower right")
+for a in axes[:, 0]:
+    a.set_ylabel(f"accuracy (%), {res['n_test']} images")
+fig.suptitle("training-free methods at equal total steps: dashed black = ANN; thin grey = the "
+             "paper's IC-SNN (p-quantile); error bars 1 s.e.", fontsize=10)
 fig.tight_layout()
 savefig(fig, run, "08_comparison.png")
 

@@ -194,10 +194,12 @@ result("fast_vs_reference_max_dv", dv)
 #
 # A convolution with a 3x3 kernel compares each pixel with its neighbours. Below: a
 # vertical-edge and a horizontal-edge detector (Sobel) and a blur, applied with our
-# `conv2d_im2col` to the grey-level image, and a piece of the im2col matrix itself (each row
-# is the 9 pixels one output sees). You should see bright outlines of the object in the
-# edge maps, a softened image in the blur, and in the im2col picture nine columns that are
-# the same image shifted by one pixel each.
+# `conv2d_im2col` to the grey-level image, and below them a piece of the im2col matrix
+# itself, transposed to fit the page: each *column* is one output pixel (here 96 of them,
+# image rows 10-12), each of the nine rows one kernel offset (u, v), so a column holds the
+# 9 pixels that output sees. You should see bright outlines of the object in the edge maps,
+# a softened image in the blur, and in the im2col picture nine rows that are the same strip
+# of the image shifted by one pixel each.
 
 # %%
 grey = host(x).mean(axis=1, keepdims=True)                                # (1, 1, 32, 32)
@@ -206,20 +208,26 @@ kernels = np.stack([sobel, sobel.T, np.full((3, 3), 1 / 9)])[:, None]    # (3, 1
 maps = conv2d_im2col(grey, kernels, np.zeros(3), padding=1)[0]          # (3, 32, 32)
 cols, _, _ = im2col(grey, 3, padding=1)                                  # (1024, 9)
 
-fig, ax = plt.subplots(1, 5, figsize=(15, 3.2))
+fig = plt.figure(figsize=(15, 6.6))
+grid = fig.add_gridspec(2, 4, height_ratios=[1.25, 1], hspace=0.35, wspace=0.25)
+ax = [fig.add_subplot(grid[0, k]) for k in range(4)] + [fig.add_subplot(grid[1, :])]
 ax[0].imshow(host(x)[0].transpose(1, 2, 0))
-ax[0].set_title(f"input ({ds.classes[ds.y_test[0]]})")
+ax[0].set_title(f"input ({ds.classes[ds.y_test[0]]}), 32 x 32")
 for a, m, name in zip(ax[1:4], maps, ["vertical edges", "horizontal edges", "3x3 blur"]):
-    a.imshow(np.abs(m) if "edges" in name else m, cmap="gray")
+    edges = "edges" in name
+    im = a.imshow(np.abs(m) if edges else m, cmap="gray")
+    fig.colorbar(im, ax=a, fraction=0.046, pad=0.03,
+                 label="|Sobel response| (grey levels)" if edges else "grey level (0-1)")
     a.set_title(name)
-ax[4].imshow(cols[32 * 10:32 * 10 + 96], cmap="gray", aspect="auto")
-ax[4].set_title("im2col rows 320-415 (9 columns)")
-ax[4].set_xticks(range(9), [f"{u}{v}" for u in range(3) for v in range(3)])
-ax[4].set_xlabel("kernel offset uv")
-ax[4].set_ylabel("output pixel")
 for a in ax[:4]:
     a.axis("off")
-fig.subplots_adjust(wspace=0.3)
+im = ax[4].imshow(cols[32 * 10:32 * 10 + 96].T, cmap="gray", aspect="auto", vmin=0, vmax=1)
+fig.colorbar(im, ax=ax[4], fraction=0.02, pad=0.01, label="grey level (0-1)")
+ax[4].set_title("a piece of the im2col matrix, transposed: one column per output pixel "
+                "(rows 10-12 of the image), one row per kernel offset")
+ax[4].set_yticks(range(9), [f"(u, v) = ({u}, {v})" for u in range(3) for v in range(3)])
+ax[4].set_xticks(range(0, 97, 16), [str(320 + k) for k in range(0, 97, 16)])
+ax[4].set_xlabel("output pixel (index = 32 x image row + column)")
 savefig(fig, run, "A1_convolution.png")
 
 # %% [markdown]

@@ -3,7 +3,7 @@
 Each tutorial runs on its own: nothing here reads another tutorial's output, and the only
 state is what a tutorial builds itself.
 
-    run = setup("Step 4: threshold balancing")      # parses --quick/--full, --out, --backend
+    run = setup("Step 4: threshold balancing")      # parses --quick/--class/--full, --out, --backend
     ds = load_slice()                               # the bundled real CIFAR-10 slice
     net = get_model(run, ds)                        # bundled model (full) or a tiny one (quick)
     calib, x_test, y_test = split_data(run, ds, net, n_calib=256, n_test=200)
@@ -11,8 +11,16 @@ state is what a tutorial builds itself.
     see("accuracy recovers with T", acc64 > acc8)   # prints "SEE [yes] accuracy recovers ..."
     savefig(fig, run, "04_accuracy_vs_T.png")       # PNG into run.out (shown inline in a notebook)
 
-Where figures go: quick mode writes to a fresh temporary folder (or ``--out``) and never to
-``tutorials/figures/``; a full run (the default mode) refreshes the committed figures there.
+Three modes (``run.pick(quick, full, in_class=...)`` picks a setting by mode):
+
+* ``--quick``: a smoke test (seconds; what CI runs): a tiny network and few images check that
+  the step runs and its code paths agree; its numbers need not show what the step teaches.
+* ``--class``: about a minute on 2 CPU cores: the bundled model on the slice, at fewer T and
+  settings than full mode, so that the effect the step teaches is visible in a lecture.
+* full (the default, ``--full``): every setting; minutes per step.
+
+Where figures go: quick and class mode write to a fresh temporary folder (or ``--out``) and
+never to ``tutorials/figures/``; a full run refreshes the committed figures there.
 """
 from __future__ import annotations
 
@@ -56,29 +64,52 @@ TINY_CFG = [16, "A", 32, "A", 64, "A"]
 TINY_MODEL = HERE / "assets" / "tiny_slice.npz"
 
 
+BANNERS = {
+    "quick": "# QUICK MODE IS A SMOKE TEST: a tiny network and few images check that the step runs; "
+             "its numbers need not show what the step teaches (--class does, in about a minute)",
+    "class": "# class mode: what the step teaches, on the bundled model where it needs one, with "
+             "fewer T and settings than full mode (about a minute on 2 CPU cores); figures go to "
+             "a temporary folder",
+    "full": "# full mode: the bundled model, every setting (minutes); figures refresh "
+            "tutorials/figures/ unless --out is given",
+}
+_FULL = object()          # pick's default for class mode: the full-mode value
+
+
 @dataclass
 class Run:
     """The settings of one tutorial run."""
-    quick: bool          # small model, few images, small T (CI); False = the real thing
+    mode: str            # "quick" (tiny model, CI), "class" (about a minute) or "full"
     out: Path            # where figures go
     backend: str         # "numpy" or "cupy"
     xp: object           # the array module of that backend
     checkpoint: str | None = None
     t0: float = 0.0      # start time, for `finish`
 
-    def pick(self, quick, full):
-        """``quick`` in quick mode, ``full`` otherwise."""
-        return quick if self.quick else full
+    @property
+    def quick(self) -> bool:
+        """The tiny model and few images (the smoke test CI runs)."""
+        return self.mode == "quick"
+
+    def pick(self, quick, full, in_class=_FULL):
+        """``quick`` in quick mode, ``in_class`` in class mode (default: ``full``), else ``full``."""
+        if self.mode == "quick":
+            return quick
+        return full if self.mode == "full" or in_class is _FULL else in_class
 
 
 def setup(description: str, argv=None) -> Run:
     """Parse the tutorial's command line. Unknown arguments (e.g. a Jupyter kernel's) are
-    ignored, so in a notebook this picks full mode; ``setup(..., ["--quick"])`` picks quick."""
+    ignored, so in a notebook this picks full mode; ``setup(..., ["--class"])`` picks class
+    mode and ``setup(..., ["--quick"])`` quick mode."""
     p = argparse.ArgumentParser(description=description)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="seconds: a tiny model, few images, small T (what CI runs); "
-                           "figures go to a temporary folder unless --out is given")
+                      help="seconds, a smoke test: a tiny model, few images, small T (what CI "
+                           "runs); figures go to a temporary folder unless --out is given")
+    mode.add_argument("--class", dest="in_class", action="store_true",
+                      help="about a minute: the bundled model at fewer T and settings, enough to "
+                           "see the effect; figures go to a temporary folder unless --out is given")
     mode.add_argument("--full", action="store_true",
                       help="minutes: the bundled trained model (the default); figures refresh "
                            "tutorials/figures/ unless --out is given")
@@ -87,17 +118,18 @@ def setup(description: str, argv=None) -> Run:
     p.add_argument("--checkpoint", default=None,
                    help="full mode: use this model (from `python -m icsnn_np.train`) instead")
     a, _ = p.parse_known_args(argv)
+    mode = "quick" if a.quick else "class" if a.in_class else "full"
     if a.out:
         out = Path(a.out)
-    elif a.quick:
-        out = Path(tempfile.mkdtemp(prefix="icsnn_tutorial_"))
+    elif mode != "full":                    # never the committed figures
+        out = Path(tempfile.mkdtemp(prefix=f"icsnn_tutorial_{mode}_"))
     else:
         out = FIGURES
     out.mkdir(parents=True, exist_ok=True)
-    run = Run(quick=a.quick, out=out, backend=a.backend, xp=get_xp(a.backend),
+    run = Run(mode=mode, out=out, backend=a.backend, xp=get_xp(a.backend),
               checkpoint=a.checkpoint, t0=time.perf_counter())
-    print(f"# {description} -- {'quick' if run.quick else 'full'} mode, {a.backend} backend, "
-          f"figures -> {shown(out)}")
+    print(f"# {description} -- {mode} mode, {a.backend} backend, figures -> {shown(out)}")
+    print(BANNERS[mode])
     return run
 
 
@@ -131,7 +163,7 @@ def solved(k: int, answer: str) -> None:
 
 def finish(run: Run) -> None:
     """Print the wall time of the run (the README's timings are these lines)."""
-    print(f"done in {time.perf_counter() - run.t0:.1f} s ({'quick' if run.quick else 'full'} mode)")
+    print(f"done in {time.perf_counter() - run.t0:.1f} s ({run.mode} mode)")
 
 
 def _show(path: Path) -> None:

@@ -34,6 +34,27 @@ ERRORS = (ValueError, CheckpointError, DatasetError, BackendError, TrainingDiver
           MemoryError)
 
 
+def recorded_command(prog: str, argv, cwd=None) -> str:
+    """The command line as a results file records it: ``prog`` and ``argv`` without ``--log``
+    (where a run logged is no part of its result) and without machine folders: an absolute
+    path inside ``cwd`` (default: the working folder) becomes relative to it, one outside
+    it becomes its file name (a reader has neither folder)."""
+    cwd = Path(cwd or os.getcwd()).resolve()
+    words, skip = [], False
+    for word in argv:
+        if skip or word.startswith("--log="):
+            skip = False
+            continue
+        if word == "--log":
+            skip = True
+            continue
+        if os.path.isabs(word):
+            path = Path(word).resolve()
+            word = str(path.relative_to(cwd)) if path.is_relative_to(cwd) else path.name
+        words.append(word)
+    return " ".join([prog] + words)
+
+
 def with_ext(stem, ext: str) -> Path:
     """``stem`` + ``ext``: a stem may contain dots (``..._p0.999``), so no with_suffix."""
     stem = Path(stem)

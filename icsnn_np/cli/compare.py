@@ -333,7 +333,7 @@ def _compare(a, argv, path, log):
         f"T={a.T}, thresholds {a.thresholds}, pre-run {a.prerun}")
     res = run_methods(model, x_calib, x_eval, y_eval, base, sorted(a.T), a.thresholds, rows,
                       mean, std, log, match_total=not a.no_match_total)
-    command = "python -m icsnn_np.compare " + " ".join(argv)
+    command = cli.recorded_command("python -m icsnn_np.compare", argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": "direct", "p": base.p,
                 "threshold_rule": threshold_rule([{"quantile": "layer"}.get(t, t) for t in a.thresholds],

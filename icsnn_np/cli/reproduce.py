@@ -330,7 +330,7 @@ def _reproduce(a, argv, path, base, log, memo=None):
         f"images, T={a.T}, reading rows at T={a.reading_T}")
     res = sweep(model, x_calib, x_eval, y_eval, base, ps, a.thresholds, a.block, a.T, a.reading_T,
                 rows, mean, std, log, memo)
-    command = "python -m icsnn_np.reproduce " + " ".join(argv)
+    command = cli.recorded_command("python -m icsnn_np.reproduce", argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": a.coding, "p": "/".join(map(str, ps)),
                 "thresholds": "/".join(a.thresholds),
