@@ -909,8 +909,9 @@ API = [
     Api("a flat vector instead of images", lambda e: ann_accuracy(e.model, e.x.reshape(4, -1), e.y),
         ValueError, "must be a normalised batch of images (N, C, H, W)"),
     # normalisation
-    Api("normalize: NaN pixels", lambda e: normalize(_with(e.raw.astype(float), (0, 0, 0, 0), NAN),
-                                                     [0.5] * 3, [0.25] * 3), ValueError, "contain NaN or inf"),
+    Api("normalize: float pixels (NaN among them)", lambda e: normalize(
+        _with(e.raw.astype(float), (0, 0, 0, 0), NAN), [0.5] * 3, [0.25] * 3), ValueError,
+        "normalize takes raw images, uint8 pixels 0..255, got float64"),
     Api("normalize: NaN mean", lambda e: normalize(e.raw, [NAN, 0.5, 0.5], [0.25] * 3), ValueError,
         "contain NaN or inf"),
     Api("normalize: inf std", lambda e: normalize(e.raw, [0.5] * 3, [0.25, INF, 0.25]), ValueError,
@@ -984,10 +985,13 @@ API = [
     # ---- issue 25: the API refuses meaningless input where data enters --------------------
     Api("normalize: float images already divided by 255", lambda e: normalize(
         e.raw.astype(np.float32) / 255, [0.5] * 3, [0.25] * 3), ValueError,
-        "normalize: float32 pixel values span [0, 1]: already divided by 255? normalize takes raw "
-        "images (uint8 0..255)"),
+        "normalize takes raw images, uint8 pixels 0..255, got float32: already normalised or "
+        "divided by 255?"),
+    Api("normalize: float pixels on the 0..255 scale", lambda e: normalize(
+        e.raw.astype(np.float64), [0.5] * 3, [0.25] * 3), ValueError,
+        "normalize takes raw images, uint8 pixels 0..255, got float64"),
     Api("normalize: complex images", lambda e: normalize(e.raw.astype(complex), [0.5] * 3, [0.25] * 3),
-        ValueError, "normalize takes raw images (uint8 pixels 0..255), got complex128"),
+        ValueError, "normalize takes raw images, uint8 pixels 0..255, got complex128"),
     Api("normalize: a flat vector", lambda e: normalize(e.raw.reshape(4, -1), [0.5] * 3, [0.25] * 3),
         ValueError, "normalize takes raw images (N, C, H, W), got shape (4, 192)"),
     Api("label 3 for a 3-class model (ann_accuracy)", lambda e: ann_accuracy(e.model, e.x, [0, 1, 2, 3]),

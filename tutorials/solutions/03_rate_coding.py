@@ -21,9 +21,11 @@ ds = load_slice()
 mean, std = channel_stats(ds.x_train)
 
 
-def coded_average(img_uint8, T, seed=0):
-    """The time average of T steps of Bernoulli spikes of ``img_uint8`` (N, 3, H, W), in [0, 1]."""
-    coded = host(rate_encode(normalize(img_uint8, mean, std), mean, std, t0=0, Tc=T, seed=seed))
+def coded_average(img_uint8, T, seed=0, x_norm=None):
+    """The time average of T steps of Bernoulli spikes of ``img_uint8`` (N, 3, H, W) (or of
+    the normalised batch ``x_norm``), in [0, 1]."""
+    x_norm = normalize(img_uint8, mean, std) if x_norm is None else x_norm
+    coded = host(rate_encode(x_norm, mean, std, t0=0, Tc=T, seed=seed))
     bits = coded * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1)    # (T*N, 3, H, W) 0/1
     return bits.reshape(T, len(img_uint8), *bits.shape[1:]).mean(axis=0)
 
@@ -51,8 +53,9 @@ solved(1, f"rms = sqrt(mean p(1-p) / T) = {predicted:.4f} at T = 128 (measured {
 
 # %%
 T_needed = round(0.5 * 0.5 / 0.05 ** 2)       # 100.00000000000001 in floating point
-grey = np.full((4, 3, 32, 32), 127.5, dtype=np.float64)     # p = 0.5 exactly (normalize takes floats)
-spread = coded_average(grey, T_needed).std()
+grey = np.zeros((4, 3, 32, 32), dtype=np.uint8)      # p = 0.5 exactly: normalised by hand,
+x_grey = ((0.5 - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1) * np.ones(grey.shape)).astype(np.float32)
+spread = coded_average(grey, T_needed, x_norm=x_grey).std()   # (normalize takes uint8 only)
 print(f"T = {T_needed:.0f}: standard deviation of the averages {spread:.4f}")
 assert T_needed == 100 and abs(spread - 0.05) < 0.005
 solved(2, f"T = p(1-p)/0.05^2 = {T_needed:.0f} steps")
