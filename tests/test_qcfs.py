@@ -110,3 +110,20 @@ def test_a_qcfs_network_converts_with_v_th_lambda_and_trains():
     np.testing.assert_allclose(lams, [np.quantile(a, 0.999) for a in relu_outputs(net, [x])])
     with pytest.raises(ValueError, match="every activation is QCFS"):
         qcfs_thresholds(convert(net), net)
+
+
+def test_the_bundled_qcfs_model_converts_with_its_lambda_by_name(capsys):
+    """`demo --checkpoint vgg_cpu_qcfs` runs offline: the header says QCFS with L levels, every
+    activation is QCFS, V_th = λ, and the JSON names that threshold rule."""
+    import json
+
+    from icsnn_np.cli import demo
+    from icsnn_np.io.checkpoint import load_checkpoint, resolve_checkpoint
+    model, header = load_checkpoint(resolve_checkpoint("vgg_cpu_qcfs"))
+    assert header["activation"] == "qcfs" and header["levels"] == 8
+    assert len(qcfs_layers(model)) == 6 and not any(type(m) is ReLU for _, m in model.named_modules())
+    rc = demo.main(["--checkpoint", "vgg_cpu_qcfs", "--variants", "c-snn", "cos", "--comp", "half",
+                    "--T", "4", "--n-test", "10", "--n-calib", "16", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["config"]["threshold_rule"].startswith("qcfs")
+    assert out["variants"]["cos"]["4"]["steps"] == 8 and out["variants"]["c-snn"]["4"]["steps"] == 4
