@@ -84,7 +84,9 @@ def run_methods(model, x_calib, x_test, y_test, base: ConversionConfig, Ts, thre
     L = len(convert(model).nodes)
     for thr in thresholds:
         for label, variant, over in rows:
-            results.append(dict(label=label, variant=variant, thresholds=thr, T={}, **over))
+            official = base.calib_recipe == "official" and variant.startswith("snn-calib")
+            results.append(dict(label=label, variant=variant, thresholds=thr, T={}, **over,
+                                **({"ran_with": "mse (SNN Calibration's recipe)"} if official else {})))
             for T in row_Ts(variant, Ts, prerun_steps(variant, base.prerun, L), match_total):
                 jobs.append((len(results) - 1, T))
     work = sum(len(x_test) * (T + prerun_steps(results[i]["variant"], base.prerun, L))
@@ -176,7 +178,7 @@ def markdown(res: dict, meta: dict) -> str:
     for r in res["rows"]:
         pre = max((m["prerun"] for m in r["T"].values()), default=0)
         cells = [f"{r['T'][str(t)]['loss']:.2f}" if str(t) in r["T"] else "" for t in Ts]
-        lines.append(f"| {r['label']} | {r['thresholds']} | {pre} | {'T + %d' % pre if pre else 'T'} | "
+        lines.append(f"| {r['label']} | {r.get('ran_with', r['thresholds'])} | {pre} | {'T + %d' % pre if pre else 'T'} | "
                      + " | ".join(cells) + " |")
     for thr, accs in res.get("quantised_ann", {}).items():
         cells = [f"{ann - accs[str(t)]:.2f}" if str(t) in accs else "" for t in Ts]
@@ -191,7 +193,7 @@ def markdown(res: dict, meta: dict) -> str:
             m = at_total(r, S)
             cells.append("" if m is None else f"{m['loss']:.2f}"
                          + (f" (T={m['steps'] - m['prerun']})" if m["prerun"] else ""))
-        lines.append(f"| {r['label']} | {r['thresholds']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['label']} | {r.get('ran_with', r['thresholds'])} | " + " | ".join(cells) + " |")
     lines += ["", "## Best at each total number of steps", ""]
     for S, ranked in winners(res).items():
         if not ranked:
