@@ -48,10 +48,6 @@ class SNN:
                 raise ValueError(f"the readout after the last spiking layer must be linear, "
                                  f"found {type(m).__name__}")
 
-    @property
-    def v_th(self):
-        return [n.v_th for n in self.nodes]
-
     def set_v0(self, v0s):
         """Set every node's initial potential v(0) (a list aligned with ``nodes``)."""
         if len(v0s) != len(self.nodes):
@@ -145,6 +141,16 @@ def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0, posi
     return np.where(k > 0, q, np.nan)
 
 
+class ZeroQuantile(ValueError):
+    """The p-quantile is 0 in layers ``zeros`` ({name: share of outputs that are 0})."""
+
+    def __init__(self, p: float, zeros: dict):
+        self.zeros, shares = zeros, ", ".join(f"{n}: {100 * z:.2f} %" for n, z in zeros.items())
+        super().__init__(f"threshold balancing: the p-quantile is 0 at p = {p:g} in {shares} "
+                         f"(outputs that are 0 on the calibration images); use a p above "
+                         f"{max(zeros.values()):.4f}")
+
+
 def quantile_threshold(a, p: float, name: str, channelwise: bool = False):
     """V_th from one layer's ReLU outputs ``a`` (N, C, ...) at quantile p.
 
@@ -155,12 +161,9 @@ def quantile_threshold(a, p: float, name: str, channelwise: bool = False):
     a channel never positive on the calibration images takes the layer's threshold.
     Both are non-decreasing in p.
     """
-    zeros = float(np.mean(a == 0))
     layer = robust_quantile(a, p)
     if layer <= 0:
-        raise ValueError(f"threshold balancing: the p-quantile of {name}'s outputs is 0 at "
-                         f"p = {p:g}: {100 * zeros:.2f} % of them are 0 on the calibration "
-                         f"images; use a p above {zeros:.4f}")
+        raise ZeroQuantile(p, {name: float(np.mean(a == 0))})
     if not channelwise:
         return np.float32(layer)
     per_c = robust_quantile(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1), p, axis=1, positive=True)
@@ -184,7 +187,14 @@ def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
             pooled = np.concatenate([acts[i] for i in b])     # (len(b) * N, C, H, W)
             for i in b:
                 acts[i] = pooled
-    for node, a in zip(snn.nodes, acts):
-        th = quantile_threshold(a, p, node.name, channelwise)
+    ths, zeros = [], {}
+    for node, a in zip(snn.nodes, acts):      # every layer first: the error names the p for all
+        try:
+            ths.append(quantile_threshold(a, p, node.name, channelwise))
+        except ZeroQuantile as e:
+            zeros.update(e.zeros)
+    if zeros:
+        raise ZeroQuantile(p, zeros)
+    for node, th in zip(snn.nodes, ths):
         node.v_th = check_threshold(to_device(th, xp) if np.ndim(th) else th, node.name)
     return [n.v_th for n in snn.nodes]

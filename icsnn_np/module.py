@@ -25,9 +25,7 @@ class Module:
     train/eval mode. A layer caches what its backward needs only while ``training``."""
 
     def __init__(self):
-        self.params: dict = {}
-        self.grads: dict = {}
-        self.buffers: dict = {}
+        self.params, self.grads, self.buffers = {}, {}, {}     # name -> array
         self.children: OrderedDict[str, Module] = OrderedDict()
         self.training = True
 

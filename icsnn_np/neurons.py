@@ -55,8 +55,8 @@ class IFNode(Module):
         check_finite(self.v0, f"{name}: v(0)")
         v_th, v0 = xp.asarray(check_threshold(self.v_th, name), dtype), xp.asarray(self.v0, dtype)
         if not all(broadcasts(a.shape, tuple(shape)) for a in (v_th, v0)):
-            raise ValueError(f"{name}: V_th {tuple(v_th.shape)} / v(0) {tuple(v0.shape)} do not "
-                             f"broadcast to the layer's state {tuple(shape)}")
+            raise ValueError(f"{name}: V_th {tuple(v_th.shape)} / v(0) {tuple(v0.shape)} do not fit the "
+                             f"state {tuple(shape)}: a scalar, (C, 1, 1), (C, H, W) or (N, C, H, W)")
         self.v_th_dev = v_th
         self.v = xp.empty(shape, dtype=dtype)
         self.v[...] = v0
@@ -83,7 +83,10 @@ class IFNode(Module):
 
 
 def broadcasts(small, shape) -> bool:
-    """Whether an array of shape ``small`` broadcasts to ``shape`` (without growing it)."""
+    """Whether ``small`` is a scalar or aligns with ``shape`` (N, ...) from the first or second
+    axis and broadcasts to it: a flat (C,) on (N, C, H, W) would vary along the width."""
+    if len(small) not in (0, len(shape) - 1, len(shape)):
+        return False
     try:
         return np.broadcast_shapes(small, shape) == shape
     except ValueError:

@@ -74,7 +74,7 @@ def _main(argv):
 def check_float16(model, source):
     """Every weight fits float16 (|w| <= 65504): an overflow to inf would be refused only
     after the candidate was written, naming a file that no longer exists."""
-    top = np.finfo(np.float16).max
+    top = float(np.finfo(np.float16).max)     # a Python float: big is not cast to float16
     for name, a in model.state_dict().items():
         big = float(np.max(np.abs(np.asarray(a)))) if np.size(a) else 0.0
         if big > top:

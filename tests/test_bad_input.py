@@ -25,6 +25,7 @@ import pickle
 import re
 import subprocess
 import sys
+import warnings
 import tarfile
 import tracemalloc
 import types
@@ -139,7 +140,7 @@ def files(tmp_path_factory):
                        ("benchjson", json.dumps({"snn": {"ours_rate": 1.0}}))):
         f[name] = d / f"{name}.json"
         f[name].write_text(text)
-    f["c10bin"], f["c10py"] = _repacked_archives(d)
+    f["c10bin"], f["c10py"], f["c10short"] = _repacked_archives(d)
     return f
 
 
@@ -185,9 +186,12 @@ def _repacked_archives(d):
     py = {f"cifar-10-batches-py/data_batch_{i}": one for i in range(1, 6)}
     py["cifar-10-batches-py/test_batch"] = bytes(31035526)
     py["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": [b"c"] * 10})
+    short = dict(binary)                         # one record short: no longer the official size
+    short["cifar-10-batches-bin/test_batch.bin"] = bytes(test[:-3073])
     out = []
-    for name, members in (("cifar-10-binary.tar.gz", binary), ("cifar-10-python.tar.gz", py)):
-        folder = d / name.split(".")[0]
+    for name, members, sub in (("cifar-10-binary.tar.gz", binary, "bin"), ("cifar-10-python.tar.gz", py, "py"),
+                               ("cifar-10-binary.tar.gz", short, "short")):
+        folder = d / f"{name.split('.')[0]}_{sub}"
         folder.mkdir()
         _tar(folder / name, members)
         out.append(folder)
@@ -229,10 +233,8 @@ def no_bundled_model(mp):
 
 
 def no_torch(mp):
-    """PyTorch is not installed (find_spec finds no torch)."""
-    real = bench_cli.importlib.util.find_spec
-    mp.setattr(bench_cli.importlib.util, "find_spec",
-               lambda name, *a: None if name == "torch" else real(name, *a))
+    """PyTorch does not import (absent, or a broken install: ``import torch`` fails)."""
+    mp.setitem(sys.modules, "torch", None)
 
 
 # --------------------------------------------------------------------------- setups
@@ -474,10 +476,10 @@ CLI = [
     # ---- issue 25 ----------------------------------------------------------------------
     # 1. threshold balancing: a p whose quantile is 0 stops the run (a sweep: before any work)
     Cli("demo p = 1e-9 (zero quantile)", "demo", ["--p", "1e-9"], 2,
-        "the p-quantile of features.1's outputs is 0 at p = 1e-09", alone=False),
+        "the p-quantile is 0 at p = 1e-09 in features.1: ", alone=False),
     Cli("reproduce sweep with a zero-quantile p (refused before work)", "reproduce",
         ["--p", "0.99", "1e-9"], 2, "--p 1e-09 (layer-wise thresholds): threshold balancing: the "
-        "p-quantile of features.1's outputs is 0"),
+        "p-quantile is 0 at p = 1e-09 in features.1: "),
     Cli("reproduce sweep with two p of the same thresholds", "reproduce", ["--p", "1.0", "1.0"], 2,
         "--p 1.0 and --p 1.0 give the same layer-wise thresholds"),
     # 2. committed results are never a default output, nor replaced unless told
@@ -575,6 +577,9 @@ CLI = [
     Cli("repacked binary archive, test_batch.bin of official size altered", "demo",
         ["--dataset", "cifar10", "--data-dir", "{c10bin}"], 2,
         "member cifar-10-batches-bin/test_batch.bin: SHA1"),
+    Cli("repacked binary archive, test_batch.bin one record short and altered", "demo",
+        ["--dataset", "cifar10", "--data-dir", "{c10short}"], 2,
+        "member cifar-10-batches-bin/test_batch.bin: SHA1"),
     Cli("repacked python archive, test_batch of official size altered", "demo",
         ["--dataset", "cifar10", "--data-dir", "{c10py}"], 2,
         "member cifar-10-batches-py/test_batch: MD5"),
@@ -601,10 +606,13 @@ CLI = [
         "--agreement-seeds compares with PyTorch: not with --no-torch"),
     Cli("bench --agreement-seeds without PyTorch", "bench",
         ["--quick", "--agreement-seeds", "1", "--out", "{tmp}/a.json"], 2,
-        "--agreement-seeds compares with PyTorch, which is not installed here", patch=no_torch,
+        "--agreement-seeds compares with PyTorch, which does not import here", patch=no_torch,
         base=False),
     Cli("gpu_check Ctrl-C", "gpu_check", [], 130, "interrupted (Ctrl-C); the steps run so far are lost (nothing was written)",
         patch=ctrl_c(gpu_check, "run_step"), alone=False),
+    Cli("demo --model beside the model that runs (it would be ignored)", "demo", ["--model", "resnet20"], 2,
+        "--model resnet20 is what the demo trains when no model is bundled; to run a model, name it: "
+        "--checkpoint resnet20"),
     Cli("demo --workdir unwritable (names --workdir, not --out)", "demo",
         ["--n-test", "5", "--workdir", "/proc/icsnn_nope"], 2,
         "--workdir: the on-the-spot model /proc/icsnn_nope/demo_vgg_cpu_cifar10-slice.npz: cannot "
@@ -730,6 +738,47 @@ def test_a_second_run_is_refused_while_the_first_holds_the_output(files, tmp_pat
     assert f"took over the stale lock {tmp_path / 'res.lock'} (pid {holder.pid}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, stem, existing", [("train", "t.npz", ["t.npz", "t_best.npz"]),
+                                                      ("reproduce", "res", ["res.json"])])
+def test_a_live_run_is_named_before_its_existing_outputs(command, stem, existing, files, tmp_path, capsys):
+    """While a live run holds the output and has already written files there, a second run is
+    told the output is in use, not that it exists (whose --force or --resume would collide)."""
+    for name in existing:
+        (tmp_path / name).write_bytes(b"written by the live run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
+         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+         str(tmp_path / stem)], stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        main = MAINS[command]
+        assert main(_fill(BASE[command], files, tmp_path)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --out {tmp_path / stem} is in use by another run (pid {holder.pid}"), err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_overflowing_batch_is_one_error_without_warnings(env):
+    """Inputs x 1e38 overflow float32 inside the network: one ValueError, no RuntimeWarnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="overflow float32 inside the network"):
+            ann_accuracy(env.model, np.clip(env.x, -1, 1) * 1e38, env.y)
+
+
+def test_a_float16_overflow_is_one_line_without_warnings(tmp_path):
+    """bundle_model's range check compares in Python floats: no RuntimeWarning before the line."""
+    model = Sequential(Flatten(), Linear(4, 2))
+    model[1].params["weight"][0, 0] = 1e5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="values up to 1e\\+05, beyond float16's range"):
+            bundle_model.check_float16(model, "big.npz")
+
+
 def test_the_files_of_a_table_are_written_all_or_none(tmp_path):
     """An interruption while the three files are written leaves the earlier three whole and
     no temporary file."""
@@ -803,6 +852,14 @@ def _with(x, idx, value):
     x = x.copy()
     x[idx] = value
     return x
+
+
+def _snn8():
+    """A converted conv of 8 channels on the env's 8x8 images: a state (4, 8, 8, 8), C = W."""
+    rng = np.random.default_rng(3)
+    snn = convert(Sequential(Conv2d(3, 8, 3, padding=1, rng=rng), ReLU(), Flatten(), Linear(512, 3, rng=rng)))
+    snn.nodes[0].v_th = 1.0
+    return snn
 
 
 def _snn(e, v_th=1.0):
@@ -1024,10 +1081,16 @@ API = [
         e.model, e.x, e.x, e.y, ConversionConfig(T=(2,), n_calib=4, batch_size=4, coding="rate"),
         mean="abc", std=[0.2] * 3), ValueError, "rate coding: mean 'abc' and std [0.2, 0.2, 0.2] must be numbers"),
     Api("v(0) of another layer's shape", lambda e: simulate(_set(_snn(e), v0=np.zeros((5, 1, 1))), e.x, 2),
-        ValueError, "V_th () / v(0) (5, 1, 1) do not broadcast to the layer's state (4, 4, 8, 8)"),
+        ValueError, "V_th () / v(0) (5, 1, 1) do not fit the state (4, 4, 8, 8): a scalar, (C, 1, 1)"),
     Api("V_th of another layer's shape (fast engine)",
         lambda e: run_sim(_set(_snn(e), v_th=np.ones((5, 1, 1), np.float32)), e.x, 2, engine="fast"),
-        ValueError, "V_th (5, 1, 1) / v(0) () do not broadcast to the layer's state"),
+        ValueError, "V_th (5, 1, 1) / v(0) () do not fit the state"),
+    Api("flat (C,) V_th where C equals the width (would vary along the width)",
+        lambda e: simulate(_set(_snn8(), v_th=np.linspace(0.5, 2, 8)), e.x, 2),
+        ValueError, "V_th (8,) / v(0) () do not fit the state (4, 8, 8, 8)"),
+    Api("flat (C,) v(0) where C equals the width (fast engine)",
+        lambda e: run_sim(_set(_snn8(), v0=np.zeros(8, np.float32)), e.x, 2, engine="fast"),
+        ValueError, "V_th () / v(0) (8,) do not fit the state (4, 8, 8, 8)"),
     Api("header mean not numbers (check_fits_data)", lambda e: check_fits_data(
         {"num_classes": 10, "mean": "abc", "std": [0.2] * 3}, 10), CheckpointError,
         "header: mean 'abc' and std [0.2, 0.2, 0.2] must be numbers"),

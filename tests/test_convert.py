@@ -100,7 +100,7 @@ def test_snn_bookkeeping():
     assert snn.first == 1 and snn.last == 7                     # the readout is the last Linear
     snn.set_v0([0.1, 0.2, 0.3])
     assert snn.get_v0() == [0.1, 0.2, 0.3]
-    assert snn.v_th == [1.0, 1.0, 1.0]
+    assert [n.v_th for n in snn.nodes] == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="expected 3 initial potentials, got 2"):
         snn.set_v0([0.0, 0.0])
 
@@ -199,13 +199,36 @@ def test_a_zero_quantile_stops_the_run_naming_the_layer_and_the_smallest_p():
     x = np.zeros((4, 1, 2, 2))
     x[:, 0, 0, 0] = [3.0, 2.0, 1.0, 0.5]                                    # 4 of 32 outputs > 0
     snn = convert(net)
-    with pytest.raises(ValueError, match=r"the p-quantile of 1's outputs is 0 at p = 0.5: "
-                                         r"87.50 % of them are 0 .* use a p above 0.8750"):
+    with pytest.raises(ValueError, match=r"the p-quantile is 0 at p = 0.5 in 1: 87.50 % "
+                                         r"\(outputs that are 0 .* use a p above 0.8750"):
         balance_thresholds(snn, net, [x], p=0.5)
     net[3].params["weight"][...] = 1.0                                      # layer 4 lives
     th = balance_thresholds(snn, net, [x], p=0.95, channelwise=True)[0].ravel()
     layer = np.quantile(relu_outputs(net, [x])[0], 0.95)
     np.testing.assert_allclose(th, [np.quantile([3.0, 2.0, 1.0, 0.5], 0.95), layer])
+
+
+def test_a_zero_quantile_names_every_such_layer_and_a_p_that_works_for_all():
+    """Every layer is checked before the run stops: the message names each layer whose
+    quantile is 0, and the p it gives works for all of them (not only for the first)."""
+    rng = np.random.default_rng(0)
+    net = Sequential(Conv2d(4, 4, 1, dtype=F64), ReLU(), Conv2d(4, 4, 1, dtype=F64), ReLU(), Flatten(),
+                     Linear(4, 2, dtype=F64))
+    net[0].params["weight"][...] = np.eye(4).reshape(4, 4, 1, 1)
+    net[2].params["weight"][...] = np.diag([1.0, 1.0, 1.0, 0.0]).reshape(4, 4, 1, 1)   # one always 0
+    for k in (0, 2):
+        net[k].params["bias"][...] = 0.0
+    x = rng.standard_normal((200, 4, 1, 1))
+    acts = relu_outputs(net, [x])
+    share = [float(np.mean(a == 0)) for a in acts]
+    assert share[1] > share[0] > 0.3
+    with pytest.raises(ValueError, match=rf"at p = 0.3 in 1: {100 * share[0]:.2f} %, 3: "
+                                         rf"{100 * share[1]:.2f} % .* use a p above {share[1]:.4f}$"):
+        balance_thresholds(convert(net), net, [x], p=0.3)
+    with pytest.raises(ValueError, match=r"in 3: .* use a p above"):    # layer 1 fine, layer 3 not
+        balance_thresholds(convert(net), net, [x], p=(share[0] + share[1]) / 2)
+    th = balance_thresholds(convert(net), net, [x], p=round(share[1], 4) + 1e-4)
+    assert all(float(t) > 0 for t in th)
 
 
 @settings(max_examples=40, deadline=None)

@@ -127,7 +127,7 @@ def test_convert_balanced_sets_the_quantile_thresholds():
     net, xc, _, _ = tiny_setup()
     cfg = ConversionConfig(p=0.9).validate()
     snn, ths = convert_balanced(net, batched(xc, 4), cfg)
-    assert snn.v_th == ths and len(ths) == 2
+    assert [n.v_th for n in snn.nodes] == ths and len(ths) == 2
     direct = balance_thresholds(convert(net), net, [xc], p=0.9)
     np.testing.assert_allclose(ths, direct, rtol=1e-6)
 

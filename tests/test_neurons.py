@@ -233,7 +233,7 @@ def test_counting_and_recording_are_optional():
 
 
 def test_bad_v0_shape_is_a_clear_error():
-    with pytest.raises(ValueError, match="do not broadcast"):
+    with pytest.raises(ValueError, match=r"do not fit the state \(2, 3\)"):
         run_node(np.zeros((2, 3)), 1, 2, 1.0, np.zeros((2, 2, 3)))      # too many dims
     with pytest.raises(ValueError):
         run_node(np.zeros((2, 3)), 1, 2, 1.0, np.zeros(4))              # wrong length

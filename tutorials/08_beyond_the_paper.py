@@ -65,7 +65,7 @@ xp = run.xp
 
 ds = load_slice()
 net = get_model(run, ds)
-calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256),
+calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256, in_class=128),
                                    n_test=run.pick(100, 300, in_class=200))
 snn = convert(net.model)                        # the SNN remembers its ANN: snn.ann
 balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
@@ -83,8 +83,8 @@ x_few = x_test[:run.pick(24, 100, in_class=50)]
 # calibration images). You should see: the plain SNN loses a good part of V_th/(2T) (the
 # dotted line) in every layer, since it rounds down and only the ANN's zeros cost nothing;
 # `half` removes most of that, and SNN Calibration removes the rest *per channel* with a
-# current at every step, layer after layer, each layer corrected after the layers before it. COS and SRP act per image,
-# not on the mean.
+# current at every step, layer after layer, each layer corrected after the layers before
+# it. COS and SRP act per image, not on the mean.
 
 # %%
 methods = [("SNN", "snn", {}), ("C-SNN half", "c-snn", {"comp": "half"}), ("IC-SNN", "ic-snn", {}),

@@ -36,7 +36,8 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 
-from _common import ROOT, binomial_se, finish, get_model, host, load_slice, result, savefig, see, setup, split_data
+from _common import (ROOT, binomial_se, finish, get_model, host, load_slice, result, savefig, see,
+                     setup, split_data)
 from icsnn_np.backend import to_device
 from icsnn_np.beyond.qcfs import QCFS, initial_lams, qcfs_layers, with_qcfs
 from icsnn_np.beyond.quantised import quantised_ann
@@ -190,7 +191,8 @@ if panels:
         a.set_xscale("log", base=2)
         a.set_yscale("symlog", linthresh=1)
         a.set_xlabel("total time steps per image (pre-run + T)")
-        a.set_title(f"{res['arch']}: ANN {res['ann_acc']:.2f}%, {res['n_test']} images")
+        kind = "QCFS ANN, vgg_cpu_qcfs" if name.endswith("qcfs") else "plain ReLU ANN, vgg_cpu"
+        a.set_title(f"{kind}: ANN {res['ann_acc']:.2f}%, {res['n_test']} images")
         a.grid(alpha=0.3)
     ax[0][0].set_ylabel("loss = ANN - SNN (points)")
     ax[0][-1].legend(fontsize=7, loc="upper right")

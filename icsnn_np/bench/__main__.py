@@ -17,7 +17,6 @@ in use are recorded in the JSON.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -64,9 +63,12 @@ def _main(argv):
     a = p.parse_args(argv)
     if a.agreement_seeds and not a.torch:
         raise ValueError("--agreement-seeds compares with PyTorch: not with --no-torch")
-    if a.agreement_seeds and importlib.util.find_spec("torch") is None:
-        raise ValueError("--agreement-seeds compares with PyTorch, which is not installed here "
-                         "(pip install torch)")
+    if a.agreement_seeds:
+        try:                    # installed is not enough: a broken install fails on import
+            import torch  # noqa: F401,PLC0415
+        except ImportError as e:
+            raise ValueError(f"--agreement-seeds compares with PyTorch, which does not import "
+                             f"here ({e}): pip install torch") from None
     if a.blas_core and os.environ.get("OPENBLAS_CORETYPE") != a.blas_core:
         # OpenBLAS chose its kernels when NumPy loaded: only a new process can change them
         env = dict(os.environ, OPENBLAS_CORETYPE=a.blas_core)

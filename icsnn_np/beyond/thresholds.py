@@ -80,7 +80,7 @@ def mse_thresholds(snn: SNN, batches, T: int, base=None):
     if not batches:
         raise ValueError("the MSE threshold search needs calibration batches of training images")
     acts = relu_outputs(need_ann(snn, "the MSE threshold search"), batches)
-    base = snn.v_th if base is None else base
+    base = [n.v_th for n in snn.nodes] if base is None else base
     return [check_threshold(np.float32(mse_threshold(a, T, extra=(float(q),))[0]), node.name)
             for node, a, q in zip(snn.nodes, acts, base)]
 
@@ -91,7 +91,7 @@ class Thresholds:
 
     def __init__(self, snn: SNN, batches=None):
         self.snn, self.batches = snn, batches
-        self.quantile = list(snn.v_th)
+        self.quantile = [n.v_th for n in snn.nodes]
         self.cache: dict = {}
 
     def use(self, kind: str, T: int):

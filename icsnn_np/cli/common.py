@@ -25,7 +25,8 @@ from ..backend import BackendError, use_standin
 from ..checks import check_choice, check_count, check_quantile, check_T
 from ..io.checkpoint import CheckpointError
 from ..io.data import DatasetError
-from ..io.files import atomic_write_all, check_new_output, check_output_file, exclusive
+from ..io.files import (atomic_write_all, check_new_output, check_not_in_use, check_output_file,
+                        exclusive)
 from ..optim import TrainingDiverged
 
 EXIT_ERROR = 2
@@ -64,7 +65,8 @@ def with_ext(stem, ext: str) -> Path:
 def check_outputs(stem, log=None, exts=(".json", ".md", ".png"), force=False, hint=""):
     """Before any work: every ``stem`` + ext (``--out``) and the ``--log`` file can be
     written, and no ``stem`` + ext exists unless ``force`` (a result is never replaced
-    without being told)."""
+    without being told); a live run on ``stem`` is named first."""
+    check_not_in_use(stem)
     for ext in exts:
         check_new_output(with_ext(stem, ext), "--out", force, hint)
     if log:

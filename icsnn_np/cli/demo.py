@@ -106,8 +106,9 @@ def parse_args(argv):
     p.add_argument("--checkpoint", default=None,
                    help="a checkpoint from `python -m icsnn_np.train`, or the name of a bundled "
                         "model (vgg_cpu, the default; see README)")
-    p.add_argument("--model", default="vgg_cpu", type=cli.choice(sorted(MODELS), "model"),
-                   help="architecture to train when no checkpoint exists")
+    p.add_argument("--model", default=None, type=cli.choice(sorted(MODELS), "model"),
+                   help="architecture to train on the spot when no model is bundled (default "
+                        "vgg_cpu); to run a bundled model, use --checkpoint")
     p.add_argument("--dataset", default="cifar10-slice", type=cli.choice(DATASETS, "dataset"),
                    help="cifar10-slice (bundled) | cifar10 | cifar100")
     p.add_argument("--data-dir", default=None, help="folder with the CIFAR files (default $ICSNN_DATA)")
@@ -146,7 +147,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=0)
     p.add_argument("--train-epochs", type=cli.count("--train-epochs"), default=30,
                    help="epochs when training on the spot")
-    p.add_argument("--workdir", default="runs", help="where an on-the-spot model is saved")
+    p.add_argument("--workdir", default=None, help="where an on-the-spot model is saved (default runs)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--stats", action="store_true",
                    help="also count spikes, synaptic operations and energy (per image) at each T")
@@ -178,9 +179,18 @@ def _main(argv):
                            granularity=a.granularity, comp=a.comp, block=a.block, n_calib=a.n_calib,
                            batch_size=a.batch_size, engine=a.engine, chunk=a.chunk,
                            seed=a.seed, threshold_search=a.thresholds, prerun=a.prerun).validate()
+    on_the_spot = not a.checkpoint and DEFAULT_MODEL not in bundled_models()
+    if not on_the_spot and a.model not in (None, a.checkpoint or DEFAULT_MODEL):   # not what runs
+        raise ValueError(f"--model {a.model} is what the demo trains when no model is bundled; "
+                         f"to run a model, name it: --checkpoint {a.model} (bundled: "
+                         f"{', '.join(sorted(bundled_models()))}) or a checkpoint file")
+    if not on_the_spot and a.workdir:
+        _log(f"note: --workdir {a.workdir} is not used: the model is "
+             f"{a.checkpoint or 'the bundled ' + DEFAULT_MODEL}, nothing is trained")
+    a.model, a.workdir = a.model or DEFAULT_MODEL, a.workdir or "runs"
     if a.checkpoint:
         resolve_checkpoint(a.checkpoint)              # a missing file: said before loading data
-    elif DEFAULT_MODEL not in bundled_models():
+    elif on_the_spot:
         workdir_model(a)                              # where it will train: said before the data
     ds, calib_ds = load_data(a)
     model, header, mean, std = get_model(a, xp, ds)

@@ -7,8 +7,9 @@
 Images are uint8 (N, 3, 32, 32), NCHW, RGB; labels int64. All four official distributions are
 read (CIFAR-10 binary / python, CIFAR-100 python / binary), either as the extracted folder or
 straight from the ``.tar.gz`` (nothing is extracted to disk). Official files are recognised by
-name and size and must then match their published hash, so a corrupt download fails loudly
-instead of training on garbage; other files (small test fixtures) get structural checks only.
+name and size (more than half the official one) and must then match their published hash, so
+a corrupt or truncated download fails loudly instead of training on garbage; other files
+(small test fixtures) get structural checks only.
 Every data problem raises :class:`DatasetError` naming the file and saying what to do.
 (Normalisation, augmentation and batching are in preprocess.py.)
 """
@@ -94,8 +95,7 @@ _FORMATS = {"cifar10": (_C10_PY, _C10_BIN), "cifar100": (_C100_PY, _C100_BIN)}
 
 
 class _Pin(NamedTuple):
-    """A published hash. A file claims to be the official one when its size equals `size`
-    (or, where the official byte size is not known, is at least `min_size`)."""
+    """A published hash, and the official byte size (0: unknown, then at least `min_size`)."""
 
     algo: str
     digest: str
@@ -147,21 +147,23 @@ def file_digest(path, algo: str = "sha1") -> str:
     return _DIGESTS[key]
 
 
-def _claims_official(pin: _Pin, size: int) -> bool:
-    """Whether a file of ``size`` bytes claims to be the pinned one (a small test fixture
-    does not: it gets structural checks only)."""
-    return size == pin.size if pin.size else size >= pin.min_size
+def _claims_official(pin: _Pin, size: int, key: str) -> bool:
+    """Whether ``size`` bytes claim to be the pinned file ``key``: its size, or over half of a
+    batch (> 1 MB, not an archive: a repacked one may differ), so a truncated batch fails its
+    hash; small test fixtures do not claim."""
+    big = pin.size > 1 << 20 and size > pin.size // 2 and not key.endswith(".tar.gz")
+    return (size == pin.size or big) if pin.size else size >= pin.min_size
 
 
 def _mismatch(where, pin: _Pin, got: str, fix: str) -> DatasetError:
     return DatasetError(f"{where}: {pin.algo.upper()} {got} differs from the official "
-                        f"{pin.digest}; the file is corrupt or altered. {fix}")
+                        f"{pin.digest}; the file is corrupt, truncated or altered. {fix}")
 
 
 def check_official(path, key: str) -> None:
     """Raise DatasetError if `path` claims to be the official file `key` but its hash differs."""
     pin = _PINS.get(key)
-    if pin is None or not _claims_official(pin, os.path.getsize(path)):
+    if pin is None or not _claims_official(pin, os.path.getsize(path), key):
         return
     got = file_digest(path, pin.algo)
     if got != pin.digest:
@@ -171,7 +173,7 @@ def check_official(path, key: str) -> None:
 def check_official_bytes(data: bytes, key: str, where: str) -> None:
     """``check_official`` for a file's bytes (an archive member, read without extracting)."""
     pin = _PINS.get(key)
-    if pin is None or not _claims_official(pin, len(data)):
+    if pin is None or not _claims_official(pin, len(data), key):
         return
     got = hashlib.new(pin.algo, data).hexdigest()
     if got != pin.digest:
@@ -194,9 +196,7 @@ def load_dataset(name: str, data_dir=None, download: bool = False,
     Extracted folders are preferred over archives. `data_dir` may also be the extracted folder
     itself, or any folder holding the test file (e.g. only ``test_batch.bin``). `verify=False`
     skips the hash checks (structure is always checked). `test_only=True` reads the test file
-    alone: training files need not be there and x_train/y_train are empty (calibration images
-    then come from elsewhere); class names come from the meta file where it is, else (CIFAR-10)
-    the official names.
+    alone (x_train/y_train empty); class names come from the meta file, else the official ones.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
@@ -204,10 +204,9 @@ def load_dataset(name: str, data_dir=None, download: bool = False,
         return _load_slice()
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     found = _find(name, root)
-    if found is None and download:
-        found = _download(_FORMATS[name][0], root), _FORMATS[name][0]
-    if found is None:
+    if found is None and not download:
         raise DatasetError(_missing_message(name, root))
+    found = found or (_download(_FORMATS[name][0], root), _FORMATS[name][0])
     path, fmt = found
     wanted = (fmt.test, fmt.meta) if test_only else (*fmt.train, fmt.test, fmt.meta)
     optional = (fmt.meta,) if test_only and fmt.num_classes == 10 else ()

@@ -150,6 +150,21 @@ def lock_path(stem) -> Path:
     return stem.with_name(stem.name + ".lock")
 
 
+def _in_use(stem, what, lock, info) -> ValueError:
+    return ValueError(f"{what} {stem} is in use by another run (pid {info['pid']}, started "
+                      f"{info.get('started', '?')}; lock file {lock}): wait for it to finish, "
+                      f"or name another {what}")
+
+
+def check_not_in_use(stem, what: str = "--out", lock=None):
+    """Before the other checks of an output: a live run holding ``stem`` is named as such,
+    not reported as an existing file that --force or --resume would replace."""
+    lock = Path(lock) if lock is not None else lock_path(stem)
+    info = _read_lock(lock) if lock.exists() else {}
+    if info.get("pid") != os.getpid() and _owner_alive(info):
+        raise _in_use(stem, what, lock, info)
+
+
 @contextmanager
 def exclusive(stem, log=None, what: str = "--out", lock=None):
     """Hold ``<stem>.lock`` (or ``lock``) while the block runs: one run per output stem (or
@@ -165,9 +180,7 @@ def exclusive(stem, log=None, what: str = "--out", lock=None):
         seen = lock.read_bytes() if lock.exists() else b""
         info = _read_lock(lock)
         if _owner_alive(info):
-            raise ValueError(f"{what} {stem} is in use by another run (pid {info['pid']}, "
-                             f"started {info.get('started', '?')}; lock file {lock}): wait "
-                             f"for it to finish, or name another {what}")
+            raise _in_use(stem, what, lock, info)
         if lock.exists() and lock.read_bytes() == seen:   # still the dead run's: take it over
             if log is not None:
                 log(f"note: took over the stale lock {lock} (pid {info.get('pid', '?')} is no "

@@ -23,7 +23,7 @@ from ..checks import check_choice, check_count
 from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
 from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint, save_checkpoint
 from ..io.data import DATASETS, load_dataset
-from ..io.files import check_new_output, exclusive
+from ..io.files import check_new_output, check_not_in_use, exclusive
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
 from ..optim import SGD, TrainingDiverged, lr_at, scaled_milestones, train_step
@@ -90,6 +90,7 @@ class TrainConfig:
         out = Path(self.out)
         hint = " (or --resume to continue that run)"
         replace = self.force or self.resume
+        check_not_in_use(out)
         check_new_output(out, "--out", replace, hint)
         check_new_output(best_path_of(out), "the best checkpoint", replace, hint)
         check_new_output(resume_path(out), "the resume state", replace, hint)
