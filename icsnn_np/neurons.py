@@ -83,9 +83,9 @@ class IFNode(Module):
 
 
 def broadcasts(small, shape) -> bool:
-    """Whether ``small`` is a scalar or aligns with ``shape`` (N, ...) from the first or second
-    axis and broadcasts to it: a flat (C,) on (N, C, H, W) would vary along the width."""
-    if len(small) not in (0, len(shape) - 1, len(shape)):
+    """Whether ``small`` holds one value or aligns with ``shape`` (N, ...) from the first or
+    second axis, and broadcasts to it: a flat (C,) on (N, C, H, W) would vary along the width."""
+    if len(small) not in (0, len(shape) - 1, len(shape)) and np.prod(small) != 1:
         return False
     try:
         return np.broadcast_shapes(small, shape) == shape

@@ -19,7 +19,7 @@ from strategies import (any_v0, bounded_floats, conv_layer_cases, float_arrays,
                         linear_layer_cases, thresholds)
 
 from icsnn_np.backend import to_device, to_host
-from icsnn_np.neurons import IFNode, eq11_rate, error_term
+from icsnn_np.neurons import IFNode, broadcasts, eq11_rate, error_term
 
 
 # --------------------------------------------------------------------------- helpers
@@ -292,3 +292,13 @@ def test_if_node_on_backend_agrees_with_numpy(xp, kind):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     spikes, _, count, _, rate, _ = run(xp)
     np.testing.assert_allclose(rate, count / T, rtol=1e-9, atol=1e-12)   # Eq. 11 on the device
+
+
+def test_a_flat_per_channel_vector_is_refused_even_where_it_would_broadcast():
+    """(C,) against a state (N, C, H, W) with C == W broadcasts along the width, not the
+    channels: refused. One value in any shape, (C, 1, 1), (C, H, W) and (N, C, H, W) fit."""
+    state = (2, 4, 4, 4)
+    assert not broadcasts((4,), state) and not broadcasts((4, 4), state)
+    for ok in [(), (1,), (1, 1, 1, 1), (4, 1, 1), (4, 4, 4), (1, 4, 1, 1), state]:
+        assert broadcasts(ok, state), ok
+    assert broadcasts((7,), (2, 7)) and not broadcasts((3,), (2, 7))   # a Linear layer's (F,)
