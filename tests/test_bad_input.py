@@ -249,11 +249,12 @@ def existing(*names):
     return setup
 
 
-def live_lock(name):
-    """``{tmp}/<name>`` held by a live process (this test's parent)."""
+def live_lock(*names):
+    """``{tmp}/<name>`` held by a live process (this test's parent), for each name."""
     def setup(files, tmp):
-        (tmp / name).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename,
-                                            "started": "earlier"}))
+        for name in names:
+            (tmp / name).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename,
+                                                "started": "earlier"}))
     return setup
 
 
@@ -522,6 +523,11 @@ CLI = [
         ["--n-test", "5", "--n-calib", "5", "--T", "2", "--variants", "snn", "--workdir", "{tmp}"],
         2, "--workdir {tmp} is in use by another run (pid", patch=no_bundled_model,
         setup=live_lock(".demo.lock"), base=False),
+    Cli("demo on the spot while another demo trains there (both its locks: the workdir's and its "
+        "checkpoint's)", "demo",
+        ["--n-test", "5", "--n-calib", "5", "--T", "2", "--variants", "snn", "--workdir", "{tmp}"],
+        2, "--workdir {tmp} is in use by another run (pid", patch=no_bundled_model,
+        setup=live_lock(".demo.lock", "demo_vgg_cpu_cifar10-slice.npz.lock"), base=False),
     Cli("merge_results while another run writes the same table", "merge_results", ["{resA}"], 2,
         "merged is in use by another run (pid", setup=live_lock("merged.lock")),
     # 4. every file checked before the work starts
@@ -767,6 +773,14 @@ def test_an_overflowing_batch_is_one_error_without_warnings(env):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="overflow float32 inside the network"):
             ann_accuracy(env.model, np.clip(env.x, -1, 1) * 1e38, env.y)
+
+
+def test_an_overflowing_batch_into_the_snn_is_one_error_without_warnings(env):
+    """The SNN's first currents on inputs x 1e38 overflow: one ValueError, no RuntimeWarnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="the SNN's first input currents on the test batch"):
+            snn_accuracy(_snn(env), np.clip(env.x, -1, 1) * 1e38, env.y, 2, env.cfg)
 
 
 def test_a_float16_overflow_is_one_line_without_warnings(tmp_path):

@@ -59,10 +59,10 @@ def get_model(args, xp, ds):
              f"test accuracy there {100 * header.get('test_acc', float('nan')):.2f}%)")
         return model.to(xp), header, mean, std
     out = workdir_model(args)
-    cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.train_epochs,
-                      lr=0.02, batch_size=64, seed=args.seed, backend=args.backend,
-                      data_dir=args.data_dir, out=str(out), force=True).validate()
     with cli.claim(args.workdir, _log, "--workdir", Path(args.workdir) / ".demo.lock"):  # one per workdir
+        cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.train_epochs,
+                          lr=0.02, batch_size=64, seed=args.seed, backend=args.backend,
+                          data_dir=args.data_dir, out=str(out), force=True).validate()
         _log(f"no bundled model: training {args.model} on {args.dataset} for {args.train_epochs} "
              f"epochs first (a few minutes on 2 CPU cores)")
         res = train(cfg, log=_log)

@@ -110,10 +110,11 @@ def check_first_currents(snn, x, what: str = "the test batch"):
     it run once on the batch (one convolution, not T steps), so inputs that overflow float32
     there (images x 1e38) are refused instead of spiking on inf forever."""
     h = x
-    for m in leaves(snn.tree):
-        if isinstance(m, IFNode):
-            break
-        h = m.forward(h)
+    with np.errstate(over="ignore", invalid="ignore"):    # an overflow is refused below, in one line
+        for m in leaves(snn.tree):
+            if isinstance(m, IFNode):
+                break
+            h = m.forward(h)
     return check_finite_output(h, x, what, "the SNN's first input currents")
 
 
