@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,12 +74,18 @@ def run_step(name, cmd, limit, env, log, deadline):
     rec["limit"] = limit = int(min(limit, left))
     log(f"[{time.strftime('%H:%M:%S')}] {name} (limit {limit} s): {' '.join(cmd)}")
     t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
-        rc, out, err = p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        text = lambda v: v.decode(errors="replace") if isinstance(v, bytes) else (v or "")  # noqa: E731
-        rc, out, err = "timeout", text(e.stdout), text(e.stderr) + f"\nstopped after {limit} s"
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as p:
+        try:
+            out, err = p.communicate(timeout=limit)
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            rc, err = "timeout", err + f"\nstopped after {limit} s"
+        except KeyboardInterrupt:      # Ctrl-C to this process alone: the step ends as on a
+            stop_child(p)              # terminal (its own cleanup: locks, temporary files)
+            raise
     rec.update(rc=rc, seconds=round(time.perf_counter() - t0, 1),
                tail=(out[-1500:] + "\n" + err[-1500:]).strip())
     try:
@@ -87,6 +94,15 @@ def run_step(name, cmd, limit, env, log, deadline):
         rec["json"] = None
     log(f"    -> rc {rc} in {rec['seconds']} s")
     return rec
+
+
+def stop_child(p, wait_s: float = 10.0):
+    """Send the step SIGINT and give it ``wait_s`` to clean up; kill it after that."""
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        p.kill()
 
 
 def demo_accs(rec):

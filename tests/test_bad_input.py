@@ -783,6 +783,19 @@ def test_an_overflowing_batch_into_the_snn_is_one_error_without_warnings(env):
             snn_accuracy(_snn(env), np.clip(env.x, -1, 1) * 1e38, env.y, 2, env.cfg)
 
 
+def test_gpu_check_passes_a_ctrl_c_on_to_its_step_which_cleans_up(tmp_path):
+    """Ctrl-C sent to gpu_check alone (not its process group) reaches the running step as
+    SIGINT, so the step releases its output lock instead of being killed with it held."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
+         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+         str(tmp_path / "step")], stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert child.stdout.readline().strip() == "held" and (tmp_path / "step.lock").exists()
+    gpu_check.stop_child(child, wait_s=20)
+    assert child.returncode is not None and not (tmp_path / "step.lock").exists()
+
+
 def test_a_float16_overflow_is_one_line_without_warnings(tmp_path):
     """bundle_model's range check compares in Python floats: no RuntimeWarning before the line."""
     model = Sequential(Flatten(), Linear(4, 2))
