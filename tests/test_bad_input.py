@@ -1187,7 +1187,8 @@ def _little(call):
 def test_api_bad_input_raises_a_clear_error(c, env, files):
     env.files = files
     before = _listing(files["dir"])
-    with pytest.raises(c.exc) as info:
+    with warnings.catch_warnings(), pytest.raises(c.exc) as info:
+        warnings.simplefilter("error", RuntimeWarning)      # one line: no warning printed first
         c.call(env)
     assert c.msg in str(info.value)
     assert "\n" not in str(info.value)

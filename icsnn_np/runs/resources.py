@@ -74,9 +74,10 @@ def layer_sizes(snn, x):
     for r in relus:
         r.record = []
     h, flat = x[:1], []
-    for m in (probe.flat() if hasattr(probe, "flat") else [probe]):     # as snn.flat
-        h = m.forward(h)
-        flat.append(int(h[0].size))
+    with np.errstate(over="ignore", invalid="ignore"):      # only shapes matter here
+        for m in (probe.flat() if hasattr(probe, "flat") else [probe]):     # as snn.flat
+            h = m.forward(h)
+            flat.append(int(h[0].size))
     return flat, [int(r.record[0][0].size) for r in relus]
 
 
