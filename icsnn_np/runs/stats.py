@@ -44,7 +44,6 @@ from collections import OrderedDict
 import numpy as np
 
 from ..backend import to_host
-from ..checks import check_batch
 from ..io.batchnorm import BatchNorm2d
 from ..io.preprocess import batched
 from ..layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
@@ -52,6 +51,7 @@ from ..models import BasicBlock
 from ..module import Module
 from ..neurons import IFNode
 from ..simulate import rate_encode, simulate
+from .inputs import check_images
 
 E_AC_PJ = 0.9       # pJ per 32-bit float add, 45 nm (Horowitz, ISSCC 2014)
 E_MAC_PJ = 4.6      # pJ per 32-bit float multiply (3.7) + add (0.9), 45 nm (Horowitz, ISSCC 2014)
@@ -191,7 +191,7 @@ def spike_stats(model, snn, x, T, coding="direct", input_per_step=False, e_ac_pj
     The SNN runs as it stands (thresholds and v(0) as set). ``sim_kw`` go to ``simulate``
     (chunk, mean, std, seed); rate coding needs ``mean`` and ``std``.
     """
-    check_batch(x, "the image batch of spike_stats")
+    check_images(model, x, "the image batch of spike_stats")     # size and channels, said plainly
     n = int(x.shape[0])
     fan_in, fans, ident, nominal = fanout_maps(model, x.shape[1:])
     _, macs, _, _ = fanout_maps(model, x.shape[1:], ann=True)
