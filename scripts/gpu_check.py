@@ -101,8 +101,9 @@ def stop_child(p, wait_s: float = 10.0):
     p.send_signal(signal.SIGINT)
     try:
         p.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:    # it ignores SIGINT (started in the background)
         p.kill()
+        p.wait()
 
 
 def demo_accs(rec):

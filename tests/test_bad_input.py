@@ -787,7 +787,8 @@ def test_gpu_check_passes_a_ctrl_c_on_to_its_step_which_cleans_up(tmp_path):
     """Ctrl-C sent to gpu_check alone (not its process group) reaches the running step as
     SIGINT, so the step releases its output lock instead of being killed with it held."""
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
+        [sys.executable, "-c", "import signal, sys, time\nfrom icsnn_np.io.files import exclusive\n"
+         "signal.signal(signal.SIGINT, signal.default_int_handler)  # also when run in the background\n"
          "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
          str(tmp_path / "step")], stdout=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))

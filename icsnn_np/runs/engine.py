@@ -22,7 +22,7 @@ from ..fast.layers import accelerate
 from ..fast.threads import hold_blas
 from ..simulate import check_input, simulate
 from .progress import advance
-from .inputs import check_images
+from .inputs import check_image_size
 from .resources import check_memory
 
 ENGINES = ("reference", "fast")
@@ -39,8 +39,8 @@ def simulator(engine: str = DEFAULT_ENGINE, chunk: int | None = None, check: boo
         simulate_fast, chunk=DEFAULT_CHUNK if chunk is None else chunk)
 
     def sim(snn, x, T, **kw):
-        check_images(snn.tree, x, "the input batch")     # the image size, said plainly
         T = check_input(snn, x, T, kw.get("coding", "direct"), kw.get("mean"), kw.get("std"))
+        check_image_size(snn.tree, x, "the input batch")      # the image size, said plainly
         if check:
             check_memory(snn, x, T, engine, chunk, kw.get("count", False), kw.get("record", False))
         res = run(snn, x, T, **kw)

@@ -74,7 +74,12 @@ def built_for(model, c: int):
 def check_images(model, x, what: str = "the image batch"):
     """``x`` is a finite float batch (N, C, H, W) of the channels and image size ``model``
     was built for; a ValueError in those terms otherwise. Returns x."""
-    check_batch(x, what)
+    return check_image_size(model, check_batch(x, what), what)
+
+
+def check_image_size(model, x, what: str = "the image batch"):
+    """The channels and image size of the batch (N, C, H, W) ``x`` are those ``model`` was
+    built for (shapes only: no look at the values, so no device sync). Returns x."""
     channels, features = _head(model)
     _, c, h, w = x.shape
     if channels is not None and c != channels:
