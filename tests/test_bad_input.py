@@ -723,16 +723,23 @@ def test_a_stale_lock_is_taken_over_with_a_note(files, tmp_path, capsys):
     assert not (tmp_path / "res.lock").exists() and (tmp_path / "res.json").is_file()
 
 
+def holding(stem):
+    """A live process that holds ``stem`` (``io.files.exclusive``), as a concurrent run would,
+    once it has printed "held"; it answers SIGINT also when started in the background."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys, time\nfrom icsnn_np.io.files import exclusive\n"
+         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+         str(stem)], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
 def test_a_second_run_is_refused_while_the_first_holds_the_output(files, tmp_path, capsys):
     """A live process holds res (a second process, as a concurrent run would); reproduce on
     the same --out stops naming its pid; once it is killed, its lock is taken over."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
-         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
-         str(tmp_path / "res")], stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    holder = holding(tmp_path / "res")
     try:
-        assert holder.stdout.readline().strip() == "held"
         assert reproduce.main(_fill(BASE["reproduce"], files, tmp_path)) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: --out {tmp_path / 'res'} is in use by another run (pid {holder.pid}")
@@ -751,13 +758,8 @@ def test_a_live_run_is_named_before_its_existing_outputs(command, stem, existing
     told the output is in use, not that it exists (whose --force or --resume would collide)."""
     for name in existing:
         (tmp_path / name).write_bytes(b"written by the live run")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom icsnn_np.io.files import exclusive\n"
-         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
-         str(tmp_path / stem)], stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    holder = holding(tmp_path / stem)
     try:
-        assert holder.stdout.readline().strip() == "held"
         main = MAINS[command]
         assert main(_fill(BASE[command], files, tmp_path)) == 2
         err = capsys.readouterr().err.strip()
@@ -786,13 +788,8 @@ def test_an_overflowing_batch_into_the_snn_is_one_error_without_warnings(env):
 def test_gpu_check_passes_a_ctrl_c_on_to_its_step_which_cleans_up(tmp_path):
     """Ctrl-C sent to gpu_check alone (not its process group) reaches the running step as
     SIGINT, so the step releases its output lock instead of being killed with it held."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import signal, sys, time\nfrom icsnn_np.io.files import exclusive\n"
-         "signal.signal(signal.SIGINT, signal.default_int_handler)  # also when run in the background\n"
-         "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
-         str(tmp_path / "step")], stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert child.stdout.readline().strip() == "held" and (tmp_path / "step.lock").exists()
+    child = holding(tmp_path / "step")
+    assert (tmp_path / "step.lock").exists()
     gpu_check.stop_child(child, wait_s=20)
     assert child.returncode is not None and not (tmp_path / "step.lock").exists()
 
