@@ -4,19 +4,25 @@
 is rebuilt with each ``ReLU`` replaced by an ``IFNode`` and every other layer reused as is,
 so residual blocks convert like plain stacks.
 
-Threshold balancing (Rueckauer et al. 2017, "robust normalisation"; Sec. 3.1 and 4.1.3):
-V_th^l = p-quantile of layer l's ReLU outputs over calibration images of the training set.
+Threshold balancing (Sec. 3.1 and 4.1.3; max-based in Diehl et al. 2015, the percentile
+"robust normalisation" of Rueckauer et al. 2017): V_th^l = p-quantile of layer l's ReLU
+outputs over calibration images of the training set.
+
+The SNN carries how it is simulated: ``snn.run(x, T)`` steps it with ``snn.engine`` (the
+teaching loop ``simulate`` unless another engine was plugged in, e.g. the fast one by
+``icsnn_np.runs.engine.use_engine``) on inputs coded as ``snn.coding`` says.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .backend import to_device, to_host
+from .backend import to_device, to_host, xp_of
 from .checks import check_batch, check_finite, check_quantile, check_threshold
 from .layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
 from .models import BasicBlock
 from .module import Module, Sequential, rebuild
 from .neurons import IFNode
+from .simulate import simulate
 
 # A quantile over more values than this is taken on a seeded uniform subsample of them.
 MAX_QUANTILE_SAMPLES = 1 << 24
@@ -32,10 +38,13 @@ class SNN:
                 layer integrates without spiking
     ``blocks``  per residual block, the indices in ``nodes`` of its IF nodes (Sec. 4.3)
     ``ann``     the ANN it was converted from, whose weights it shares
+    ``engine``  what ``run`` simulates with: a function with ``simulate``'s signature
+    ``coding``  the input coding ``run`` passes on: {} (direct) or {coding, mean, std, seed}
     """
 
     def __init__(self, tree, nodes, blocks=(), ann=None):
         self.tree, self.nodes, self.ann = tree, nodes, ann
+        self.engine, self.coding = simulate, {}
         self.blocks = [list(b) for b in blocks]
         self.flat = list(tree.flat()) if isinstance(tree, Sequential) else [tree]
         holds = [i for i, m in enumerate(self.flat)
@@ -47,6 +56,12 @@ class SNN:
             if not isinstance(m, (Linear, Flatten, AvgPool2d, Conv2d)):
                 raise ValueError(f"the readout after the last spiking layer must be linear, "
                                  f"found {type(m).__name__}")
+
+    def run(self, x, T: int, **kw):
+        """Simulate T steps on the normalised batch ``x`` with this SNN's engine and input
+        coding (``kw``: simulate's count / record / keep_v, or a coding setting to use
+        instead of the SNN's own). Returns a SimResult."""
+        return self.engine(self, x, T, **{**self.coding, **kw})
 
     def set_v0(self, v0s):
         """Set every node's initial potential v(0) (a list aligned with ``nodes``)."""
@@ -116,29 +131,13 @@ def relu_outputs(model: Module, x_batches):
     return [np.concatenate(o) for o in outs]
 
 
-def robust_quantile(values: np.ndarray, p: float, axis=None, seed: int = 0, positive=False):
+def robust_quantile(values: np.ndarray, p: float, seed: int = 0) -> float:
     """p-quantile of ``values`` (host), exact up to MAX_QUANTILE_SAMPLES values, beyond that
-    on a seeded uniform subsample. ``axis=1`` on (C, M) gives one per row; ``positive``: of
-    each row's entries > 0 only (NaN for a row without any), as ``np.quantile`` would."""
-    rng = np.random.default_rng(seed)
-    if axis is None:
-        flat = values.reshape(-1)
-        if flat.size > MAX_QUANTILE_SAMPLES:
-            flat = flat[rng.choice(flat.size, MAX_QUANTILE_SAMPLES, replace=False)]
-        return float(np.quantile(flat, p))
-    if values.shape[1] > MAX_QUANTILE_SAMPLES // max(1, values.shape[0]):
-        k = MAX_QUANTILE_SAMPLES // values.shape[0]
-        values = values[:, rng.choice(values.shape[1], k, replace=False)]
-    if not positive:
-        return np.quantile(values, p, axis=1)
-    s = np.sort(values, axis=1)                     # (C, M): each row's positives at its end
-    k = (s > 0).sum(axis=1)
-    h = (s.shape[1] - k) + p * np.maximum(k - 1, 0)  # np.quantile's linear position among them
-    lo = np.minimum(np.floor(h), s.shape[1] - 1).astype(np.int64)
-    hi = np.minimum(lo + 1, s.shape[1] - 1)
-    rows = np.arange(len(s))
-    q = s[rows, lo] + (h - lo) * (s[rows, hi] - s[rows, lo])
-    return np.where(k > 0, q, np.nan)
+    on a seeded uniform subsample of them (the quantile of a large layer costs no more)."""
+    flat = values.reshape(-1)
+    if flat.size > MAX_QUANTILE_SAMPLES:
+        flat = flat[np.random.default_rng(seed).choice(flat.size, MAX_QUANTILE_SAMPLES, replace=False)]
+    return float(np.quantile(flat, p))
 
 
 class ZeroQuantile(ValueError):
@@ -151,32 +150,25 @@ class ZeroQuantile(ValueError):
                          f"{max(zeros.values()):.4f}")
 
 
-def quantile_threshold(a, p: float, name: str, channelwise: bool = False):
-    """V_th from one layer's ReLU outputs ``a`` (N, C, ...) at quantile p.
-
-    Layer-wise (the paper): the p-quantile of all its outputs, zeros included; where that is
-    0 (p below the layer's share of zeros) the run stops, naming the smallest p that works.
-    Channel-wise (ours): the p-quantile of each channel's *positive* outputs (SNN-Toolbox's
-    rule, Rueckauer et al. 2017), since many channels are 0 on over 99.9 % of the images;
-    a channel never positive on the calibration images takes the layer's threshold.
-    Both are non-decreasing in p.
-    """
-    layer = robust_quantile(a, p)
-    if layer <= 0:
+def layer_threshold(a, p: float, name: str):
+    """The paper's V_th from one layer's ReLU outputs ``a`` (N, ...): the p-quantile of all
+    of them, zeros included. Where that is 0 (p below the layer's share of zeros) the run
+    stops, naming the smallest p that works. Non-decreasing in p."""
+    th = robust_quantile(a, p)
+    if th <= 0:
         raise ZeroQuantile(p, {name: float(np.mean(a == 0))})
-    if not channelwise:
-        return np.float32(layer)
-    per_c = robust_quantile(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1), p, axis=1, positive=True)
-    th = np.where(np.isnan(per_c), layer, per_c)                               # (C,)
-    return th.astype(np.float32).reshape((-1,) + (1,) * (a.ndim - 2))
+    return np.float32(th)
 
 
 def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
-                       channelwise: bool = False, xp=np, per_block: bool = False):
-    """Set each IF node's V_th by ``quantile_threshold`` of its ReLU's outputs over
-    ``x_batches``; returns the thresholds. ``per_block=True`` is the paper's ResNet treatment
-    (Sec. 4.3): the nodes of a residual block share one quantile over all their outputs."""
+                       per_block: bool = False, rule=layer_threshold):
+    """Set each IF node's V_th by ``rule`` (default the paper's ``layer_threshold``) from the
+    outputs of its ReLU over ``x_batches`` at quantile p; returns the thresholds.
+    ``per_block=True`` is the paper's ResNet treatment (Sec. 4.3): the nodes of a residual
+    block share one quantile over all their outputs. ``rule(a, p, name)`` may return an array
+    (per channel: ``beyond.thresholds.channel_threshold``); it goes to the model's device."""
     p = check_quantile(p)
+    xp = xp_of(next(iter(model.state_dict().values())))
     acts = relu_outputs(model, x_batches)
     for node, a in zip(snn.nodes, acts):       # a NaN quantile would be a silent threshold
         if not np.all(np.isfinite(a)):
@@ -190,7 +182,7 @@ def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
     ths, zeros = [], {}
     for node, a in zip(snn.nodes, acts):      # every layer first: the error names the p for all
         try:
-            ths.append(quantile_threshold(a, p, node.name, channelwise))
+            ths.append(rule(a, p, node.name))
         except ZeroQuantile as e:
             zeros.update(e.zeros)
     if zeros:

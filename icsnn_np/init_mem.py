@@ -14,17 +14,15 @@ every reading is implemented and named (README, "Readings of the paper"):
     compensation     literal: V_th/(2T) as Alg. 3 prints it; half: V_th/2 (our reading of
                      Sec. 3.4 through Eq. 11: a shift d of v(0) moves the output by d/T)
 
-Every function that simulates takes ``sim`` (default: the teaching ``simulate``) and passes
-``sim_kw`` to it, so a faster engine with the same signature can be plugged in from outside.
+Alg. 2 runs the SNN as it is set up to run: ``snn.run`` (convert.py), its engine and coding.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .backend import to_device, to_host
+from .backend import to_device, to_host, xp_of
 from .checks import check_choice, check_finite, check_T
 from .convert import SNN
-from .simulate import simulate
 
 READINGS = ("raw", "remainder", "clip")
 # The default reading of Alg. 2, chosen by measurement (results/vgg_cpu_cifar10.md): the
@@ -68,11 +66,11 @@ def alg1_weight_init(snn: SNN, T: int):
     return out
 
 
-def record_v_T(snn: SNN, batches, T: int, sim=simulate, **sim_kw):
+def record_v_T(snn: SNN, batches, T: int):
     """Run the SNN with its current v(0) on each batch: per node the (N_total, ...) v(T)."""
     per_node = [[] for _ in snn.nodes]
     for xb in batches:
-        for acc, rec in zip(per_node, sim(snn, xb, T, keep_v=True, **sim_kw).layers):
+        for acc, rec in zip(per_node, snn.run(xb, T, keep_v=True).layers):
             acc.append(rec["v_T"])
     if not per_node[0]:
         raise ValueError("Alg. 2 needs at least one batch of training images")
@@ -94,16 +92,16 @@ def reduce_v_T(v_T: np.ndarray, v_th, reading: str, granularity: str):
     return v.mean(axis=(0, 2, 3)).astype(np.float32).reshape(-1, 1, 1)   # per channel
 
 
-def alg2_data_init(snn: SNN, batches, T: int, reading: str = READING, granularity: str = "layer",
-                   xp=np, sim=simulate, **sim_kw):
+def alg2_data_init(snn: SNN, batches, T: int, reading: str = READING, granularity: str = "layer"):
     """Alg. 2 (data-based v(0)): run the SNN with the v(0) it has on training images for T
     steps, then average each node's v(T), mapped by ``reading``, over all images and over
     neurons per ``granularity``. ``reading="raw"`` is the paper's printed line. Returns the
-    v(0) list (scalars or arrays on ``xp``), aligned with ``snn.nodes``."""
+    v(0) list (scalars, or arrays on the images' device), aligned with ``snn.nodes``."""
     check_choice(reading, READINGS, "Alg. 2 reading")
     check_choice(granularity, GRANULARITIES, "granularity")
-    out = []
-    for node, v_T in zip(snn.nodes, record_v_T(snn, batches, check_T(T), sim, **sim_kw)):
+    v_Ts, out = record_v_T(snn, batches, T), []
+    xp = xp_of(snn.nodes[0].v)                     # the device the SNN ran on
+    for node, v_T in zip(snn.nodes, v_Ts):
         r = check_finite(reduce_v_T(v_T, host(node.v_th), reading, granularity),
                          f"Alg. 2: the v(0) of {node.name} (the mean of its recorded v(T))")
         out.append(r if np.ndim(r) == 0 else to_device(r, xp))
@@ -118,10 +116,10 @@ def compensation(snn: SNN, T: int, kind: str = "literal"):
 
 
 def alg3_ic_init(snn: SNN, batches, T: int, comp: str = "literal", reading: str = READING,
-                 granularity: str = "layer", xp=np, keep=None, sim=simulate, **sim_kw):
+                 granularity: str = "layer", keep=None):
     """Alg. 3: set v(0) = C, run Alg. 2 on that SNN to get R, return final v(0) = R + C.
     Nodes where ``keep`` is False hold v(0) = 0 throughout (the paper's ResNet blocks)."""
     C = masked(compensation(snn, T, comp), keep)
     snn.set_v0(C)
-    R = alg2_data_init(snn, batches, T, reading, granularity, xp, sim, **sim_kw)
+    R = alg2_data_init(snn, batches, T, reading, granularity)
     return masked([r + c for r, c in zip(R, C)], keep)

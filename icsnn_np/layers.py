@@ -7,8 +7,8 @@ conv weights OIHW, as in PyTorch.
 A convolution is *im2col + one matrix product*: ``im2col`` copies every k x k input patch
 into a column, so the whole convolution of a batch is ``W (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)``,
 and its backward is two more products and the adjoint scatter ``col2im``. The loops run
-over the k*k kernel offsets only, never over pixels, channels or images. ``conv2d_naive`` at
-the bottom is the four-loop definition the tests (and tutorial A1) check it against.
+over the k*k kernel offsets only, never over pixels, channels or images (the four-loop
+definition it is tested against is ``icsnn_np.testing.reference.conv2d_naive``).
 """
 from __future__ import annotations
 
@@ -56,8 +56,31 @@ def col2im(dcols, x_shape, k: int, stride: int = 1, padding: int = 0):
 
 
 # --------------------------------------------------------------------------- layers
-class Conv2d(Module):
+class Window(Module):
+    """What Conv2d and AvgPool2d share: a k x k window slid with ``stride`` over the padded
+    (N, C, H, W) input, and one check of that input."""
+
+    kernel_size, stride, padding, in_channels, what = 1, 1, 0, None, "window"
+
+    def out_size(self, H: int, W: int):
+        return tuple(conv_out_size(n, self.kernel_size, self.stride, self.padding) for n in (H, W))
+
+    def check_input(self, x):
+        """A clear error for a wrong shape, before any work; returns (Ho, Wo)."""
+        name, c = type(self).__name__, self.in_channels
+        if x.ndim != 4 or (c is not None and x.shape[1] != c):
+            raise ValueError(f"{name} expects (N, {c or 'C'}, H, W), got {tuple(x.shape)}")
+        Ho, Wo = self.out_size(*x.shape[2:])
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"{name}: input {tuple(x.shape[2:])} is smaller than the "
+                             f"{self.what} {self.kernel_size} with padding {self.padding}")
+        return Ho, Wo
+
+
+class Conv2d(Window):
     """2-D convolution (cross-correlation, as PyTorch): y = W * x + b, OIHW weights."""
+
+    what = "kernel"
 
     skips_input_grad = True     # backward(grad, input_grad=False) skips dL/dx
 
@@ -77,19 +100,6 @@ class Conv2d(Module):
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
                 f"s={self.stride}, p={self.padding}")
-
-    def out_size(self, H: int, W: int):
-        return tuple(conv_out_size(n, self.kernel_size, self.stride, self.padding) for n in (H, W))
-
-    def check_input(self, x):
-        """A clear error for a wrong shape, before any work."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"Conv2d expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        Ho, Wo = self.out_size(*x.shape[2:])
-        if Ho < 1 or Wo < 1:
-            raise ValueError(f"Conv2d: input {tuple(x.shape[2:])} is smaller than the kernel "
-                             f"{self.kernel_size} with padding {self.padding}")
-        return Ho, Wo
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, O, Ho, Wo)."""
@@ -175,7 +185,7 @@ class ReLU(Module):
         return grad * self._mask
 
 
-class AvgPool2d(Module):
+class AvgPool2d(Window):
     """Average pooling without padding: the mean of each k x k window (stride s, default k)."""
 
     def __init__(self, kernel_size, stride=None):
@@ -186,18 +196,6 @@ class AvgPool2d(Module):
 
     def extra_repr(self):
         return f"k={self.kernel_size}, s={self.stride}"
-
-    def out_size(self, H: int, W: int):
-        return tuple(conv_out_size(n, self.kernel_size, self.stride, 0) for n in (H, W))
-
-    def check_input(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"AvgPool2d expects (N, C, H, W), got {tuple(x.shape)}")
-        Ho, Wo = self.out_size(*x.shape[2:])
-        if Ho < 1 or Wo < 1:
-            raise ValueError(f"AvgPool2d: input {tuple(x.shape[2:])} is smaller than the "
-                             f"window {self.kernel_size}")
-        return Ho, Wo
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, Ho, Wo); a sum over the k*k window offsets."""
@@ -237,26 +235,3 @@ class Flatten(Module):
 
     def backward(self, grad):
         return grad.reshape(self._shape)
-
-
-# --------------------------------------------------------------------------- naive references
-def conv2d_naive(x, weight, bias=None, stride=1, padding=0):
-    """The definition of a convolution with explicit loops (slow; for tests and tutorials).
-
-    y[n, o, i, j] = b[o] + sum_{c, p, q} W[o, c, p, q] * xpad[n, c, i*s + p, j*s + q]
-    """
-    x, weight = np.asarray(x), np.asarray(weight)
-    N, C, H, W = x.shape
-    O, _, kh, kw = weight.shape
-    xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    Ho, Wo = conv_out_size(H, kh, stride, padding), conv_out_size(W, kw, stride, padding)
-    y = np.zeros((N, O, Ho, Wo), dtype=np.float64)
-    for n in range(N):
-        for o in range(O):
-            for i in range(Ho):
-                for j in range(Wo):
-                    patch = xpad[n, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
-                    y[n, o, i, j] = np.sum(patch.astype(np.float64) * weight[o])
-            if bias is not None:
-                y[n, o] += bias[o]
-    return y

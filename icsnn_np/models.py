@@ -67,12 +67,10 @@ VGG_CFGS = {
     "vgg16": [64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A", 512, 512, 512, "A"],
     # CPU-sized: 6 conv layers, trains to 85 % on CIFAR-10 on 2 cores in under an hour
     "vgg_cpu": [32, 32, "A", 64, 64, "A", 128, 128, "A"],
-    # the network of the benchmark (results/bench.md)
-    "vgg_bench": [64, 64, "A", 128, 128, "A", 256, 256, "A"],
     # VGG-16's layer sequence at a quarter of its widths: its depth with 1/16 of the multiplies
     "vgg16_cpu": [16, 16, "A", 32, 32, "A", 64, 64, 64, "A", 128, 128, 128, "A", 128, 128, 128, "A"],
 }
-VGG_HIDDEN = {"vgg16": (4096, 4096), "vgg_cpu": (), "vgg_bench": (), "vgg16_cpu": (1024, 1024)}
+VGG_HIDDEN = {"vgg16": (4096, 4096), "vgg_cpu": (), "vgg16_cpu": (1024, 1024)}
 
 
 def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dtype=np.float32):
@@ -118,7 +116,6 @@ def resnet20(num_classes=10, seed=0, dtype=np.float32, widths=(16, 32, 64), bloc
 MODELS = {
     "vgg16": lambda **kw: vgg(VGG_CFGS["vgg16"], hidden=VGG_HIDDEN["vgg16"], **kw),
     "vgg_cpu": lambda **kw: vgg(VGG_CFGS["vgg_cpu"], **kw),
-    "vgg_bench": lambda **kw: vgg(VGG_CFGS["vgg_bench"], **kw),
     "vgg16_cpu": lambda **kw: vgg(VGG_CFGS["vgg16_cpu"], hidden=VGG_HIDDEN["vgg16_cpu"], **kw),
     "resnet20": lambda **kw: resnet20(**kw),
 }

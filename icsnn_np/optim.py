@@ -13,10 +13,6 @@ PAPER_EPOCHS = 300
 PAPER_MILESTONES = (70, 130, 190, 240)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf: training stops instead of producing garbage."""
-
-
 def cross_entropy(logits, labels):
     """Mean softmax cross-entropy of (N, K) logits and (N,) int labels, and its gradient
     (N, K) w.r.t. the logits. The row maximum is subtracted first (log-sum-exp)."""
@@ -55,17 +51,6 @@ class SGD:
                     self.buffers[i] += g
                 g = self.buffers[i]
             p -= self.lr * g
-
-    def momentum_state(self) -> dict:
-        """{parameter name: momentum buffer} (what resuming a run needs)."""
-        return {n: b for n, b in zip(self.names, self.buffers) if b is not None}
-
-    def load_momentum_state(self, state: dict, xp):
-        """Restore ``momentum_state()``'s buffers on ``xp`` (copies: steps update them in place)."""
-        unknown = set(state) - set(self.names)
-        if unknown:
-            raise ValueError(f"momentum for unknown parameters {sorted(unknown)[:3]}")
-        self.buffers = [None if n not in state else xp.array(state[n]) for n in self.names]
 
 
 def train_step(model, opt: SGD, x, y):

@@ -20,34 +20,35 @@ CODINGS = ("direct", "rate")
 
 
 def simulate(snn, x, T: int, coding: str = "direct", mean=None, std=None, seed: int = 0,
-             t0: int = 0, count: bool = False, record: bool = False, keep_v: bool = False):
+             count: bool = False, record: bool = False, keep_v: bool = False):
     """Run ``snn`` (from ``convert``) for T steps on the normalised batch ``x`` (N, C, H, W).
 
     ``coding``: ``direct`` feeds the image as a constant current at every step; ``rate``
-    feeds Bernoulli spikes of steps t0+1 .. t0+T (``rate_encode``). ``count`` keeps the
-    spikes per node, ``record`` also per-neuron counts, first-spike times, v(T) and decoded
-    outputs, ``keep_v`` only v(T) (what Alg. 2 needs). Returns a SimResult.
+    feeds Bernoulli spikes (``rate_encode``; ``mean``/``std`` undo the normalisation,
+    ``seed`` seeds the draws). ``count`` keeps the spikes per node, ``record`` also
+    per-neuron counts, first-spike times, v(T) and decoded outputs, ``keep_v`` only v(T)
+    (what Alg. 2 needs). Returns a SimResult.
     """
     T = check_input(snn, x, T, coding, mean, std)
     for node in snn.nodes:
         node.reset(x.shape[0], count=count, record=record)
     total = 0
-    for t in range(t0, t0 + T):
-        h = x if coding == "direct" else rate_encode(x, mean, std, t, 1, seed)
+    for t in range(T):
+        h = x if coding == "direct" else rate_encode(x, mean, std, t, seed)
         for m in snn.flat:
             h = m.forward(h)
         total = total + h                       # the output layer integrates, it does not spike
     return collect(snn.nodes, total / T, T, count, record, keep_v)
 
 
-def rate_encode(x_norm, mean, std, t0: int, Tc: int, seed: int):
-    """Bernoulli rate coding of a normalised batch for steps t0+1 .. t0+Tc -> (Tc*N, C, H, W).
+def rate_encode(x_norm, mean, std, t: int, seed: int):
+    """Bernoulli rate coding of a normalised batch (N, C, H, W) at step t+1 (t from 0).
 
     The paper rate-codes its inputs (Fig. 3) without saying how; our reading: a spike train
     cannot be negative, so the *raw intensity* p = x/255 in [0, 1] is coded, s(t) ~
     Bernoulli(p), and the first layer gets the normalised spike (s(t) - mean)/std, whose time
     average tends to the normalised image. Draws are seeded by (seed, t) on the host, so
-    every backend and chunk size sees the same spikes.
+    every backend and engine sees the same spikes.
     """
     if mean is None or std is None:  # np.asarray(None, float32) is NaN: would run silently
         raise ValueError("rate coding needs the normalisation mean and std of the inputs")
@@ -55,11 +56,8 @@ def rate_encode(x_norm, mean, std, t0: int, Tc: int, seed: int):
     mean = xp.asarray(np.asarray(mean, np.float32).reshape(1, -1, 1, 1))
     std = xp.asarray(np.asarray(std, np.float32).reshape(1, -1, 1, 1))
     p = xp.clip(x_norm * std + mean, 0.0, 1.0)                       # (N, C, H, W) intensity
-    out = []
-    for t in range(t0, t0 + Tc):
-        u = np.random.default_rng([seed, t]).random(x_norm.shape, dtype=np.float32)
-        out.append(((xp.asarray(u) < p).astype(x_norm.dtype) - mean) / std)   # host -> device
-    return xp.concatenate(out, axis=0)
+    u = np.random.default_rng([seed, t]).random(x_norm.shape, dtype=np.float32)
+    return ((xp.asarray(u) < p).astype(x_norm.dtype) - mean) / std   # host -> device
 
 
 def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
@@ -93,18 +91,13 @@ class SimResult:
     spikes: list = field(default_factory=list)
     neurons: list = field(default_factory=list)   # neurons per sample, per node
 
-    @property
-    def steps(self) -> int:
-        """Every step the network ran."""
-        return self.T
-
     def total_spikes(self) -> int:
         return sum(self.spikes)
 
     def firing_rate(self) -> float:
         """Mean spikes per neuron per step over all IF nodes and samples."""
         n = self.output.shape[0]
-        return self.total_spikes() / max(1, n * self.steps * sum(self.neurons))
+        return self.total_spikes() / max(1, n * self.T * sum(self.neurons))
 
 
 def collect(nodes, output, T: int, count=False, record=False, keep_v=False) -> SimResult:

@@ -43,7 +43,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from icsnn_np.backend import get_xp, to_host  # noqa: E402
-from icsnn_np.io.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from icsnn_np.io.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
+from icsnn_np.runs.checkpoints import load_model  # noqa: E402
 from icsnn_np.io.data import load_dataset  # noqa: E402
 from icsnn_np.runs.evaluate import quantile_for  # noqa: E402
 from icsnn_np.models import vgg  # noqa: E402
@@ -281,7 +282,7 @@ def get_model(run: Run, ds) -> Net:
     """
     path = Path(run.checkpoint) if run.checkpoint else BUNDLED_MODEL
     if not run.quick and path.is_file():
-        model, header = load_checkpoint(path)
+        model, header = load_model(path)
         print(f"model: {header['arch']} from {path.name}, {model.num_parameters():,} parameters, "
               f"test accuracy {100 * header.get('test_acc', float('nan')):.2f}% on "
               f"{header.get('dataset', '?')}")

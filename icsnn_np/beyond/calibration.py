@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import to_device
+from ..backend import to_device, xp_of
 from ..checks import check_T
 from ..convert import SNN, relu_outputs
 from ..init_mem import compensation, host, masked
 from ..module import Module, Sequential, rebuild
 from ..neurons import IFNode
-from ..simulate import simulate
 from .thresholds import need_ann
 
 
@@ -55,12 +54,12 @@ def with_currents(snn: SNN) -> SNN:
         currents.append(StepCurrent())
         return Sequential(currents[-1], m)
 
-    tree = rebuild(snn.tree, leaf)
-    return SNN(tree, snn.nodes, snn.blocks, snn.ann), currents
+    cal = SNN(rebuild(snn.tree, leaf), snn.nodes, snn.blocks, snn.ann)
+    cal.engine, cal.coding = snn.engine, snn.coding          # simulated as the SNN is
+    return cal, currents
 
 
-def layer_errors(snn: SNN, batches, T: int, ann_outputs=None, per: str = "channel",
-                 sim=simulate, **sim_kw):
+def layer_errors(snn: SNN, batches, T: int, ann_outputs=None, per: str = "channel"):
     """Per IF node, the mean output error ANN activation - SNN output (spikes x V_th / T):
     [Calib]'s e^(l), averaged over images and positions per channel (C, 1, 1) / feature (F,)
     (``per="channel"``), or over images only, per neuron (``per="neuron"``). Host float64.
@@ -70,7 +69,7 @@ def layer_errors(snn: SNN, batches, T: int, ann_outputs=None, per: str = "channe
         else ann_outputs
     decoded = [[] for _ in snn.nodes]
     for xb in batches:
-        for acc, rec in zip(decoded, sim(snn, xb, T, record=True, **sim_kw).layers):
+        for acc, rec in zip(decoded, snn.run(xb, T, record=True).layers):
             acc.append(rec["decoded"])
     out = []
     for node, a, d in zip(snn.nodes, ann, decoded):
@@ -83,7 +82,7 @@ def layer_errors(snn: SNN, batches, T: int, ann_outputs=None, per: str = "channe
     return out
 
 
-def _shifted(snn: SNN, T: int, shift: bool, xp):
+def _shifted(snn: SNN, T: int, shift: bool):
     """``with_currents`` with theta/(2T) in every current (or 0) and every v(0) = 0."""
     cal, currents = with_currents(snn)
     for c, th in zip(currents, compensation(snn, T, "literal")):
@@ -92,39 +91,38 @@ def _shifted(snn: SNN, T: int, shift: bool, xp):
     return cal, currents
 
 
-def snn_calibration(snn: SNN, batches, T: int, shift: bool = True, xp=np, keep=None,
-                    sim=simulate, **sim_kw):
+def snn_calibration(snn: SNN, batches, T: int, shift: bool = True, keep=None):
     """[Calib]'s light pipeline: for l = 1 .. L in order, with layers 1 .. l-1 corrected,
     run T steps on ``batches`` and add mu_c(ANN - SNN) of layer l to its current, per channel.
     v(0) = 0; ``shift``: theta/(2T) in every current. ``keep`` False: a node's current stays
     its shift (the ResNet block treatment). Returns the SNN to simulate (``with_currents``)."""
-    T = check_T(T)
-    cal, currents = _shifted(snn, T, shift, xp)
+    T, xp = check_T(T), xp_of(batches[0])
+    cal, currents = _shifted(snn, T, shift)
     ann = relu_outputs(need_ann(snn, "SNN Calibration"), batches)
     for i, c in enumerate(currents):
         if keep is None or keep[i]:
-            err = layer_errors(cal, batches, T, ann_outputs=ann, sim=sim, **sim_kw)[i]
+            err = layer_errors(cal, batches, T, ann_outputs=ann)[i]
             c.current = to_device(host(c.current) + err, xp)
     return cal
 
 
-def snn_calibration_advanced(snn: SNN, batches, T: int, xp=np, keep=None, sim=simulate, **sim_kw):
+def snn_calibration_advanced(snn: SNN, batches, T: int, keep=None):
     """[Calib]'s advanced pipeline on CIFAR: the theta/(2T) currents, and per neuron
     v(0) = T mean_images(ANN - SNN) of each layer, layer by layer (no bias correction).
     Returns the SNN to simulate; its nodes keep the v(0) found."""
-    T = check_T(T)
-    cal, _ = _shifted(snn, T, True, xp)
+    T, xp = check_T(T), xp_of(batches[0])
+    cal, _ = _shifted(snn, T, True)
     ann = relu_outputs(need_ann(snn, "SNN Calibration"), batches)
     v0 = [0.0] * len(snn.nodes)
     for i in range(len(snn.nodes)):
         if keep is None or keep[i]:
-            err = layer_errors(cal, batches, T, ann_outputs=ann, per="neuron", sim=sim, **sim_kw)[i]
+            err = layer_errors(cal, batches, T, ann_outputs=ann, per="neuron")[i]
             v0[i] = to_device(T * err, xp)
             snn.set_v0(v0)
     return cal
 
 
-def snn_calibration_v0(snn: SNN, batches, T: int, xp=np, keep=None, sim=simulate, **sim_kw):
+def snn_calibration_v0(snn: SNN, batches, T: int, keep=None):
     """Ablation, ours: the light correction put into v(0) once, per channel, from V_th/2:
     v_c(0) <- v_c(0) + T mu_c(e), layer by layer, no currents.
 
@@ -134,13 +132,13 @@ def snn_calibration_v0(snn: SNN, batches, T: int, xp=np, keep=None, sim=simulate
     where the ANN's output is 0, and the error then grows with T (measured on vgg16_cpu:
     results/methods_vgg16_cpu.md). Returns the v(0) list; the SNN keeps it.
     """
-    T = check_T(T)
+    T, xp = check_T(T), xp_of(batches[0])
     ann = relu_outputs(need_ann(snn, "SNN Calibration"), batches)
     v0 = masked(compensation(snn, T, "half"), keep)
     for i in range(len(snn.nodes)):
         if keep is None or keep[i]:
             snn.set_v0(v0)
-            err = layer_errors(snn, batches, T, ann_outputs=ann, sim=sim, **sim_kw)[i]
+            err = layer_errors(snn, batches, T, ann_outputs=ann)[i]
             v0[i] = to_device(host(v0[i]) + T * err, xp)      # float64: the node casts it
     snn.set_v0(v0)
     return v0

@@ -2,8 +2,9 @@
 membrane potential), beyond the paper.
 
 Both run the image for rho (tau) steps first, then read each neuron's state and start the T
-counted steps from it. ``simulate_prerun`` drives this as two simulations of the core
-(``simulate_cos_layerwise``: COS layer by layer, as its code does):
+counted steps from it. ``simulate_prerun`` drives this as two runs of the SNN as it is set up
+to run (``snn.run``: its engine and coding; ``simulate_cos_layerwise``: COS layer by layer,
+as its code does):
 
     pre-run   rho steps from v(0), every layer at once; its output is not counted
     rule      per IF node, from v(rho) and the pre-run's spike counts: where each neuron of
@@ -12,7 +13,8 @@ counted steps from it. ``simulate_prerun`` drives this as two simulations of the
               threshold it can never reach (float max), so it neither fires nor resets
 
 The run costs rho + T steps, which ``PreRunResult.steps`` reports (and its firing rate
-counts the pre-run's spikes too). Rate coding goes on drawing steps rho+1 .. rho+T.
+counts the pre-run's spikes too). Rate coding: the counted steps replay the input from
+step 1 (the same draws as the pre-run's first steps), as COS's code replays its input.
 
 References:
   [COS] Z. Hao, J. Ding, T. Bu, T. Huang, Z. Yu, "Bridging the Gap between ANNs and SNNs by
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..backend import to_device, to_host, xp_of
 from ..checks import check_count
-from ..simulate import SimResult, simulate
+from ..simulate import SimResult
 
 PRERUN_STEPS = 4          # rho (COS) and tau (SRP): both papers' CIFAR setting
 
@@ -53,10 +55,16 @@ class PreRunResult(SimResult):
 
     @property
     def steps(self) -> int:
+        """Every step the network ran: the pre-run's and the T counted ones."""
         return self.prerun + self.T
 
     def total_spikes(self) -> int:
         return sum(self.spikes) + sum(self.prerun_spikes)
+
+    def firing_rate(self) -> float:
+        """Mean spikes per neuron per step over all IF nodes and samples, pre-run included."""
+        n = self.output.shape[0]
+        return self.total_spikes() / max(1, n * self.steps * sum(self.neurons))
 
 
 def check_prerun(prerun):
@@ -67,15 +75,16 @@ def check_prerun(prerun):
     return prerun
 
 
-def simulate_prerun(snn, x, T: int, prerun: PreRun, sim=simulate, count: bool = False,
-                    record: bool = False, keep_v: bool = False, **kw) -> PreRunResult:
-    """``sim(snn, x, T, ...)`` (the core ``simulate`` or an engine with its signature) after
-    ``prerun``'s steps and rule; the SNN's v(0) and V_th are restored afterwards."""
+def simulate_prerun(snn, x, T: int, prerun: PreRun, count: bool = False,
+                    record: bool = False, keep_v: bool = False, **coding) -> PreRunResult:
+    """``snn.run(x, T, ...)`` after ``prerun``'s steps and rule (``coding``: overrides the
+    SNN's input coding, e.g. another seed); the SNN's v(0) and V_th are restored after."""
     rho = check_prerun(prerun).steps
+    run = runner(snn, x, coding)
     if rho == 0:
-        res = sim(snn, x, T, count=count, record=record, keep_v=keep_v, **kw)
+        res = run(T, count=count, record=record, keep_v=keep_v)
         return PreRunResult(**vars(res), prerun=0, prerun_spikes=[0] * len(res.spikes))
-    pre = sim(snn, x, rho, record=True, **kw)              # v(rho) and spike counts, on the host
+    pre = run(rho, record=True)                            # v(rho) and spike counts, on the host
     xp, saved = xp_of(x), [(n.v0, n.v_th) for n in snn.nodes]
     try:
         for node, rec in zip(snn.nodes, pre.layers):
@@ -87,16 +96,15 @@ def simulate_prerun(snn, x, T: int, prerun: PreRun, sim=simulate, count: bool = 
                 node.v0 = to_device(np.asarray(v_start, x.dtype), xp)     # per image and neuron
             if gate is not None:                     # out of reach: no spike, no reset
                 node.v_th = to_device(np.where(gate, v_th, np.finfo(x.dtype).max).astype(x.dtype), xp)
-        res = sim(snn, x, T, t0=rho, count=count, record=record, keep_v=keep_v, **kw)
+        res = run(T, count=count, record=record, keep_v=keep_v)
     finally:
         for node, (v0, v_th) in zip(snn.nodes, saved):
             node.v0, node.v_th = v0, v_th
     return PreRunResult(**vars(res), prerun=rho, prerun_spikes=pre.spikes)
 
 
-def simulate_cos_layerwise(snn, x, T: int, rho: int = PRERUN_STEPS, sim=simulate,
-                           count: bool = False, record: bool = False, keep_v: bool = False,
-                           **kw) -> PreRunResult:
+def simulate_cos_layerwise(snn, x, T: int, rho: int = PRERUN_STEPS, count: bool = False,
+                           record: bool = False, keep_v: bool = False, **coding) -> PreRunResult:
     """COS as its code runs it ([COS] ``MPLayer``): layer by layer, each IF node pre-runs rho
     steps on the output of the layers below *as calibrated*, takes ``cos_rule``'s v(0), and
     the whole sequence is replayed from step 1 (rate coding draws the same steps again).
@@ -109,11 +117,12 @@ def simulate_cos_layerwise(snn, x, T: int, rho: int = PRERUN_STEPS, sim=simulate
     """
     check_count(rho, "pre-run steps", minimum=0)
     xp, saved, spikes = xp_of(x), [n.v0 for n in snn.nodes], []
+    run = runner(snn, x, coding)
     try:
         for i, node in enumerate(snn.nodes):
             if rho == 0:
                 break
-            rec = sim(snn, x, rho, record=True, **kw)
+            rec = run(rho, record=True)
             state = rec.layers[i]
             shape = state["v_T"].shape
             v_start, _ = cos_rule(state["v_T"], state["spike_count"],
@@ -121,12 +130,17 @@ def simulate_cos_layerwise(snn, x, T: int, rho: int = PRERUN_STEPS, sim=simulate
                                   np.broadcast_to(host(node.v_th), shape))
             node.v0 = to_device(np.asarray(v_start, x.dtype), xp)
             spikes.append(rec.spikes[i])
-        res = sim(snn, x, T, count=count, record=record, keep_v=keep_v, **kw)
+        res = run(T, count=count, record=record, keep_v=keep_v)
     finally:
         for node, v0 in zip(snn.nodes, saved):
             node.v0 = v0
     L = len(snn.nodes)
     return PreRunResult(**vars(res), prerun=L * rho, prerun_spikes=spikes or [0] * L)
+
+
+def runner(snn, x, coding: dict):
+    """``run(steps, **record)``: ``snn.run`` on ``x`` with ``coding`` over the SNN's own."""
+    return lambda steps, **record: snn.run(x, steps, **coding, **record)
 
 
 def host(a) -> np.ndarray:

@@ -1,5 +1,11 @@
-"""SNN Calibration's threshold search, beyond the paper: per layer the V_th whose T-step
-output is closest to the ANN's activation, instead of a p-quantile (threshold balancing).
+"""Thresholds beyond the paper's layer-wise p-quantile (convert.layer_threshold):
+
+    channel_threshold   ours: a p-quantile per channel, of each channel's positive outputs
+                        (SNN-Toolbox's rule, Rueckauer et al. 2017)
+    mse_threshold(s)    SNN Calibration's search: per layer the V_th whose T-step output is
+                        closest to the ANN's activation
+
+    balance_thresholds(snn, model, calib, p, rule=channel_threshold)    # per channel
 
 [Calib] Y. Li, S. Deng, X. Dong, R. Gong, S. Gu, "A Free Lunch From ANN: Towards Efficient,
         Accurate Spiking Neural Networks Calibration", ICML 2021; github.com/yhhhli/
@@ -10,11 +16,40 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_choice, check_T, check_threshold
-from ..convert import SNN, relu_outputs
+from ..convert import MAX_QUANTILE_SAMPLES, SNN, layer_threshold, relu_outputs
 
 MSE_CANDIDATES = 100      # V_th = max (1 - 0.01 i), i = 0 .. 99
 MSE_MAX_VALUES = 1 << 19  # nonzero activations per layer the search scores (a seeded sample beyond)
 THRESHOLD_SEARCHES = ("quantile", "mse")
+
+
+def positive_quantiles(values: np.ndarray, p: float, seed: int = 0):
+    """Per row of ``values`` (C, M) (host) the p-quantile of its entries > 0, as np.quantile
+    would give it over them alone (NaN for a row with none); beyond MAX_QUANTILE_SAMPLES
+    values in all, on a seeded uniform sample of the columns."""
+    if values.shape[1] > MAX_QUANTILE_SAMPLES // max(1, values.shape[0]):
+        k = MAX_QUANTILE_SAMPLES // values.shape[0]
+        values = values[:, np.random.default_rng(seed).choice(values.shape[1], k, replace=False)]
+    s = np.sort(values, axis=1)                     # (C, M): each row's positives at its end
+    k = (s > 0).sum(axis=1)
+    h = (s.shape[1] - k) + p * np.maximum(k - 1, 0)  # np.quantile's linear position among them
+    lo = np.minimum(np.floor(h), s.shape[1] - 1).astype(np.int64)
+    hi = np.minimum(lo + 1, s.shape[1] - 1)
+    rows = np.arange(len(s))
+    q = s[rows, lo] + (h - lo) * (s[rows, hi] - s[rows, lo])
+    return np.where(k > 0, q, np.nan)
+
+
+def channel_threshold(a, p: float, name: str):
+    """Ours, not the paper's: V_th per channel (C, 1, 1) from one layer's ReLU outputs ``a``
+    (N, C, ...): the p-quantile of each channel's *positive* outputs, since many channels are
+    0 on over 99.9 % of the images; a channel never positive on the calibration images takes
+    the layer's threshold (``layer_threshold``, whose zero-quantile check applies first).
+    Non-decreasing in p. A ``rule`` for ``convert.balance_thresholds``."""
+    layer = layer_threshold(a, p, name)
+    per_c = positive_quantiles(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1), p)
+    th = np.where(np.isnan(per_c), layer, per_c)                               # (C,)
+    return th.astype(np.float32).reshape((-1,) + (1,) * (a.ndim - 2))
 
 
 def need_ann(snn: SNN, what: str):

@@ -21,67 +21,19 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..backend import BackendError, use_standin
+from ..backend import BackendError
 from ..checks import check_choice, check_count, check_quantile, check_T
 from ..io.checkpoint import CheckpointError
 from ..io.data import DatasetError
-from ..io.files import (atomic_write_all, check_new_output, check_not_in_use, check_output_file,
-                        exclusive)
-from ..optim import TrainingDiverged
+from ..runs.training import TrainingDiverged
+from ..io.files import check_new_output, check_output_file  # noqa: F401 - the commands' helpers
+from ..runs.outputs import (check_outputs, claim, recorded_command, with_ext,  # noqa: F401
+                            write_outputs)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130                  # 128 + SIGINT, what a shell reports for Ctrl-C
 ERRORS = (ValueError, CheckpointError, DatasetError, BackendError, TrainingDiverged, OSError,
           MemoryError)
-
-
-def recorded_command(prog: str, argv, cwd=None) -> str:
-    """The command line as a results file records it: ``prog`` and ``argv`` without ``--log``
-    (where a run logged is no part of its result) and without machine folders: an absolute
-    path inside ``cwd`` (default: the working folder) becomes relative to it, one outside
-    it becomes its file name (a reader has neither folder)."""
-    cwd = Path(cwd or os.getcwd()).resolve()
-    words, skip = [], False
-    for word in argv:
-        if skip or word.startswith("--log="):
-            skip = False
-            continue
-        if word == "--log":
-            skip = True
-            continue
-        if os.path.isabs(word):
-            path = Path(word).resolve()
-            word = str(path.relative_to(cwd)) if path.is_relative_to(cwd) else path.name
-        words.append(word)
-    return " ".join([prog] + words)
-
-
-def with_ext(stem, ext: str) -> Path:
-    """``stem`` + ``ext``: a stem may contain dots (``..._p0.999``), so no with_suffix."""
-    stem = Path(stem)
-    return stem.with_name(stem.name + ext)
-
-
-def check_outputs(stem, log=None, exts=(".json", ".md", ".png"), force=False, hint=""):
-    """Before any work: every ``stem`` + ext (``--out``) and the ``--log`` file can be
-    written, and no ``stem`` + ext exists unless ``force`` (a result is never replaced
-    without being told); a live run on ``stem`` is named first."""
-    check_not_in_use(stem)
-    for ext in exts:
-        check_new_output(with_ext(stem, ext), "--out", force, hint)
-    if log:
-        check_output_file(log, "--log")
-
-
-def write_outputs(stem, data: dict):
-    """``{ext: bytes}`` as ``stem`` + ext, all or none (io.files.atomic_write_all)."""
-    atomic_write_all({with_ext(stem, ext): b for ext, b in data.items()})
-
-
-def claim(stem, log=None, what="--out", lock=None):
-    """Hold ``stem`` for this run (``<stem>.lock``, or ``lock``; io.files.exclusive): a second
-    run on the same output stops with one line naming the process that holds it."""
-    return exclusive(stem, log, what, lock)
 
 
 def log_stderr(s: str):
@@ -120,6 +72,12 @@ class UsageError(ValueError):
     """A command-line argument is wrong."""
 
 
+def version() -> str:
+    """The package's version (``icsnn_np.__version__``)."""
+    from .. import __version__  # noqa: PLC0415 - the package's own front door
+    return __version__
+
+
 def one_line(e: BaseException) -> str:
     """An exception's message on one line (MemoryError gets the way to fit)."""
     text = " ".join(s.strip() for s in str(e).splitlines() if s.strip()) or type(e).__name__
@@ -128,22 +86,10 @@ def one_line(e: BaseException) -> str:
     return text
 
 
-STANDIN_ENV = "ICSNN_CUPY_STANDIN"
-
-
-def plug_standin():
-    """``ICSNN_CUPY_STANDIN=1``: ``--backend cupy`` runs on the strict CPU stand-in for CuPy
-    (icsnn_np.testing), so the CuPy path of every command is checked without a GPU."""
-    if os.environ.get(STANDIN_ENV) == "1":
-        from ..testing import cupy_standin  # noqa: PLC0415 - a testing aid, only when asked for
-        use_standin(cupy_standin)
-
-
 def run(main, argv=None, kept: str = "nothing was written") -> int:
     """``main(argv)`` with the package's errors as one line + exit 2 and Ctrl-C as one
     line + exit 130; ``argv=None`` reads ``sys.argv[1:]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    plug_standin()
     try:
         return main(argv)
     except KeyboardInterrupt as e:

@@ -1,299 +1,57 @@
-"""IC-SNN beside the training-free methods of its family, on the same network, images and steps.
+"""Compare IC-SNN with the training-free methods of its family (SNN Calibration, COS, SRP) on
+the same network, images and total time steps. With the defaults it runs for about an hour
+on 2 CPU cores (11 methods x 2 threshold rules x 4 T on 2,000 images); it prints its estimate
+before it starts.
 
-    python -m icsnn_np.compare --checkpoint vgg_cpu --n-test 2000 --T 4 8 16 32 \
-        --out results/methods_vgg_cpu --log runs/methods_vgg_cpu.log
-
-writes ``<out>.md`` (two tables: loss by counted T, and loss at equal *total* steps, pre-run
-included, with the winner at each total and its margin against the binomial noise),
-``<out>.json`` and ``<out>.png`` (accuracy vs total steps, binomial error bars; one panel per
-threshold search). Every method runs with the p-quantile thresholds of balancing and with
-SNN Calibration's MSE threshold search (``--thresholds``). The pre-run methods (COS, SRP)
-run ``--prerun`` steps before their T; they are also run at T = S - prerun for every total S
-in ``--T``, so that the equal-total table compares like with like. Works for any checkpoint
-(``--checkpoint resnet20`` once bundled); the fast engine by default.
+Writes <out>.md (loss by counted T; at equal total steps, pre-run included; the winner at each
+total against the noise), <out>.json and <out>.png; prints the Markdown (or --json) on stdout.
+The experiment itself is icsnn_np.runs.compare (tutorial 8 calls it too).
 """
 from __future__ import annotations
 
 import json
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 from ..backend import get_xp
-from ..beyond.methods import TABLE
-from ..beyond.prerun import PRERUN_STEPS
-from ..beyond.quantised import quantised_ann
-from ..convert import convert
-from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
-from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint
-from ..io.data import DATASETS, load_dataset
-from ..io.preprocess import batched, normalize
-from ..runs.engine import DEFAULT_ENGINE, ENGINES
+from ..io.data import load_dataset
+from ..io.checkpoint import check_fits_data, resolve_checkpoint
+from ..runs.checkpoints import load_model
+from ..runs.compare import ROWS, markdown, plot, run_methods
+from ..runs.evaluate import CALIB_RECIPES, ConversionConfig, estimate, preflight, quantile_for, threshold_rule
 from ..runs.interrupt import kept_on_interrupt
-from ..runs.progress import tracking
-from ..runs.protocol import SUBSETS, calibration_split, test_indices
-from ..runs.partial import file_sha256
-from ..runs.tables import binomial_se, mcnemar, pack_correct, save_png, unpack_correct
-from ..runs.evaluate import (CALIB_RECIPES, ConversionConfig, ann_accuracy, calibrate,
-                             convert_balanced, preflight, quantile_for, snn_correct, threshold_rule)
+from ..runs.partial import Partial, file_sha256
+from ..runs.protocol import evaluation_images
+from ..runs.provenance import provenance
 from . import common as cli
+from . import options
 
-# (label, variant, overrides of the config): the paper's variants at the project's default
-# readings, V_th/2 (C-SNN half: where a QCFS-trained ANN's neurons start), our fixed point,
-# and the family (beyond/methods.py).
-ROWS = [
-    ("SNN", "snn", {}),
-    ("C-SNN half, v(0) = V_th/2 (QCFS's start)", "c-snn", {"comp": "half"}),
-    ("I-SNN", "i-snn", {}),
-    ("IC-SNN", "ic-snn", {}),
-    ("IC-SNN fixed point (ours)", "ic-snn-fp", {}),
-    ("SNN Calibration (light)", "snn-calib", {}),
-    ("SNN Calibration (advanced)", "snn-calib-adv", {}),
-    ("SNN Calibration, v(0) form (ablation, ours)", "snn-calib-v0", {}),
-    ("COS (layer by layer, as published)", "cos-layer", {}),
-    ("COS, whole network (ours)", "cos", {}),
-    ("SRP (residual potential)", "srp", {}),
-]
+EXAMPLES = """\
+  python -m icsnn_np.compare --checkpoint vgg_cpu --dataset cifar10-slice --n-test 50 --T 8 \\
+      --variants snn ic-snn cos-layer --thresholds layer                              # ~1 min
+  python -m icsnn_np.compare --checkpoint vgg_cpu --n-test 2000 --T 4 8 16 32 \\
+      --out results/methods_vgg_cpu                 # the committed table: ~1 h, needs CIFAR-10"""
 
 
-def prerun_steps(variant: str, rho: int, L: int) -> int:
-    """The uncounted steps a variant runs before its T counted ones on a network of L IF
-    layers: rho (COS, SRP), L rho (COS layer by layer), 0 for the others."""
-    run = getattr(TABLE[variant], "run", None)
-    return run(rho, L)[1] if run else 0
-
-
-def row_Ts(variant: str, Ts, prerun: int, match_total: bool = True):
-    """The counted T a row runs at: ``Ts``, and for a pre-run method (``prerun`` steps) also
-    S - prerun for every total S in ``Ts`` (so it can be compared at equal total steps)."""
-    out = set(Ts)
-    if prerun and match_total:
-        out |= {S - prerun for S in Ts if S - prerun >= 1}
-    return sorted(out)
-
-
-def run_methods(model, x_calib, x_test, y_test, base: ConversionConfig, Ts, thresholds=THRESHOLD_SEARCHES,
-                rows=ROWS, mean=None, std=None, log=print, match_total=True):
-    """Measure every row with every threshold search at its T list; a JSON-ready dict."""
-    calib = batched(x_calib[:base.n_calib], base.batch_size)
-    t_start = time.perf_counter()
-    ann = ann_accuracy(model, x_test, y_test)
-    log(f"ANN accuracy {ann:.2f}% on {len(x_test)} images")
-    results, jobs, quant = [], [], {}
-    L = len(convert(model).nodes)
-    for thr in thresholds:
-        for label, variant, over in rows:
-            official = base.calib_recipe == "official" and variant.startswith("snn-calib")
-            results.append(dict(label=label, variant=variant, thresholds=thr, T={}, **over,
-                                **({"ran_with": "mse (SNN Calibration's recipe)"} if official else {})))
-            for T in row_Ts(variant, Ts, prerun_steps(variant, base.prerun, L), match_total):
-                jobs.append((len(results) - 1, T))
-    work = sum(len(x_test) * (T + prerun_steps(results[i]["variant"], base.prerun, L))
-               for i, T in jobs)
-    with tracking(work, log, what="comparison"):
-        for thr in thresholds:
-            cfg = replace(base, threshold_search=thr).validate()
-            snn, _ = convert_balanced(model, calib, cfg)
-            ths = Thresholds(snn, calib)
-            for i, T in sorted((j for j in jobs if results[j[0]]["thresholds"] == thr),
-                               key=lambda j: (j[1], j[0])):
-                r = results[i]
-                c = replace(cfg, **{k: v for k, v in r.items() if k in ("comp", "reading")})
-                t0 = time.perf_counter()
-                run = calibrate(snn, r["variant"], T, calib, c, ths, mean, std)
-                correct, rate = snn_correct(snn, x_test, y_test, T, c, mean, std, run)
-                acc = 100.0 * int(correct.sum()) / len(x_test)
-                r["T"][str(T)] = {"acc": round(acc, 2), "loss": round(ann - acc, 2),
-                                  "firing_rate": round(rate, 5), **run.steps(T),
-                                  "seconds": round(time.perf_counter() - t0, 1),
-                                  "correct": pack_correct(correct)}      # for paired tests
-                log(f"[{time.strftime('%H:%M:%S')}] {thr:8s} {r['label']:38s} T={T:3d} "
-                    f"(+{r['T'][str(T)]['prerun']}) acc {acc:6.2f}% loss {ann - acc:6.2f} "
-                    f"rate {rate:.4f} ({time.perf_counter() - t0:.0f}s)")
-            quant[thr] = {}                  # a reference, no SNN: the T-level ANN (rounding)
-            for T in Ts:
-                ths.use(thr, T)
-                quant[thr][str(T)] = round(ann_accuracy(quantised_ann(snn, T), x_test, y_test), 2)
-                log(f"{thr:8s} quantised ANN (reference)  T={T:3d} acc {quant[thr][str(T)]:6.2f}%")
-    return {"ann_acc": round(ann, 2), "rows": results, "n_test": int(len(x_test)),
-            "n_calib": int(min(base.n_calib, len(x_calib))), "T": list(Ts),
-            "prerun": base.prerun, "quantised_ann": quant,
-            "seconds": round(time.perf_counter() - t_start, 1)}
-
-
-# --------------------------------------------------------------------------- outputs
-def at_total(row: dict, S: int):
-    """The row's measurement whose total steps (pre-run + T) is S, or None."""
-    for m in row["T"].values():
-        if m["steps"] == S:
-            return m
-    return None
-
-
-def _row(res: dict, name: str) -> dict:
-    """The row ``winners`` calls ``name`` (its label, ", MSE V_th" for the MSE search)."""
-    return next(r for r in res["rows"]
-                if r["label"] + ("" if r["thresholds"] == "quantile" else ", MSE V_th") == name)
-
-
-def winners(res: dict) -> dict:
-    """Per total S of ``res["T"]``: the rows by accuracy at S (best first), with losses."""
-    out = {}
-    for S in res["T"]:
-        ranked = sorted(((at_total(r, S)["acc"], r) for r in res["rows"] if at_total(r, S)),
-                        key=lambda t: -t[0])
-        out[S] = [(r["label"] + ("" if r["thresholds"] == "quantile" else ", MSE V_th"), acc)
-                  for acc, r in ranked]
-    return out
-
-
-def vth_text(settings: dict) -> str:
-    """What the V_th column means for these settings (a QCFS ANN's `quantile` is its λ)."""
-    if "qcfs" in str(settings.get("threshold_rule", "")).split(":")[0]:
-        return "V_th: `quantile` = each layer's trained QCFS threshold λ (no quantile)."
-    return (f"V_th: `quantile` = threshold balancing at p = {settings['p']}, `MSE` = SNN "
-            f"Calibration's search per layer at each T.")
-
-
-def markdown(res: dict, meta: dict) -> str:
-    """Two tables (by counted T; at equal total steps) and the winner at each total."""
-    n, ann = res["n_test"], res["ann_acc"]
-    se = binomial_se(ann, n)
-    Ts = sorted({int(t) for r in res["rows"] for t in r["T"]} & set(res["T"]))
-    lines = [f"# {meta['title']}", "",
-             f"ANN accuracy {ann:.2f}% on {meta['data']}. Loss = ANN_ACC - SNN_ACC in points. "
-             f"Binomial standard error of one accuracy here: ±{se:.2f} points (two methods "
-             f"on the same images differ by more than noise when the gap exceeds about "
-             f"{2 * (2 ** 0.5) * se:.1f} points, 2 SE of an unpaired difference). "
-             + vth_text(meta["settings"]) +
-             f" COS and SRP first run {res['prerun']} uncounted pre-run steps per image (COS layer "
-             f"by layer: {res['prerun']} per IF layer); each row's total is T + its pre-run. "
-             f"The *quantised ANN* rows are no SNN: the ANN with every ReLU replaced by its T-level "
-             f"rounding at the same V_th (QCFS's clip-floor-shift), what an SNN whose every neuron "
-             f"received its input evenly would compute; per-channel or per-image v(0) can beat it.",
-             "", "## Loss by counted T (the papers' convention: pre-run steps not in T)", "",
-             "| Method | V_th | pre-run | total steps | " + " | ".join(f"T{t}-L" for t in Ts) + " |",
-             "|---|---|---|---|" + "---|" * len(Ts)]
-    for r in res["rows"]:
-        pre = max((m["prerun"] for m in r["T"].values()), default=0)
-        cells = [f"{r['T'][str(t)]['loss']:.2f}" if str(t) in r["T"] else "" for t in Ts]
-        lines.append(f"| {r['label']} | {r.get('ran_with', r['thresholds'])} | {pre} | {'T + %d' % pre if pre else 'T'} | "
-                     + " | ".join(cells) + " |")
-    for thr, accs in res.get("quantised_ann", {}).items():
-        cells = [f"{ann - accs[str(t)]:.2f}" if str(t) in accs else "" for t in Ts]
-        lines.append(f"| *Quantised ANN (reference, no SNN): T levels at these V_th, rounding* | {thr} "
-                     f"| - | - | " + " | ".join(cells) + " |")
-    lines += ["", "## Loss at equal total steps S = pre-run + T (counted honestly)", "",
-              "| Method | V_th | " + " | ".join(f"S{t}-L" for t in res["T"]) + " |",
-              "|---|---|" + "---|" * len(res["T"])]
-    for r in res["rows"]:
-        cells = []
-        for S in res["T"]:
-            m = at_total(r, S)
-            cells.append("" if m is None else f"{m['loss']:.2f}"
-                         + (f" (T={m['steps'] - m['prerun']})" if m["prerun"] else ""))
-        lines.append(f"| {r['label']} | {r.get('ran_with', r['thresholds'])} | " + " | ".join(cells) + " |")
-    lines += ["", "## Best at each total number of steps", ""]
-    for S, ranked in winners(res).items():
-        if not ranked:
-            continue
-        (best, a1), rest = ranked[0], ranked[1:]
-        text = f"- S = {S}: **{best}**, loss {ann - a1:.2f} ± {binomial_se(a1, n):.2f}"
-        if rest:
-            second, a2 = rest[0]
-            gap = a1 - a2
-            m1, m2 = (at_total(_row(res, label), S) for label in (best, second))
-            if "correct" in m1 and "correct" in m2:      # paired: the same images
-                p = mcnemar(unpack_correct(m1["correct"], n), unpack_correct(m2["correct"], n))[2]
-                text += (f"; ahead of {second} by {gap:.2f} points (McNemar's exact p = {p:.2g} "
-                         f"on the same images: {'shown' if p < 0.05 else 'not told apart'})")
-            else:
-                noise = (binomial_se(a1, n) ** 2 + binomial_se(a2, n) ** 2) ** 0.5
-                text += (f"; ahead of {second} by {gap:.2f} points ({gap / noise:.1f} SE of the "
-                         f"difference: {'beyond' if gap > 2 * noise else 'within'} the noise)")
-        qs = [ann - a[str(S)] for a in res.get("quantised_ann", {}).values() if str(S) in a]
-        if qs:
-            text += (f". The T-level ANN itself (each ReLU rounded to {S} levels of its V_th: an "
-                     f"SNN without unevenness error, v(0) = V_th/2) loses {min(qs):.2f}")
-        lines.append(text)
-    lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()), "",
-              f"Command: `{meta['command']}`", "", f"Wall time: {res['seconds'] / 60:.1f} min."]
-    if res.get("note"):
-        lines += ["", f"Note: {res['note']}"]
-    return "\n".join(lines) + "\n"
-
-
-def plot(res: dict, path: Path | None, title: str):
-    """Accuracy vs total steps (pre-run + T) per method, binomial error bars, one panel per
-    threshold search; the PNG's bytes, also written to ``path`` unless it is None."""
-    import matplotlib  # noqa: PLC0415 - only when a figure is drawn
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    searches = list(dict.fromkeys(r["thresholds"] for r in res["rows"]))
-    fig, axes = plt.subplots(1, len(searches), figsize=(6.5 * len(searches), 4.5), squeeze=False,
-                             sharey=True)
-    for ax, thr in zip(axes[0], searches):
-        ax.axhline(res["ann_acc"], color="k", ls="--", label=f"ANN ({res['ann_acc']:.1f}%)")
-        for r, mk in zip([r for r in res["rows"] if r["thresholds"] == thr], "osD^v<>ph*"):
-            ms = sorted(r["T"].values(), key=lambda m: m["steps"])
-            acc = [m["acc"] for m in ms]
-            ax.errorbar([m["steps"] for m in ms], acc, marker=mk, capsize=3, label=r["label"],
-                        yerr=[binomial_se(a, res["n_test"]) for a in acc])
-        ax.set_xscale("log", base=2)
-        steps = sorted({m["steps"] for r in res["rows"] for m in r["T"].values()})
-        ax.set_xticks(steps, [str(t) for t in steps])
-        ax.set_xlabel("total time steps (pre-run + T)")
-        ax.set_title(f"{title}\nV_th: {'p-quantile' if thr == 'quantile' else 'MSE search'}",
-                     fontsize=10)
-        ax.grid(alpha=0.3)
-        lo = min(m["acc"] for r in res["rows"] for m in r["T"].values())
-        ax.set_ylim(max(lo - 2, res["ann_acc"] - 25), res["ann_acc"] + 2)
-    axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return save_png(fig, path)
-
-
-# --------------------------------------------------------------------------- command line
 def parse_args(argv):
-    p = cli.ArgumentParser(prog="python -m icsnn_np.compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file, or a bundled model's name")
-    p.add_argument("--dataset", default="cifar10", type=cli.choice(DATASETS, "dataset"))
-    p.add_argument("--data-dir", default=None, help="folder with the CIFAR files (default $ICSNN_DATA)")
-    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
-    p.add_argument("--n-test", type=cli.count("--n-test"), default=2000)
-    p.add_argument("--test-subset", default="first", choices=SUBSETS)
-    p.add_argument("--validation", type=cli.count("--validation"), default=None, metavar="N",
-                   help="measure on N held-out training images instead of the test set")
-    p.add_argument("--n-calib", type=cli.count("--n-calib"), default=256)
-    p.add_argument("--T", type=cli.steps(), nargs="+", default=[4, 8, 16, 32])
-    p.add_argument("--variants", nargs="+", default=[r[1] for r in ROWS],
-                   type=cli.choice([r[1] for r in ROWS], "variant"), help="rows to run (by variant)")
-    p.add_argument("--thresholds", nargs="+", default=list(THRESHOLD_SEARCHES),
-                   type=cli.choice(THRESHOLD_SEARCHES, "threshold search"))
-    p.add_argument("--prerun", type=cli.count("--prerun", minimum=0), default=PRERUN_STEPS,
-                   help="pre-run steps of COS and SRP (rho, tau)")
+    p = options.parser("compare", __doc__, EXAMPLES)
+    options.model_data(p, n_test=2000, validation=True)
+    options.conversion(p, T=(4, 8, 16, 32), thresholds=("layer", "mse"), variants=[r[1] for r in ROWS])
     p.add_argument("--calib-recipe", default="ours", choices=CALIB_RECIPES,
-                   help="SNN Calibration rows: ours (the thresholds and calibration images of every "
-                        "row) or official (MSE thresholds and one batch of 128 augmented training "
-                        "images, as its code pairs them)")
+                   help="SNN Calibration rows: ours (every row's thresholds and images) or official "
+                        "(MSE thresholds, 128 augmented training images, as its code pairs them)")
     p.add_argument("--no-match-total", action="store_true",
                    help="do not also run COS/SRP at T = S - prerun (equal total steps)")
-    p.add_argument("--p", type=cli.quantile(), default=None,
-                   help="threshold quantile; default: the p stored with the checkpoint, else 0.99")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINES)
-    p.add_argument("--chunk", type=cli.count("--chunk"), default=None)
-    p.add_argument("--batch-size", type=cli.count("--batch-size"), default=250)
-    p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=0)
-    p.add_argument("--out", default=None,
-                   help="output path stem (default runs/methods_<model>; runs/ is not tracked)")
-    p.add_argument("--force", action="store_true", help="replace <out>.json/.md/.png if they exist")
-    p.add_argument("--log", default=None, help="also append progress to this file")
+    options.running(p)
+    options.outputs(p, resume=True, what="<out>.json, .md, .png (default runs/methods_<model>)")
     a = p.parse_args(argv)
     a.out = a.out or f"runs/methods_{Path(a.checkpoint).stem.removesuffix('_cifar10')}"
-    cli.check_outputs(a.out, a.log, force=a.force)
+    if len(a.p or ()) > 1:
+        raise ValueError("compare runs one --p (a sweep of p is reproduce's)")
+    partial = cli.with_ext(a.out, ".partial.json")
+    cli.check_outputs(a.out, a.log, exts=(".partial.json",), force=True)
+    cli.check_outputs(a.out, force=a.force or (a.resume and partial.is_file()),
+                      hint=f" (or --resume, if an interrupted run left {partial.name})")
     return a
 
 
@@ -304,53 +62,54 @@ def main(argv=None):
 
 def _main(argv):
     a = parse_args(argv)
-    path = resolve_checkpoint(a.checkpoint)
-    kept = f"nothing was written to {cli.with_ext(a.out, '.*')}"
-    with cli.progress_log(a.log) as log, cli.claim(a.out, log), kept_on_interrupt(kept):
-        return _compare(a, argv, path, log)
+    with cli.progress_log(a.log) as log, cli.claim(a.out, log):
+        fingerprint = {k: v for k, v in vars(a).items()
+                       if k not in ("out", "log", "resume", "data_dir", "download", "force", "json")}
+        memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint, resume=a.resume,
+                       n_images=a.validation or a.n_test, labels={r[0] for r in ROWS})
+        with kept_on_interrupt(lambda: f"no table was written; {memo.kept()}"):
+            rc = _compare(a, argv, log, memo)
+        memo.finish()
+    return rc
 
 
-def _compare(a, argv, path, log):
+def _compare(a, argv, log, memo):
     xp = get_xp(a.backend)
-    model, header = load_checkpoint(path)
+    model, header = load_model(a.checkpoint)
     model.to(xp)
     ds = load_dataset(a.dataset, a.data_dir, download=a.download)
-    mean, std = check_fits_data(header, ds.num_classes, a.dataset, str(path))
-    base = ConversionConfig(T=tuple(a.T), p=quantile_for(header, a.p), n_calib=a.n_calib,
-                            seed=a.seed, engine=a.engine, chunk=a.chunk, batch_size=a.batch_size,
-                            prerun=a.prerun, calib_recipe=a.calib_recipe).validate()
-    cal, val = calibration_split(len(ds.x_train), a.n_calib, a.seed, a.validation or 0)
-    x_calib = normalize(ds.x_train[cal], mean, std, xp)
-    if a.validation:
-        x_eval, y_eval = normalize(ds.x_train[val], mean, std, xp), ds.y_train[val]
-        data = f"{a.validation} held-out {a.dataset} training images (not used for calibration)"
-    else:
-        idx = test_indices(len(ds.x_test), a.n_test, a.test_subset, a.seed)
-        x_eval, y_eval = normalize(ds.x_test[idx], mean, std, xp), ds.y_test[idx]
-        data = (f"the first {a.n_test}" if a.test_subset == "first" else
-                f"{a.n_test} randomly drawn (seed {a.seed})") + f" {a.dataset} test images"
+    mean, std = check_fits_data(header, ds.num_classes, a.dataset, a.checkpoint)
+    base = ConversionConfig(T=tuple(a.T), p=quantile_for(header, (a.p or [None])[0]),
+                            n_calib=a.n_calib, seed=a.seed, engine=a.engine, chunk=a.chunk,
+                            batch_size=a.batch_size, prerun=a.prerun,
+                            calib_recipe=a.calib_recipe).validate()
+    x_calib, x_eval, y_eval, data = evaluation_images(ds, mean, std, xp, a.n_calib, a.seed,
+                                                      a.n_test, a.test_subset, a.validation or 0)
     rows = [r for r in ROWS if r[1] in a.variants]
     preflight(model, x_eval, base, Ts=[t + a.prerun for t in a.T])
+    searches = ["quantile" if t == "layer" else t for t in a.thresholds]
     log(f"comparing on {header['arch']} ({a.checkpoint}): {data}, {a.n_calib} calibration images, "
-        f"T={a.T}, thresholds {a.thresholds}, pre-run {a.prerun}")
-    res = run_methods(model, x_calib, x_eval, y_eval, base, sorted(a.T), a.thresholds, rows,
-                      mean, std, log, match_total=not a.no_match_total)
+        f"T={a.T}, thresholds {a.thresholds}, pre-run {a.prerun}; "
+        + estimate(model, x_eval, base, len(x_eval) * sum(a.T) * len(rows) * len(searches)))
+    res = run_methods(model, x_calib, x_eval, y_eval, base, sorted(a.T), searches, rows,
+                      mean, std, log, match_total=not a.no_match_total, memo=memo)
     command = cli.recorded_command("python -m icsnn_np.compare", argv)
     settings = {"model": header["arch"], "checkpoint": Path(a.checkpoint).name, "images": data,
                 "n_calib": a.n_calib, "seed": a.seed, "coding": "direct", "p": base.p,
-                "threshold_rule": threshold_rule([{"quantile": "layer"}.get(t, t) for t in a.thresholds],
-                                                 model),
+                "threshold_rule": threshold_rule(a.thresholds, model),
                 "default reading": base.reading, "default compensation": base.comp,
                 "pre-run steps": a.prerun, "engine": a.engine, "backend": a.backend,
                 "SNN Calibration recipe": a.calib_recipe}
     res.update(settings=settings, command=command, arch=header["arch"],
-               checkpoint_sha256=file_sha256(path))
-    title = f"{header['arch']}: IC-SNN beside the training-free methods of its family"
-    meta = {"title": title, "settings": settings, "command": command, "data": data}
-    cli.write_outputs(a.out, {".json": json.dumps(res, indent=1).encode(),
-                              ".md": markdown(res, meta).encode(),
+               checkpoint_sha256=file_sha256(resolve_checkpoint(a.checkpoint)),
+               provenance=provenance(command, xp))
+    meta = {"title": f"{header['arch']}: IC-SNN beside the training-free methods of its family",
+            "settings": settings, "command": command, "data": data}
+    text = markdown(res, meta)
+    cli.write_outputs(a.out, {".json": json.dumps(res, indent=1).encode(), ".md": text.encode(),
                               ".png": plot(res, None, f"{header['arch']} ({data.split(' test')[0]})")})
     log(f"wrote {cli.with_ext(a.out, '.md')}, .json, .png")
+    print(json.dumps(res) if a.json else text)
     return 0
 
 

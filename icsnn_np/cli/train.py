@@ -27,7 +27,7 @@ def _main(argv):
     p.add_argument("--dataset", default=d.dataset, type=cli.choice(DATASETS, "dataset"),
                    help="cifar10 | cifar100 | cifar10-slice")
     p.add_argument("--model", default=d.model, type=cli.choice(sorted(MODELS), "model"),
-                   help="vgg_cpu | vgg16_cpu | vgg16 | resnet20 | vgg_bench")
+                   help="vgg_cpu | vgg16_cpu | vgg16 | resnet20")
     p.add_argument("--epochs", type=cli.count("--epochs"), default=d.epochs)
     p.add_argument("--batch-size", type=cli.count("--batch-size"), default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)

@@ -19,6 +19,7 @@ that close to its threshold to the other side.
 """
 from __future__ import annotations
 
+from ..backend import xp_of
 from ..convert import SNN
 from ..simulate import collect, rate_encode
 from .conv import FastConv2d
@@ -40,11 +41,13 @@ def fast_snn(snn: SNN, algo: str = "auto") -> SNN:
 
 
 def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=None,
-                  seed: int = 0, t0: int = 0, count: bool = False, record: bool = False,
-                  keep_v: bool = False, chunk: int | None = None, algo: str = "auto"):
+                  seed: int = 0, count: bool = False, record: bool = False,
+                  keep_v: bool = False, chunk: int | None = None, algo: str = "auto",
+                  progress=None):
     """``icsnn_np.simulate.simulate`` (same arguments, same SimResult), by chunks of
-    ``chunk`` steps; ``algo="im2col"`` keeps Winograd out of the convs. The arguments are
-    checked by the caller (``runs.engine.simulator``, or ``simulate.check_input``)."""
+    ``chunk`` steps; ``algo="im2col"`` keeps Winograd out of the convs; ``progress(n)`` is
+    called after every chunk with the image-steps it ran. The arguments are checked by the
+    caller (``runs.engine.Engine``, or ``simulate.check_input``)."""
     chunk = DEFAULT_CHUNK if chunk is None else chunk
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -73,7 +76,8 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=No
                 if coding == "direct":
                     h = x[None].repeat(Tc, axis=0).reshape((Tc * N,) + x.shape[1:])
                 else:
-                    h = rate_encode(x, mean, std, t0 + s0, Tc, seed)
+                    h = xp_of(x).concatenate([rate_encode(x, mean, std, s0 + k, seed)
+                                              for k in range(Tc)])     # (Tc*N, C, H, W)
                 for m in prefix:
                     h = m.forward(h)
             for i, m in enumerate(body):
@@ -85,6 +89,8 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=No
                     h = m.forward(h)
             s = h.reshape((Tc, N) + h.shape[1:]).sum(axis=0)  # time-sum of the last layer's output
             acc = s if acc is None else acc + s
+            if progress is not None:
+                progress(N * Tc)
         out = acc / T
         for m in fast.flat[fast.last + 1:]:                  # the readout, once, on the average
             out = m.forward(out)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
-from ..beyond.qcfs import with_qcfs
 from .batchnorm import ALL_MODELS, build_any
 from .files import atomic_write
 from .preprocess import check_normalisation
@@ -193,11 +192,14 @@ def check_fits_data(header: dict, num_classes: int | None = None, dataset: str =
     return header["mean"], header["std"]
 
 
-def load_checkpoint(path, arch: str | None = None):
+def load_checkpoint(path, arch: str | None = None, activations: dict | None = None):
     """Rebuild the model a checkpoint describes and load its weights.
 
     Returns (model, header). If ``arch`` is given and differs from the file's, or any tensor
-    is missing, unexpected or mis-shaped, raises CheckpointError naming it.
+    is missing, unexpected or mis-shaped, raises CheckpointError naming it. A model trained
+    with another activation than ReLU (header ``activation``) is rebuilt by
+    ``activations[name](model, header)`` (files know layers, not methods: the QCFS one is
+    plugged in by ``icsnn_np.runs.checkpoints.load_model``).
     """
     header, arrays = read_checkpoint(path)
     if header["arch"] not in ALL_MODELS:           # read_checkpoint reads any arch's file
@@ -207,8 +209,12 @@ def load_checkpoint(path, arch: str | None = None):
         raise CheckpointError(f"{path} holds a {header['arch']!r} model, not {arch!r}")
     try:
         model = build_any(header["arch"], num_classes=header["num_classes"])
-        if header.get("activation", "relu") == "qcfs":          # a QCFS-trained ANN
-            model = with_qcfs(model, header["levels"])
+        act = header.get("activation", "relu")
+        if act != "relu":
+            if act not in (activations or {}):
+                raise CheckpointError(f"{path} holds an ANN trained with the {act} activation: "
+                                      f"load it with icsnn_np.runs.checkpoints.load_model")
+            model = activations[act](model, header)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from e
     check_state_dict(model, arrays, source=str(path))

@@ -1,20 +1,22 @@
 """Which engine runs a simulation: the one place that chooses, by one name.
 
-    sim = simulator("fast")                    # simulate's signature, the fast engine behind it
-    res = sim(snn, x, T, count=True)
+    use_engine(snn, "fast")                    # snn.run(x, T) now runs the fast engine
+    res = snn.run(x, T, count=True)
 
 ``reference`` is the core's step-by-step ``simulate`` (the teaching path); ``fast`` is
 ``icsnn_np.fast`` (Winograd convolutions, time chunks, threads), tested to give the same
-spikes. The core API is always the reference; everything that runs experiments (this layer,
-every command) defaults to ``fast``, because it computes the same thing sooner.
+spikes. A converted SNN carries its engine (``snn.engine``, convert.py): the core's own
+functions (Alg. 2, the variants) run whatever the SNN carries, and this module plugs the
+fast one in from outside, once. The core API is always the reference; everything that runs
+experiments (this layer, every command) defaults to ``fast``: the same thing, sooner.
 
-Before each run the memory it needs is estimated (resources.py): a run that cannot fit is
-refused with the chunk or batch that would; after each run the progress tracker advances.
+Before each run the engine checks T and the images once, estimates the memory it needs
+(resources.py: a run that cannot fit is refused with the chunk or batch that would) and
+reports its progress (progress.py; the fast engine after every chunk of time steps).
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 
 from ..checks import check_choice
 from ..fast.engine import DEFAULT_CHUNK, simulate_fast
@@ -29,25 +31,46 @@ ENGINES = ("reference", "fast")
 DEFAULT_ENGINE = "fast"
 
 
-def simulator(engine: str = DEFAULT_ENGINE, chunk: int | None = None, check: bool = True):
-    """A function with the core ``simulate``'s signature that runs ``engine`` (``chunk``: the
-    fast engine's time steps per layer pass), checks memory first and reports progress."""
-    check_choice(engine, ENGINES, "engine")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"chunk must be >= 1 (an integer number of time steps), got {chunk!r}")
-    run = simulate if engine == "reference" else functools.partial(
-        simulate_fast, chunk=DEFAULT_CHUNK if chunk is None else chunk)
+class Engine:
+    """A simulation engine an SNN carries (``snn.engine``): called with the core
+    ``simulate``'s arguments, it checks them once, checks memory, runs ``engine`` (with
+    ``chunk`` time steps per layer pass for the fast one) and reports progress."""
 
-    def sim(snn, x, T, **kw):
+    def __init__(self, engine: str = DEFAULT_ENGINE, chunk: int | None = None, check: bool = True):
+        check_choice(engine, ENGINES, "engine")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"chunk must be >= 1 (an integer number of time steps), got {chunk!r}")
+        self.name, self.chunk, self.check = engine, chunk, check
+
+    def __repr__(self):
+        return f"Engine({self.name!r}, chunk={self.chunk})"
+
+    def __call__(self, snn, x, T, **kw):
         T = check_input(snn, x, T, kw.get("coding", "direct"), kw.get("mean"), kw.get("std"))
         check_image_size(snn.tree, x, "the input batch")      # the image size, said plainly
-        if check:
-            check_memory(snn, x, T, engine, chunk, kw.get("count", False), kw.get("record", False))
-        res = run(snn, x, T, **kw)
-        advance(len(x) * T)                    # progress.py: image-steps done
-        return res
+        if self.check:
+            check_memory(snn, x, T, self.name, self.chunk, kw.get("count", False),
+                         kw.get("record", False))
+        if self.name == "reference":
+            res = simulate(snn, x, T, **kw)
+            advance(len(x) * T)                    # progress.py: image-steps done
+            return res
+        chunk = DEFAULT_CHUNK if self.chunk is None else self.chunk
+        return simulate_fast(snn, x, T, chunk=chunk, progress=advance, **kw)
 
-    return sim
+
+def simulator(engine: str = DEFAULT_ENGINE, chunk: int | None = None, check: bool = True):
+    """An ``Engine``: a function with the core ``simulate``'s signature."""
+    return Engine(engine, chunk, check)
+
+
+def use_engine(snn, engine: str = DEFAULT_ENGINE, chunk: int | None = None, coding=None):
+    """Let ``snn.run`` (and so Alg. 2, the variants, the methods) simulate with ``engine``
+    and, when given, the input ``coding`` ({coding, mean, std, seed}); returns the SNN."""
+    snn.engine = engine if callable(engine) else Engine(engine, chunk)
+    if coding is not None:
+        snn.coding = {k: v for k, v in dict(coding).items() if v is not None}
+    return snn
 
 
 def training_network(model, engine: str = DEFAULT_ENGINE):

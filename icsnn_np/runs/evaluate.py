@@ -5,28 +5,29 @@
 
 Accuracies are in percent and losses in points. Every variant is calibrated for the T it
 runs at (Alg. 2 depends on T); thresholds are balanced once, on the calibration images.
-The variants are the paper's and those beyond it (``beyond.methods.TABLE``).
+The variants are the paper's and those beyond it (``beyond.methods.METHODS``); each method
+says what calibration it needs, and this module asks it without naming any.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..backend import backend_name, to_host, xp_of
-from ..beyond.methods import TABLE
-from ..beyond.prerun import PRERUN_STEPS, simulate_prerun
+from ..beyond.methods import METHODS, Options, Setup
+from ..beyond.prerun import PRERUN_STEPS
 from ..beyond.qcfs import qcfs_layers, qcfs_thresholds
-from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds
+from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds, channel_threshold
 from ..checks import check_choice, check_count, check_quantile, check_T
-from ..convert import balance_thresholds, convert
+from ..convert import balance_thresholds, convert, layer_threshold
+from ..layers import ReLU
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
 from ..io.preprocess import augment, batched, check_normalisation
 from ..simulate import CODINGS
-from ..variants import PAPER_VARIANTS, Setting, calibrate_variant
-from .engine import DEFAULT_ENGINE, ENGINES, simulator
+from ..variants import PAPER_VARIANTS
+from .engine import DEFAULT_ENGINE, ENGINES, Engine, use_engine
 from .inputs import (check_finite_output, check_first_currents, check_images, check_labels,  # noqa: F401
                      model_classes)
 from .progress import duration, tracking
@@ -90,14 +91,18 @@ class ConversionConfig:
         """init_mem's v(0) scope for this block treatment."""
         return "block-first" if self.block == "paper" else "all"
 
-    def sim_kw(self, mean=None, std=None) -> dict:
-        """The input settings every simulation gets."""
+    def inputs(self, mean=None, std=None) -> dict:
+        """The input coding every simulation gets (an SNN carries it: ``snn.coding``)."""
         return dict(coding=self.coding, seed=self.seed, mean=mean, std=std)
+
+    def options(self) -> Options:
+        """What the methods' set-ups read (beyond/methods.py)."""
+        return Options(self.reading, self.granularity, self.comp, self.v0_scope, self.prerun)
 
     def validate(self):
         self.T = tuple(check_T(t) for t in self.T)
         for v in self.variants:
-            check_choice(v, TABLE, "variant")
+            check_choice(v, METHODS, "variant")
         check_choice(self.coding, CODINGS, "input coding")
         check_choice(self.reading, READINGS, "Alg. 2 reading")
         check_choice(self.granularity, GRANULARITIES, "granularity")
@@ -119,16 +124,18 @@ class ConversionConfig:
 
 @dataclass(frozen=True)
 class Run:
-    """How a calibrated variant is simulated: ``sim`` (the core ``simulate``'s signature),
-    whose runs begin with ``prerun`` uncounted steps (COS, SRP; 0 for the others), on ``snn``
-    when the method built an SNN of its own (SNN Calibration's currents), else on the SNN
-    it is called with."""
-    sim: Callable
-    prerun: int = 0
-    snn: object = None
+    """How a calibrated variant is simulated: its ``Setup`` (beyond/methods.py), whose runs
+    begin with ``prerun`` uncounted steps (COS, SRP; 0 for the others) on the SNN it set up
+    (SNN Calibration's has currents of its own). Called with the core ``simulate``'s
+    arguments; the SNN given is the one it was set up from."""
+    setup: Setup
+
+    @property
+    def prerun(self) -> int:
+        return self.setup.prerun
 
     def __call__(self, snn, x, T, **kw):
-        return self.sim(snn if self.snn is None else self.snn, x, T, **kw)
+        return self.setup.run(x, T, **kw)
 
     def steps(self, T: int) -> dict:
         """What a row reports beside T: the pre-run steps and every step run, pre-run + T."""
@@ -163,14 +170,11 @@ def check_coding_stats(cfg: ConversionConfig, mean, std):
         check_normalisation(mean, std, "rate coding")
 
 
-def calibration_passes(variant: str) -> int:
-    """How many times a variant runs the SNN on the calibration images (for ETAs): none,
-    one Alg. 2 pass, or up to 1 + 5 for the fixed point (beyond/fixed_point.py)."""
-    if not TABLE[variant].needs_data:
-        return 0
-    if variant.startswith("snn-calib"):     # one pass per IF node (6 in the bundled VGG)
-        return 6
-    return 6 if variant == "ic-snn-fp" else 1
+def calibration_passes(variant: str, model) -> int:
+    """How many times a variant runs the SNN on the calibration images of ``model`` (for
+    ETAs): the method says (beyond/methods.py)."""
+    nodes = sum(isinstance(m, ReLU) for _, m in model.named_modules())
+    return METHODS[variant].passes(nodes)
 
 
 def preflight(model, x, cfg: ConversionConfig, Ts=None):
@@ -178,6 +182,16 @@ def preflight(model, x, cfg: ConversionConfig, Ts=None):
     largest T of ``Ts`` (default ``cfg.T``) on a batch of ``x``, saying how to fit."""
     check_memory(convert(model), x[:cfg.batch_size], max(Ts or cfg.T), cfg.engine, cfg.chunk,
                  count=True)
+
+
+def estimate(model, x, cfg: ConversionConfig, image_steps: float) -> str:
+    """"estimated ~X" for ``image_steps`` (images x time steps) of simulation, from the speed
+    of a short run measured now (4 steps on one batch of ``x``; calibration not counted)."""
+    snn = use_engine(convert(model), Engine(cfg.engine, cfg.chunk, check=False))
+    xb, t0 = x[:cfg.batch_size], time.perf_counter()
+    snn.run(xb, 4)
+    rate = 4 * len(xb) / max(1e-9, time.perf_counter() - t0)
+    return f"estimated ~{duration(image_steps / rate)} ({image_steps:,.0f} image-steps at ~{rate:,.0f}/s)"
 
 
 def ann_accuracy(model, x, y, batch_size=200, what: str = "the image batch") -> float:
@@ -199,16 +213,17 @@ def snn_correct(snn, x, y, T, cfg: ConversionConfig, mean=None, std=None, run=No
     run, a pre-run's included. Per image, so two variants can be compared on the same
     images (a paired test, tables.mcnemar)."""
     y = check_labels(y, len(x), "the labels", model_classes(snn.tree))
-    run = run or Run(simulator(cfg.engine, cfg.chunk))
+    if run is None:                             # the SNN as it stands, on cfg's engine and coding
+        run = Run(Setup(use_engine(snn, cfg.engine, cfg.chunk, cfg.inputs(mean, std))))
     correct, spikes, neuron_steps = [], 0, 0
     for i, xb in enumerate(batched(x, cfg.batch_size)):
         if cfg.coding == "direct":              # (rate-coded inputs are bounded spikes)
             check_first_currents(snn, xb)
-        res = run(snn, xb, T, count=True, **dict(cfg.sim_kw(mean, std), seed=cfg.seed + 7919 * i))
+        res = run(snn, xb, T, count=True, **dict(cfg.inputs(mean, std), seed=cfg.seed + 7919 * i))
         pred = to_host(res.output.argmax(axis=1))
         correct.append(pred == np.asarray(y[i * cfg.batch_size:i * cfg.batch_size + len(xb)]))
         spikes += res.total_spikes()                  # a pre-run's spikes count too
-        neuron_steps += len(xb) * res.steps * sum(res.neurons)
+        neuron_steps += len(xb) * (run.prerun + T) * sum(res.neurons)
     return np.concatenate(correct), spikes / max(1, neuron_steps)
 
 
@@ -224,44 +239,41 @@ def convert_balanced(model, calib, cfg: ConversionConfig):
     trained λ instead, beyond/qcfs.py); returns (snn, thresholds)."""
     snn = convert(model)
     if qcfs_layers(model):
+        if cfg.threshold_search == "mse" or cfg.channelwise:
+            raise ValueError("a QCFS-trained ANN converts with its trained λ as V_th: the "
+                             f"{cfg.threshold_mode} threshold rule does not apply (use layer)")
         return snn, qcfs_thresholds(snn, model)
-    ths = balance_thresholds(snn, model, calib, p=cfg.p, channelwise=cfg.channelwise,
-                             xp=xp_of(calib[0]), per_block=cfg.block == "paper")
+    rule = channel_threshold if cfg.channelwise else layer_threshold
+    ths = balance_thresholds(snn, model, calib, p=cfg.p, per_block=cfg.block == "paper", rule=rule)
     return snn, ths
 
 
 def calibrate(snn, variant: str, T: int, calib, cfg: ConversionConfig, thresholds=None,
               mean=None, std=None) -> Run:
     """Set ``snn``'s thresholds (``cfg.threshold_search``, through ``thresholds``, a
-    ``Thresholds`` made right after balancing) and v(0) for ``variant`` at T; returns the
-    Run that simulates it (with its pre-run for COS and SRP, on the SNN with currents for
-    SNN Calibration)."""
-    spec = TABLE[check_choice(variant, TABLE, "variant")]
-    if cfg.calib_recipe == "official" and variant.startswith("snn-calib"):
-        cfg = replace(cfg, threshold_search="mse")
-        (thresholds or Thresholds(snn, calib)).use("mse", T)
-        calib = official_calib_batch(calib, cfg.seed, mean, std)
-    elif cfg.threshold_search == "mse" or thresholds is not None:
-        (thresholds or Thresholds(snn, calib)).use(cfg.threshold_search, T)
-    sim, xp, kw = simulator(cfg.engine, cfg.chunk), xp_of(calib[0]), cfg.sim_kw(mean, std)
-    calibrate_variant(snn, variant, T, calib, cfg.reading, cfg.granularity, cfg.comp, xp=xp,
-                      v0_scope=cfg.v0_scope, sim=sim, table=TABLE, **kw)
-    build, run = getattr(spec, "build", None), getattr(spec, "run", None)
-    keep = snn.block_first() if cfg.v0_scope == "block-first" else None
-    target = build(snn, T, Setting(calib, cfg.reading, cfg.granularity, cfg.comp, xp, keep, sim,
-                                   kw)) if build else None
-    if run is None:
-        return Run(sim, 0, target)
-    method, steps = run(cfg.prerun, len(snn.nodes))
-    return Run(lambda s, x, T_, **k: method(s, x, T_, sim, **k), steps, target)
+    ``Thresholds`` made right after balancing), its engine and input coding (``cfg``), and
+    set ``variant`` up at T; returns the Run that simulates it. A method whose own code pairs
+    it with other calibration (``Method.recipe``) gets it with ``cfg.calib_recipe="official"``."""
+    method = METHODS[check_choice(variant, METHODS, "variant")]
+    recipe = method.recipe if cfg.calib_recipe == "official" else None
+    search = recipe.thresholds if recipe else cfg.threshold_search
+    if search != "quantile" or thresholds is not None:
+        (thresholds or Thresholds(snn, calib)).use(search, T)
+    if recipe:
+        calib = recipe_batch(calib, recipe, cfg.seed, mean, std)
+    use_engine(snn, cfg.engine, cfg.chunk, cfg.inputs(mean, std))
+    return Run(method.setup(snn, T, calib, cfg.options()))
 
 
-def official_calib_batch(calib, seed: int, mean=None, std=None):
-    """SNN Calibration's calibration images (its ``bias_corr_model``): one batch of 128
-    training images, augmented (random crop from the black-padded image, random flip;
-    seeded), from the first of ``calib``."""
+def recipe_batch(calib, recipe, seed: int, mean=None, std=None):
+    """A method's own calibration images (``Method.recipe``; SNN Calibration's
+    ``bias_corr_model``: one batch of 128 training images, augmented): the first
+    ``recipe.images`` of ``calib``, augmented when it says so (random crop from the
+    black-padded image, random flip; seeded)."""
     xp = xp_of(calib[0])
-    x = xp.concatenate(list(calib))[:128]
+    x = xp.concatenate(list(calib))[:recipe.images]
+    if not recipe.augment:
+        return [x]
     black = 0.0 if mean is None else xp.asarray(
         (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(1, -1, 1, 1))
     return [augment(x - black, np.random.default_rng(seed)) + black]   # pads black, not 0
@@ -302,7 +314,7 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
         + ", ".join(f"{float(np.max(to_host(np.asarray(t) if np.ndim(t) == 0 else t))):.3g}" for t in ths))
     table = {v: {} for v in cfg.variants}
     n_cal = min(cfg.n_calib, len(x_calib))
-    total = sum(T * (len(x_test) + n_cal * calibration_passes(v)) for T in cfg.T for v in cfg.variants)
+    total = sum(T * (len(x_test) + n_cal * calibration_passes(v, model)) for T in cfg.T for v in cfg.variants)
     with tracking(total, log, what="evaluation") as progress:
         for T in cfg.T:
             for v in cfg.variants:

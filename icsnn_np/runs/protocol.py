@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_choice, check_count
+from ..io.preprocess import normalize
 
 SUBSETS = ("first", "random")
 
@@ -43,3 +44,19 @@ def test_indices(n_test_set: int, n: int, subset: str = "first", seed: int = 0):
     if subset == "first":
         return np.arange(n)
     return np.sort(np.random.default_rng([seed, 1]).choice(n_test_set, n, replace=False))
+
+
+def evaluation_images(ds, mean, std, xp, n_calib: int, seed: int, n_test: int,
+                      subset: str = "first", validation: int = 0):
+    """The protocol's images of dataset ``ds``, normalised on ``xp``: (x_calib, x_eval,
+    y_eval, what the evaluation images are, in words). ``validation`` N > 0 measures on N
+    held-out training images instead of the test set."""
+    cal, val = calibration_split(len(ds.x_train), n_calib, seed, validation)
+    x_calib = normalize(ds.x_train[cal], mean, std, xp)
+    if validation:
+        return (x_calib, normalize(ds.x_train[val], mean, std, xp), ds.y_train[val],
+                f"{validation} held-out {ds.name} training images (not used for calibration)")
+    idx = test_indices(len(ds.x_test), n_test, subset, seed)
+    data = (f"the first {n_test}" if subset == "first" else
+            f"{n_test} randomly drawn (seed {seed})") + f" {ds.name} test images"
+    return x_calib, normalize(ds.x_test[idx], mean, std, xp), ds.y_test[idx], data

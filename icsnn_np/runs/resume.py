@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
-from ..io.checkpoint import CheckpointError, load_checkpoint
+from ..io.checkpoint import CheckpointError
+from .checkpoints import load_model
 from ..io.files import atomic_write
 from ..optim import SGD
 
@@ -42,7 +43,7 @@ def resume_path(out) -> Path:
 def save_resume(path, opt: SGD, rng, state: dict):
     """Momentum buffers, the RNG state and ``state`` (epoch, best accuracy, history),
     written atomically after the epoch's checkpoint."""
-    arrays = {f"buf.{n}": to_host(b) for n, b in opt.momentum_state().items()}
+    arrays = {f"buf.{n}": to_host(b) for n, b in momentum_state(opt).items()}
     meta = {**state, "rng": rng.bit_generator.state}
     arrays["__state__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -111,7 +112,7 @@ def resume(cfg, config: dict, model, opt: SGD, rng, out: Path, xp, log):
     if not out.is_file() or not rp.is_file():
         raise CheckpointError(f"cannot resume: {out} and {rp} must both exist (they are "
                               f"written after every epoch of a run with --out {out})")
-    last, header = load_checkpoint(out, arch=cfg.model)
+    last, header = load_model(out, arch=cfg.model)
     state, bufs = read_resume(rp, model, cfg.epochs, rng)
     before = state["train_config"]
     diff = [k for k in RESUME_KEYS if before.get(k) != config.get(k)]
@@ -122,8 +123,21 @@ def resume(cfg, config: dict, model, opt: SGD, rng, out: Path, xp, log):
         raise CheckpointError(f"cannot resume: {out} holds epoch {header.get('epoch')} but {rp} "
                               f"epoch {state['epoch']}: they are not of one moment of the run")
     model.load_state_dict(last.state_dict())
-    opt.load_momentum_state(bufs, xp)
+    load_momentum_state(opt, bufs, xp)
     rng.bit_generator.state = state["rng"]
     log(f"resuming after epoch {state['epoch']} of {cfg.epochs} from {out} "
         f"(best test accuracy so far {100 * state['best_acc']:.2f}%)")
     return state["best_acc"], state["history"], state["epoch"]
+
+
+def momentum_state(opt) -> dict:
+    """{parameter name: momentum buffer} of an ``optim.SGD`` (what resuming a run needs)."""
+    return {n: b for n, b in zip(opt.names, opt.buffers) if b is not None}
+
+
+def load_momentum_state(opt, state: dict, xp):
+    """Restore ``momentum_state``'s buffers on ``xp`` (copies: steps update them in place)."""
+    unknown = set(state) - set(opt.names)
+    if unknown:
+        raise ValueError(f"momentum for unknown parameters {sorted(unknown)[:3]}")
+    opt.buffers = [None if n not in state else xp.array(state[n]) for n in opt.names]

@@ -50,7 +50,7 @@ from ..layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU
 from ..models import BasicBlock
 from ..module import Module
 from ..neurons import IFNode
-from ..simulate import rate_encode, simulate
+from ..simulate import rate_encode
 from .inputs import check_images
 
 E_AC_PJ = 0.9       # pJ per 32-bit float add, 45 nm (Horowitz, ISSCC 2014)
@@ -160,11 +160,12 @@ def fanout_maps(model, input_shape, ann: bool = False):
 
 
 # --------------------------------------------------------------------------- statistics
-def spike_totals(snn, x, T, batch_size=100, sim=simulate, **sim_kw):
-    """Per IF node, the spike count of each neuron summed over the images: host int64 arrays."""
+def spike_totals(snn, x, T, batch_size=100, sim=None, **coding):
+    """Per IF node, the spike count of each neuron summed over the images: host int64 arrays.
+    ``sim`` (the core ``simulate``'s signature; default ``snn.run``) runs the SNN."""
     totals = None
     for xb in batched(x, batch_size):
-        res = sim(snn, xb, T, record=True, **sim_kw)
+        res = sim(snn, xb, T, record=True, **coding) if sim else snn.run(xb, T, record=True, **coding)
         counts = [r["spike_count"].sum(axis=0, dtype=np.int64) for r in res.layers]
         totals = counts if totals is None else [a + b for a, b in zip(totals, counts)]
     return totals
@@ -178,24 +179,25 @@ def input_spike_totals(x, T, mean, std, seed=0, batch_size=100):
     total = np.zeros(x.shape[1:], np.int64)
     for xb in batched(x, batch_size):
         for t in range(T):
-            enc = to_host(rate_encode(xb, mean, std, t, 1, seed))      # sync point
+            enc = to_host(rate_encode(xb, mean, std, t, seed))      # sync point
             total += np.rint(enc * s + m).astype(np.int64).sum(axis=0)
     return total
 
 
 def spike_stats(model, snn, x, T, coding="direct", input_per_step=False, e_ac_pj=E_AC_PJ,
-                e_mac_pj=E_MAC_PJ, batch_size=100, **sim_kw):
+                e_mac_pj=E_MAC_PJ, batch_size=100, sim=None, **kw):
     """Spikes, firing rates, SOPs and energy of ``snn`` on the normalised batch ``x``, against
     ``model`` (the ANN it was converted from), per image; a JSON-ready dict.
 
-    The SNN runs as it stands (thresholds and v(0) as set). ``sim_kw`` go to ``simulate``
-    (chunk, mean, std, seed); rate coding needs ``mean`` and ``std``.
+    The SNN runs as it stands (thresholds and v(0) as set). ``kw`` (mean, std,
+    seed) goes to the simulation, ``sim`` (default ``snn.run``); rate coding needs ``mean``
+    and ``std``.
     """
     check_images(model, x, "the image batch of spike_stats")     # size and channels, said plainly
     n = int(x.shape[0])
     fan_in, fans, ident, nominal = fanout_maps(model, x.shape[1:])
     _, macs, _, _ = fanout_maps(model, x.shape[1:], ann=True)
-    counts = spike_totals(snn, x, T, batch_size=batch_size, coding=coding, **sim_kw)
+    counts = spike_totals(snn, x, T, batch_size=batch_size, sim=sim, coding=coding, **kw)
     if len(fans) != len(counts):
         raise ValueError(f"the ANN has {len(fans)} ReLUs but the SNN {len(counts)} IF nodes")
     # input row
@@ -206,7 +208,7 @@ def spike_stats(model, snn, x, T, coding="direct", input_per_step=False, e_ac_pj
         row_in.update(spikes=None, firing_rate=None, sops=0.0,
                       snn_macs=syn_in * (T if input_per_step else 1))
     else:
-        s_in = input_spike_totals(x, T, sim_kw["mean"], sim_kw["std"], sim_kw.get("seed", 0), batch_size)
+        s_in = input_spike_totals(x, T, kw["mean"], kw["std"], kw.get("seed", 0), batch_size)
         row_in.update(spikes=float(s_in.sum()) / n, firing_rate=float(s_in.sum()) / (n * T * s_in.size),
                       sops=float((s_in * fan_in).sum()) / n, snn_macs=0.0)
     rows = [row_in]
@@ -236,9 +238,9 @@ def spike_stats(model, snn, x, T, coding="direct", input_per_step=False, e_ac_pj
             "layers": rows, "total": tot}
 
 
-def stats_for_demo(model, snn, x, T, **sim_kw) -> dict:
+def stats_for_demo(model, snn, x, T, **kw) -> dict:
     """The demo's ``--stats``: ``spike_stats`` with the demo's simulation settings."""
-    return spike_stats(model, snn, x, T, **sim_kw)
+    return spike_stats(model, snn, x, T, **kw)
 
 
 def _num(v, width, fmt=None):

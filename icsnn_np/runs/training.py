@@ -21,17 +21,22 @@ import numpy as np
 from ..backend import BACKENDS, backend_name, get_xp, to_device, to_host
 from ..checks import check_choice, check_count
 from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
-from ..io.checkpoint import check_fits_data, load_checkpoint, resolve_checkpoint, save_checkpoint
+from ..io.checkpoint import check_fits_data, save_checkpoint
 from ..io.data import DATASETS, load_dataset
 from ..io.files import check_new_output, check_not_in_use, exclusive
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
-from ..optim import SGD, TrainingDiverged, lr_at, scaled_milestones, train_step
+from ..optim import SGD, lr_at, scaled_milestones, train_step
 from ..io.preprocess import augment, batched, batches, channel_stats, normalize
+from .checkpoints import load_model
 from .engine import DEFAULT_ENGINE, ENGINES, training_network
 from .interrupt import kept_on_interrupt
 from .progress import FIRST_REPORT_S, EVERY_S
 from .resume import RESUME_KEYS, best_path_of, resume, resume_path, save_resume  # noqa: F401
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf: training stops instead of producing garbage."""
 
 
 @dataclass
@@ -178,7 +183,7 @@ def _train(cfg: TrainConfig, log):
     mean, std = channel_stats(x_train)
     rng = np.random.default_rng(cfg.seed)
     if cfg.init_from:                           # fine-tuning: its weights and normalisation
-        model, header = load_checkpoint(resolve_checkpoint(cfg.init_from), arch=cfg.model)
+        model, header = load_model(cfg.init_from, arch=cfg.model)
         mean, std = (np.asarray(v, np.float32) for v in check_fits_data(
             header, ds.num_classes, cfg.dataset, str(cfg.init_from)))
     else:
