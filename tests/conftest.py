@@ -9,6 +9,8 @@ rows (scripts/gpu_check.py does).
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,12 @@ from hypothesis import HealthCheck, settings
 
 from icsnn_np.backend import cupy_available, get_xp, use_standin
 from icsnn_np.testing import cupy_standin
+
+# tests/ mirrors the package in subfolders (no __init__.py; pytest --import-mode=importlib), so
+# the shared helpers.py and strategies.py are found from any of them through this one entry.
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
 
 # Session-wide hypothesis defaults (STYLE 8): no deadline (the first example pays for lazy
 # imports and thread-pool start-up) and few examples, so the suite stays fast on 2 cores.
