@@ -62,3 +62,20 @@ def xp(request):
 def rng():
     """A fresh, seeded NumPy generator per test, so each test is reproducible on its own."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Checkpoints good and bad (an untrained vgg_cpu with the slice's normalisation) and
+    other things a user may name: a folder, random bytes, a truncated archive, a .npy
+    (the bad-input tests: tests/bad_input.py builds them)."""
+    from bad_input import make_files
+    return make_files(tmp_path_factory.mktemp("bad_input"))
+
+
+@pytest.fixture(scope="module")
+def env():
+    """A tiny network (conv, ReLU, pool, linear) on 8x8 images, and a normalised batch
+    (the API tables of the bad-input tests: tests/bad_input.py)."""
+    from bad_input import make_env
+    return make_env()
