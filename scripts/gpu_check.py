@@ -299,8 +299,11 @@ def _main(argv):
         notes.append("--skip-tests: the pytest step was left out")
     else:
         marker = "standin" if standin else "gpu"
+        # addopts emptied (no -ra noise), so the import mode the tests' layout needs is named
+        # here: test files in different folders share base names (tests/*/test_layers.py)
         r = step(f"pytest -m {marker}", [py, "-m", "pytest", "-q", "-m", marker, "-p",
-                                         "no:cacheprovider", "-o", "addopts="], "tests")
+                                         "no:cacheprovider", "-o", "addopts=",
+                                         "--import-mode=importlib"], "tests")
         tail = [ln for ln in r["tail"].splitlines() if ln.strip()]
         r["summary"] = next((ln for ln in reversed(tail) if " passed" in ln or " failed" in ln
                              or " error" in ln), tail[-1] if tail else r.get("summary", ""))

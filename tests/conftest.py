@@ -9,6 +9,8 @@ rows (scripts/gpu_check.py does).
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,12 @@ from hypothesis import HealthCheck, settings
 
 from icsnn_np.backend import cupy_available, get_xp, use_standin
 from icsnn_np.testing import cupy_standin
+
+# tests/ mirrors the package in subfolders (no __init__.py; pytest --import-mode=importlib), so
+# the shared helpers.py and strategies.py are found from any of them through this one entry.
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
 
 # Session-wide hypothesis defaults (STYLE 8): no deadline (the first example pays for lazy
 # imports and thread-pool start-up) and few examples, so the suite stays fast on 2 cores.
@@ -54,3 +62,20 @@ def xp(request):
 def rng():
     """A fresh, seeded NumPy generator per test, so each test is reproducible on its own."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Checkpoints good and bad (an untrained vgg_cpu with the slice's normalisation) and
+    other things a user may name: a folder, random bytes, a truncated archive, a .npy
+    (the bad-input tests: tests/bad_input.py builds them)."""
+    from bad_input import make_files
+    return make_files(tmp_path_factory.mktemp("bad_input"))
+
+
+@pytest.fixture(scope="module")
+def env():
+    """A tiny network (conv, ReLU, pool, linear) on 8x8 images, and a normalised batch
+    (the API tables of the bad-input tests: tests/bad_input.py)."""
+    from bad_input import make_env
+    return make_env()

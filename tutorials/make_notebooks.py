@@ -9,7 +9,8 @@ Every numbered step ``NN_*.py`` and appendix ``A1_*.py`` is read with jupytext a
 with nbconvert in a fresh kernel whose working folder is ``tutorials/``. A kernel has no
 ``--quick`` among its arguments, so the steps run in **full mode**: the bundled model, the real
 numbers, and the committed figures in ``tutorials/figures/`` are refreshed on the way.
-``tests/test_tutorials.py`` checks that each notebook holds its script's cells and was run.
+``tests/tutorials/test_tutorials.py`` checks that each notebook holds its script's cells and was
+run.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ float32: to a few ulps of the sum of |terms|), for every size and block split, f
 backward; the transform matrices satisfy the identity that makes the algorithm exact.
 
 The module's functions on channels-last arrays; FastConv2d's use of them (which convs take
-Winograd, forward and backward against im2col) is tested in test_fast_conv.py."""
+Winograd, forward and backward against im2col) is tested in test_conv.py."""
 from __future__ import annotations
 
 import numpy as np

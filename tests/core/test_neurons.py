@@ -8,7 +8,7 @@ conditions (v(0) = 0, per-step currents in [0, V_th]); a counter-example shows t
 fails for negative currents.
 
 The teaching ``IFNode`` runs one time step per ``forward`` call; its fast twin (chunks of
-steps, tiles, threads) is tested against it in test_fast_neurons.py.
+steps, tiles, threads) is tested against it in tests/fast/test_neurons.py.
 """
 import numpy as np
 import pytest

@@ -28,7 +28,7 @@ import pytest
 
 PIL = pytest.importorskip("PIL.Image")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
 STEPS = sorted(p.stem for p in TUTORIALS.glob("*.py") if re.match(r"^(\d\d|A\d)_", p.name))
 # BLAS held to one thread: on a 2-core machine shared with other jobs, OpenBLAS's spinning

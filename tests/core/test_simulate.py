@@ -1,7 +1,7 @@
 """The step-by-step simulation (simulate.py, the reference engine): Eq. 11 end to end,
 records, input coding, bounded memory, backends and clear errors, and no hidden work.
 Networks are tiny and float64 (tests/helpers.py). The fast engine is checked equal to this
-one in test_fast.py; here only the runner's choice of it (runs/engine.py: same arguments,
+one in tests/fast/test_fast.py; here only the runner's choice of it (runs/engine.py: same arguments,
 same checks)."""
 import tracemalloc
 
@@ -308,7 +308,7 @@ def test_bad_input_values_are_clear_errors(engine):
 @pytest.mark.parametrize("kw", [dict(), dict(record=True), dict(count=True), dict(keep_v=True)])
 def test_fast_engine_is_reached_through_the_runner(kw):
     """runs.engine's ``fast`` returns the same kind of SimResult with the same records (the
-    spikes themselves are compared in test_fast.py)."""
+    spikes themselves are compared in tests/fast/test_fast.py)."""
     net, snn, x = converted("resnet")
     ref = run_sim(snn, x, 6, **kw)
     fast = run_sim(snn, x, 6, engine="fast", chunk=4, **kw)

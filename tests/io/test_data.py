@@ -2,8 +2,8 @@
 errors, download failure, the bundled slice, real CIFAR-10 (when present). (Normalisation,
 augmentation and batching: test_preprocess.py.)
 
-Small archives are written here, byte by byte, from the format descriptions on the CIFAR page,
-independently of the loader. Nothing touches the network.
+Small archives are written byte by byte from the format descriptions on the CIFAR page,
+independently of the loader (helpers.make_cifar, shared with test_data_test_only.py). Nothing touches the network.
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import hashlib
 import io
 import os
 import pickle
-import struct
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -20,105 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FOLDERS, NAMES10, make_cifar, py2_pickle
 
 from icsnn_np.io import data
 from icsnn_np.io.data import DATA_ENV, Dataset, DatasetError, default_data_dir, load_dataset
 from icsnn_np.io.preprocess import channel_stats
 
-REPO = Path(__file__).resolve().parents[1]
-NAMES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-           "truck"]
-
-
-# --------------------------------------------------------------------------- fixture writers
-class Py2Pickler(pickle._Pickler):
-    """Pickles like Python 2's cPickle did for the official files: protocol 2, every str and
-    bytes as a BINSTRING (loaded back as bytes with encoding="bytes")."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_py2_str(self, obj):
-        b = obj.encode("latin1") if isinstance(obj, str) else obj
-        if len(b) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(b)]) + b)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(b)) + b)
-        self.memoize(obj)
-
-    dispatch[str] = save_py2_str
-    dispatch[bytes] = save_py2_str
-
-
-def _pickle(obj) -> bytes:
-    """An official-style pickle, with NumPy 1's module path as in the real files."""
-    f = io.BytesIO()
-    Py2Pickler(f, protocol=2).dump(obj)
-    return f.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-
-
-def _records(x: np.ndarray, y: np.ndarray, coarse: bool = False) -> bytes:
-    """Binary version: per image [coarse label byte,] label byte, then R, G, B planes."""
-    head = (lambda l: bytes([l // 5, l])) if coarse else (lambda l: bytes([l]))
-    return b"".join(head(int(label)) + img.tobytes() for img, label in zip(x, y))
-
-
-def _batch(x: np.ndarray, y: np.ndarray, label_key: bytes) -> bytes:
-    """Python version: a dict with byte-string keys, data (N, 3072) uint8, labels a list."""
-    return _pickle({b"batch_label": b"fixture", label_key: [int(v) for v in y],
-                    b"data": x.reshape(len(x), -1), b"filenames": [b"f.png"] * len(y)})
-
-
-FOLDERS = {"c10bin": ("cifar-10-batches-bin", "cifar-10-binary.tar.gz"),
-           "c10py": ("cifar-10-batches-py", "cifar-10-python.tar.gz"),
-           "c100py": ("cifar-100-python", "cifar-100-python.tar.gz"),
-           "c100bin": ("cifar-100-binary", "cifar-100-binary.tar.gz")}
-
-
-def make_cifar(root: Path, kind: str, archive: bool = False, seed: int = 0) -> Dataset:
-    """Write a tiny dataset in official format `kind` (a FOLDERS key) under `root`.
-
-    Files go in the official folder, or into the official archive (members under that folder)
-    when `archive` is true. Returns the Dataset the files hold.
-    """
-    rng = np.random.default_rng(seed)
-    k = 100 if kind.startswith("c100") else 10
-    n_files, n_per, n_test = (5, 6, 4) if k == 10 else (1, 13, 5)
-    xs = [rng.integers(0, 256, (n_per, 3, 32, 32), dtype=np.uint8) for _ in range(n_files)]
-    ys = [rng.integers(0, k, n_per) for _ in range(n_files)]
-    xt, yt = rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8), rng.integers(0, k, n_test)
-    names = NAMES10 if k == 10 else [f"fine{i}" for i in range(k)]
-    if kind == "c10bin":
-        files = {f"data_batch_{i + 1}.bin": _records(xs[i], ys[i]) for i in range(5)}
-        files["test_batch.bin"] = _records(xt, yt)
-        files["batches.meta.txt"] = ("\n".join(names) + "\n\n").encode()
-    elif kind == "c100bin":
-        files = {"train.bin": _records(xs[0], ys[0], True), "test.bin": _records(xt, yt, True),
-                 "fine_label_names.txt": "\n".join(names).encode(),
-                 "coarse_label_names.txt": "\n".join(f"c{i}" for i in range(20)).encode()}
-    elif kind == "c10py":
-        files = {f"data_batch_{i + 1}": _batch(xs[i], ys[i], b"labels") for i in range(5)}
-        files["test_batch"] = _batch(xt, yt, b"labels")
-        files["batches.meta"] = _pickle({b"label_names": [n.encode() for n in names],
-                                         b"num_vis": 3072, b"num_cases_per_batch": n_per})
-    else:
-        files = {"train": _batch(xs[0], ys[0], b"fine_labels"),
-                 "test": _batch(xt, yt, b"fine_labels"),
-                 "meta": _pickle({b"fine_label_names": [n.encode() for n in names],
-                                  b"coarse_label_names": [b"c"] * 20})}
-    folder, archive_name = FOLDERS[kind]
-    root.mkdir(parents=True, exist_ok=True)
-    if archive:
-        with tarfile.open(root / archive_name, "w:gz") as tar:
-            for name, blob in files.items():
-                info = tarfile.TarInfo(f"{folder}/{name}")
-                info.size = len(blob)
-                tar.addfile(info, io.BytesIO(blob))
-    else:
-        (root / folder).mkdir()
-        for name, blob in files.items():
-            (root / folder / name).write_bytes(blob)
-    return Dataset("cifar10" if k == 10 else "cifar100", np.concatenate(xs),
-                   np.concatenate(ys).astype(np.int64), xt, yt.astype(np.int64), names)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def assert_same(got: Dataset, want: Dataset):
@@ -223,7 +129,7 @@ def test_pickle_cannot_run_code(tmp_path):
         def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
     make_cifar(tmp_path, "c10py")
-    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(_pickle({b"data": Evil()}))
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(py2_pickle({b"data": Evil()}))
     with pytest.raises(DatasetError, match="data_batch_1"):
         load_dataset("cifar10", tmp_path)
     assert not (tmp_path / "pwned").exists()

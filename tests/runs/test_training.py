@@ -1,27 +1,22 @@
 """Training (train.py): short end-to-end runs on the bundled CIFAR-10 slice: checkpoints,
 determinism, divergence, both engines, Fixup and warm-up options, ``--resume`` (an
-interrupted run continues bit for bit), the CLI. (Loss, SGD, schedule: test_optim.py.)"""
+interrupted run continues bit for bit). (Loss, SGD, schedule: tests/core/test_optim.py; the
+command: tests/cli/test_train.py.)"""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
+from helpers import interrupting_evaluate, needs_slice
 
 from icsnn_np.runs import training as train_mod
 from icsnn_np.backend import to_host
 from icsnn_np.io.checkpoint import CheckpointError, load_checkpoint
-from icsnn_np.io.data import SLICE_PATH
 from icsnn_np.models import build_model
 from icsnn_np.optim import TrainingDiverged
-from icsnn_np.cli.train import main
 from icsnn_np.runs.training import RESUME_KEYS, TrainConfig, resume_path, train
 
 
 # --------------------------------------------------------------------------- end to end
-needs_slice = pytest.mark.skipif(not SLICE_PATH.is_file(), reason=f"{SLICE_PATH} not built yet")
-
-
 def _cfg(tmp_path, name="m", **kw):
     """A tiny run; the fast engine by default (the teaching layers take ~4x longer, mostly
     to test on the slice's 1000 images after each epoch)."""
@@ -81,31 +76,6 @@ def test_diverging_run_stops_and_suggests_a_lower_lr(tmp_path):
     assert not list(tmp_path.glob("*.npz"))                     # no garbage checkpoint
 
 
-@needs_slice
-def test_cli_tiny_run_returns_0(tmp_path, capsys):
-    out = tmp_path / "cli.npz"
-    rc = main(["--dataset", "cifar10-slice", "--model", "vgg_cpu", "--epochs", "1",
-               "--train-limit", "64", "--batch-size", "32", "--no-augment", "--out", str(out)])
-    assert rc == 0
-    assert out.is_file() and (tmp_path / "cli_best.npz").is_file()
-    assert "epoch   1/1" in capsys.readouterr().err           # progress: stderr
-    assert load_checkpoint(out)[1]["train_config"]["augment"] is False
-
-
-@needs_slice
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_cli_diverging_run_returns_2_with_the_reason(tmp_path, capsys):
-    rc = main(["--dataset", "cifar10-slice", "--epochs", "1", "--train-limit", "64",
-               "--batch-size", "16", "--lr", "1e6", "--out", str(tmp_path / "d.npz")])
-    assert rc == 2
-    assert "error: epoch 1: training diverged" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "0"], ["--batch-size", "0"]])
-def test_cli_rejects_bad_settings(tmp_path, args):
-    assert main(["--dataset", "cifar10-slice", "--out", str(tmp_path / "x.npz"), *args]) == 2
-
-
 # --------------------------------------------------------------------------- options
 @needs_slice
 def test_warmup_ramps_the_lr_of_the_first_epochs(tmp_path):
@@ -141,20 +111,6 @@ def test_fixup_init_is_applied_and_needs_a_resnet(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- resume
-def _interrupting_evaluate(monkeypatch, after_calls=1):
-    """train's per-epoch test raises KeyboardInterrupt on call ``after_calls + 1``: the run
-    stops after the checkpoints of epoch ``after_calls`` were written, mid epoch after."""
-    real, calls = train_mod.evaluate, []
-
-    def evaluate(*a, **k):
-        calls.append(1)
-        if len(calls) > after_calls:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(train_mod, "evaluate", evaluate)
-
-
 RESUME_RUN = dict(epochs=2, train_limit=64, batch_size=32, warmup=1, milestones=(1,), seed=3)
 
 
@@ -164,7 +120,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkey
     2 epochs straight == 1 epoch, interrupted, then --resume."""
     straight, _ = _run(_cfg(tmp_path, "straight", **RESUME_RUN))
     cfg = _cfg(tmp_path, "cut", **RESUME_RUN)
-    _interrupting_evaluate(monkeypatch)
+    interrupting_evaluate(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run(cfg)
     monkeypatch.undo()
@@ -187,7 +143,7 @@ def test_resume_refuses_other_settings_and_missing_state(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path, "r", **RESUME_RUN)
     with pytest.raises(CheckpointError, match="cannot resume: .*r.npz and .*r_resume.npz must both exist"):
         train(_cfg(tmp_path, "r", resume=True, **RESUME_RUN), log=lambda s: None)
-    _interrupting_evaluate(monkeypatch)
+    interrupting_evaluate(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run(cfg)
     monkeypatch.undo()
@@ -204,22 +160,6 @@ def test_resume_refuses_other_settings_and_missing_state(tmp_path, monkeypatch):
 
 def test_resume_state_file_sits_beside_the_checkpoint(tmp_path):
     assert resume_path(tmp_path / "runs" / "vgg.npz") == tmp_path / "runs" / "vgg_resume.npz"
-
-
-@needs_slice
-def test_cli_resume_flag(tmp_path, capsys, monkeypatch):
-    out = tmp_path / "c.npz"
-    args = ["--dataset", "cifar10-slice", "--epochs", "2", "--train-limit", "32", "--batch-size",
-            "32", "--no-augment", "--out", str(out)]
-    _interrupting_evaluate(monkeypatch)
-    assert main(args) == 130                     # Ctrl-C: one line, exit code 130
-    monkeypatch.undo()
-    assert main(args + ["--resume"]) == 0
-    text = capsys.readouterr().err
-    assert "resuming after epoch 1 of 2" in text and "epoch   2/2" in text and "epoch   1/2" in text
-    with np.load(resume_path(out)) as z:
-        state = json.loads(bytes(z["__state__"]).decode())
-    assert state["epoch"] == 2 and state["train_config"]["engine"] == "fast"   # the CLI's default
 
 
 # --------------------------------------------------------------------------- backends

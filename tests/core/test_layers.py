@@ -3,8 +3,8 @@ convolution (STYLE 6), backprop equals central differences in float64 (STYLE 7),
 backend agrees with NumPy (STYLE 9), bad shapes are clear errors.
 
 Gradient checks use the scalar loss L = sum(out * R) for a fixed random R, so dL/dout = R
-(``helpers.GradCheck``). The fast twins of these layers are tested in test_fast_conv.py and
-test_fast_layers.py; residual blocks (models.BasicBlock) in test_models.py.
+(``helpers.GradCheck``). The fast twins of these layers are tested in tests/fast/test_conv.py
+and tests/fast/test_layers.py; residual blocks (models.BasicBlock) in test_models.py.
 """
 from __future__ import annotations
 

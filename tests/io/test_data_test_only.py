@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import write_test_batch
-from test_data import FOLDERS, NAMES10, make_cifar
+from helpers import FOLDERS, NAMES10, make_cifar, write_test_batch
 
 from icsnn_np.io.data import DatasetError, load_dataset
 
