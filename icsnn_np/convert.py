@@ -1,16 +1,12 @@
 """ANN -> SNN conversion (Sec. 3.1): every ReLU becomes an IF node; thresholds by balancing.
 
-``convert(model)`` returns an ``SNN`` that *shares* the ANN's weight arrays: the module tree
-is rebuilt with each ``ReLU`` replaced by an ``IFNode`` and every other layer reused as is,
-so residual blocks convert like plain stacks.
-
-Threshold balancing (Sec. 3.1 and 4.1.3; max-based in Diehl et al. 2015, the percentile
-"robust normalisation" of Rueckauer et al. 2017): V_th^l = p-quantile of layer l's ReLU
+``convert(model)`` rebuilds the module tree with each ``ReLU`` replaced by an ``IFNode``,
+*sharing* the ANN's weights. Threshold balancing (Sec. 3.1, 4.1.3; max-based in Diehl et al.
+2015, the percentile of Rueckauer et al. 2017): V_th^l = the p-quantile of layer l's ReLU
 outputs over calibration images of the training set.
 
 The SNN carries how it is simulated: ``snn.run(x, T)`` steps it with ``snn.engine`` (the
-teaching loop ``simulate`` unless another engine was plugged in, e.g. the fast one by
-``icsnn_np.runs.engine.use_engine``) on inputs coded as ``snn.coding`` says.
+teaching ``simulate``, unless e.g. ``runs.engine.use_engine`` plugged in the fast one).
 """
 from __future__ import annotations
 
@@ -29,18 +25,12 @@ MAX_QUANTILE_SAMPLES = 1 << 24
 
 
 class SNN:
-    """A converted network: the rebuilt module tree and its IF nodes in execution order.
-
-    ``flat``    the top-level modules in execution order (residual blocks kept whole)
-    ``nodes``   every IFNode, in the order of the ANN's ReLUs
-    ``first``, ``last``  indices in ``flat`` of the first and last module holding an IF node;
-                the modules after ``last`` are the *readout*, which must be linear: the output
-                layer integrates without spiking
-    ``blocks``  per residual block, the indices in ``nodes`` of its IF nodes (Sec. 4.3)
-    ``ann``     the ANN it was converted from, whose weights it shares
-    ``engine``  what ``run`` simulates with: a function with ``simulate``'s signature
-    ``coding``  the input coding ``run`` passes on: {} (direct) or {coding, mean, std, seed}
-    """
+    """A converted network. ``flat``: the top-level modules in execution order (residual
+    blocks whole); ``nodes``: its IF nodes in the order of the ANN's ReLUs; ``first``/``last``:
+    indices in ``flat`` of the first and last module holding one (after ``last``, the linear
+    readout: the output layer does not spike); ``blocks``: per residual block its nodes'
+    indices (Sec. 4.3); ``ann``: the ANN, whose weights it shares; ``engine`` (``simulate``'s
+    signature) and ``coding`` ({} = direct, or coding/mean/std/seed): what ``run`` uses."""
 
     def __init__(self, tree, nodes, blocks=(), ann=None):
         self.tree, self.nodes, self.ann = tree, nodes, ann
@@ -58,9 +48,8 @@ class SNN:
                                  f"found {type(m).__name__}")
 
     def run(self, x, T: int, **kw):
-        """Simulate T steps on the normalised batch ``x`` with this SNN's engine and input
-        coding (``kw``: simulate's count / record / keep_v, or a coding setting to use
-        instead of the SNN's own). Returns a SimResult."""
+        """T steps on the normalised batch ``x`` with this SNN's engine and coding (``kw``:
+        count / record / keep_v, or a coding setting of its own). Returns a SimResult."""
         return self.engine(self, x, T, **{**self.coding, **kw})
 
     def set_v0(self, v0s):
@@ -86,11 +75,8 @@ class SNN:
 
 
 def convert(model: Module) -> SNN:
-    """Rebuild ``model`` with each ReLU replaced by an IFNode (weights shared, not copied).
-
-    Each node remembers ``source``, the last Conv2d/Linear before it in its container: the
-    weight layer that drives it, which Alg. 1 reads.
-    """
+    """Rebuild ``model`` with each ReLU replaced by an IFNode (weights shared). Each node
+    remembers ``source``, the Conv2d/Linear before it that drives it (Alg. 1 reads it)."""
     for name, m, k in model.named_parameters():
         check_finite(m.params[k], f"weight tensor {name}")
     model.eval()

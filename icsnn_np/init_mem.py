@@ -1,20 +1,15 @@
 """The paper's contribution: the initial membrane potential v(0), Alg. 1, Alg. 2 and Alg. 3.
 
-By Eq. 11, for every neuron of layer l after T steps
-
-    r^l V_th^l = W^l r^{l-1} V_th^{l-1} + b^l + (v^l(0) - v^l(T)) / T
-
-so a v(0) close to the v(T) the network ends with cancels the error (Sec. 3.3), and coding
-compensation adds the expected coding loss back (Sec. 3.4). Where the paper is ambiguous,
-every reading is implemented and named (README, "Readings of the paper"):
+By Eq. 11, r^l V_th^l = W^l r^{l-1} V_th^{l-1} + b^l + (v^l(0) - v^l(T)) / T for every
+neuron of layer l after T steps, so a v(0) close to the v(T) the network ends with cancels
+the error (Sec. 3.3), and coding compensation adds the expected coding loss back (Sec. 3.4).
+Where the paper is ambiguous, every reading is named (docs/readings.md):
 
     Alg. 2 reading   raw: mean of v(T), the printed ``l.mem.mean()``; remainder: mean of
                      v(T) mod V_th, the text's "remainder" (the default); clip: of clip(v(T), 0, V_th)
     granularity      layer (the paper: one scalar per layer), channel, neuron
     compensation     literal: V_th/(2T) as Alg. 3 prints it; half: V_th/2 (our reading of
                      Sec. 3.4 through Eq. 11: a shift d of v(0) moves the output by d/T)
-
-Alg. 2 runs the SNN as it is set up to run: ``snn.run`` (convert.py), its engine and coding.
 """
 from __future__ import annotations
 
@@ -99,8 +94,9 @@ def alg2_data_init(snn: SNN, batches, T: int, reading: str = READING, granularit
     v(0) list (scalars, or arrays on the images' device), aligned with ``snn.nodes``."""
     check_choice(reading, READINGS, "Alg. 2 reading")
     check_choice(granularity, GRANULARITIES, "granularity")
-    v_Ts, out = record_v_T(snn, batches, T), []
-    xp = xp_of(snn.nodes[0].v)                     # the device the SNN ran on
+    batches = list(batches)
+    xp, out = xp_of(batches[0]) if batches else np, []     # v(0) arrays go to the images' device
+    v_Ts = record_v_T(snn, batches, T)
     for node, v_T in zip(snn.nodes, v_Ts):
         r = check_finite(reduce_v_T(v_T, host(node.v_th), reading, granularity),
                          f"Alg. 2: the v(0) of {node.name} (the mean of its recorded v(T))")

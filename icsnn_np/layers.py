@@ -80,9 +80,7 @@ class Window(Module):
 class Conv2d(Window):
     """2-D convolution (cross-correlation, as PyTorch): y = W * x + b, OIHW weights."""
 
-    what = "kernel"
-
-    skips_input_grad = True     # backward(grad, input_grad=False) skips dL/dx
+    what, skips_input_grad = "kernel", True     # backward(grad, input_grad=False) skips dL/dx
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  rng=None, dtype=np.float32):
@@ -96,10 +94,6 @@ class Conv2d(Window):
             self.params["bias"] = np.zeros(out_channels, dtype=dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._cache = None
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
-                f"s={self.stride}, p={self.padding}")
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, O, Ho, Wo)."""
@@ -140,9 +134,6 @@ class Linear(Module):
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._x = None
 
-    def extra_repr(self):
-        return f"{self.in_features}, {self.out_features}"
-
     def forward(self, x):
         """x: (N, in) -> (N, out)."""
         if x.ndim != 2 or x.shape[1] != self.in_features:
@@ -162,10 +153,8 @@ class Linear(Module):
 
 
 class ReLU(Module):
-    """max(x, 0) (Eq. 1). In a converted SNN every ReLU becomes an IF node.
-
-    ``record``: set to a list to collect the outputs (threshold balancing reads them).
-    """
+    """max(x, 0) (Eq. 1); in a converted SNN every ReLU becomes an IF node. ``record``: a
+    list to collect the outputs in (threshold balancing reads them)."""
 
     def __init__(self):
         super().__init__()
@@ -194,9 +183,6 @@ class AvgPool2d(Window):
         self.stride = stride or kernel_size
         self._shape = None
 
-    def extra_repr(self):
-        return f"k={self.kernel_size}, s={self.stride}"
-
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, Ho, Wo); a sum over the k*k window offsets."""
         Ho, Wo = self.check_input(x)
@@ -224,10 +210,6 @@ class AvgPool2d(Window):
 
 class Flatten(Module):
     """(N, C, H, W) -> (N, C*H*W) in NCHW order (PyTorch's flatten order)."""
-
-    def __init__(self):
-        super().__init__()
-        self._shape = None
 
     def forward(self, x):
         self._shape = x.shape

@@ -1,13 +1,11 @@
-"""The two building blocks every network here is made of: ``Module`` and ``Sequential``.
+"""The building blocks of every network here: ``Module`` and ``Sequential``.
 
 A module has ``forward(x)`` and ``backward(grad_out) -> grad_in`` (explicit backprop, no
-autograd). Parameters live in ``params``, their gradients under the same keys in ``grads``,
-sub-modules in ``children``. Names follow PyTorch's ``state_dict`` (``features.0.weight``),
-so a PyTorch checkpoint maps onto ours name for name.
+autograd); parameters in ``params``, their gradients under the same keys in ``grads``,
+sub-modules in ``children``, named as PyTorch's ``state_dict`` (``features.0.weight``).
 
     net = Sequential(Conv2d(3, 8, 3, padding=1), ReLU(), Flatten(), Linear(8 * 32 * 32, 10))
-    out = net.forward(x)                 # (N, 10)
-    net.backward(dloss_dout)             # fills every m.grads[...]
+    out = net.forward(x)                 # (N, 10);  net.backward(dloss_dout) fills m.grads
 """
 from __future__ import annotations
 
@@ -28,12 +26,6 @@ class Module:
         self.params, self.grads, self.buffers = {}, {}, {}     # name -> array
         self.children: OrderedDict[str, Module] = OrderedDict()
         self.training = True
-
-    def forward(self, x):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def backward(self, grad):  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def __call__(self, x):
         return self.forward(x)
@@ -98,15 +90,6 @@ class Module:
     def num_parameters(self) -> int:
         return int(sum(m.params[k].size for _, m, k in self.named_parameters()))
 
-    def extra_repr(self) -> str:
-        return ""
-
-    def __repr__(self):
-        if not self.children:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        inner = "\n".join(f"  ({n}): " + repr(c).replace("\n", "\n  ") for n, c in self.children.items())
-        return f"{type(self).__name__}(\n{inner}\n)"
-
 
 class Sequential(Module):
     """Run children in order; children are named "0", "1", ... or by an OrderedDict."""
@@ -119,12 +102,6 @@ class Sequential(Module):
             else ((str(i), layer) for i, layer in enumerate(layers))
         for name, layer in named:
             self.children[name] = layer
-
-    def __iter__(self):
-        return iter(self.children.values())
-
-    def __len__(self):
-        return len(self.children)
 
     def __getitem__(self, i):
         return list(self.children.values())[i]
@@ -151,11 +128,9 @@ class Sequential(Module):
 
 
 def rebuild(m, leaf, path: str = ""):
-    """A copy of the module tree ``m`` with every leaf replaced by ``leaf(module, path)``.
-
-    Containers are shallow copies with new children, so parameters are *shared*, not copied:
-    ``convert`` turns each ReLU into an IF node this way. ``leaf`` may return the module.
-    """
+    """A copy of the module tree ``m`` with every leaf replaced by ``leaf(module, path)``
+    (it may return the module): containers are shallow copies, parameters are *shared*.
+    ``convert`` turns each ReLU into an IF node this way."""
     if not m.children:
         return leaf(m, path)
     new = copy.copy(m)

@@ -22,11 +22,9 @@ from .module import Module
 class IFNode(Module):
     """A layer of IF neurons; each ``forward`` call is one time step for the whole layer.
 
-    ``v_th`` and ``v0`` (v(0), the paper's ``init_mem``) broadcast against the state
-    (N, ...): a scalar (per layer), (C, 1, 1) (per channel), (C, H, W) (per neuron) or
-    (N, C, H, W) (per sample).
-    State, kept until ``reset``: ``v`` (after T steps v(T), which Alg. 2 reads) and, when
-    asked for, ``spike_count`` and ``first_spike`` (the step of the first spike, 0 = none).
+    ``v_th`` and ``v0`` (v(0), the paper's ``init_mem``) broadcast against the state (N, ...):
+    a scalar (per layer), (C, 1, 1), (C, H, W) or (N, C, H, W). State until ``reset``: ``v``
+    (after T steps v(T), which Alg. 2 reads), ``spike_count`` and ``first_spike`` if asked.
     """
 
     def __init__(self, v_th=1.0, v0=0.0, name: str = ""):
@@ -36,8 +34,6 @@ class IFNode(Module):
         self.training = False
         self.reset(0)
 
-    def extra_repr(self):
-        return self.name
 
     def reset(self, n: int, count: bool = False, record: bool = False):
         """The next call is step t = 1 for ``n`` samples, from v(0). ``count`` keeps spike

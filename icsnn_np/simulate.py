@@ -3,9 +3,7 @@
 At every step t = 1 .. T the whole network runs once on that step's input: the weight
 layers compute their currents, each IF node integrates, fires and resets (neurons.py), and
 the output layer, which does not spike, adds its input to a running sum. The prediction is
-the argmax of the time average of that sum:
-
-    out = (1/T) sum_t readout(spikes_last(t) * V_th_last)
+the argmax of its time average, out = (1/T) sum_t readout(spikes_last(t) * V_th_last).
 """
 from __future__ import annotations
 
@@ -61,7 +59,7 @@ def rate_encode(x_norm, mean, std, t: int, seed: int):
 
 
 def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
-    """Once, before any work: T, the coding, and a finite float batch of the network's shape."""
+    """Once, before any work: T, the coding, a finite float batch of the network's shape."""
     check_choice(coding, CODINGS, "input coding")
     in_ch = getattr(snn.flat[0], "in_channels", None)
     if getattr(x, "ndim", 0) != 4 or (in_ch is not None and x.shape[1] != in_ch):
@@ -82,9 +80,9 @@ def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
 
 @dataclass
 class SimResult:
-    """What a simulation returns: ``output`` (N, K) on the device; ``spikes`` per node
-    (count/record runs); ``layers[i]`` (records, host arrays) for IF node i: spike_count,
-    first_spike (1-based, 0 = never), v_T, decoded = spike_count * V_th / T (Fig. 7)."""
+    """``output`` (N, K) on the device; ``spikes`` per node (count/record runs); ``layers[i]``
+    (host arrays) per IF node: v_T, and with record spike_count, first_spike (1-based, 0 =
+    never), decoded = spike_count * V_th / T (Fig. 7)."""
     output: object
     T: int
     layers: list = field(default_factory=list)

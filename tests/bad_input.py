@@ -34,6 +34,7 @@ from helpers import load_script
 
 from icsnn_np.bench import __main__ as bench_cli
 from icsnn_np.cli import compare, demo, reproduce, train as train_cli
+from icsnn_np.runs import demo as demo_run
 from icsnn_np.convert import convert
 from icsnn_np.io.checkpoint import load_checkpoint, save_checkpoint
 from icsnn_np.io.data import default_data_dir, load_dataset
@@ -211,7 +212,7 @@ def little_memory(mp):
 
 def no_bundled_model(mp):
     """The demo finds no bundled model: it would train one in --workdir."""
-    mp.setattr(demo, "bundled_models", lambda: {})
+    mp.setattr(demo_run, "bundled_models", lambda: {})
 
 
 def no_torch(mp):

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from icsnn_np.backend import cupy_available, get_xp, use_standin
+from icsnn_np import backend
+from icsnn_np.backend import cupy_available, get_xp
 from icsnn_np.testing import cupy_standin
+from icsnn_np.testing.plug import plug_standin
 
 # tests/ mirrors the package in subfolders (no __init__.py; pytest --import-mode=importlib), so
 # the shared helpers.py and strategies.py are found from any of them through this one entry.
@@ -45,8 +47,7 @@ def backend_module(name):
     """The array module of a backend row: numpy, the CuPy stand-in, or CuPy (skipped
     without CuPy and a GPU)."""
     if name == "standin":
-        use_standin(cupy_standin)      # a testing aid, plugged into the backend from outside
-        return cupy_standin
+        return plug_standin()          # a testing aid, plugged into the backend from outside
     if name == "cupy" and not cupy_available():
         pytest.skip(_NO_GPU)
     return get_xp(name)
@@ -54,8 +55,11 @@ def backend_module(name):
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def xp(request):
-    """The array module of one backend: NumPy, the CuPy stand-in, CuPy (GPU only)."""
-    return backend_module(request.param)
+    """The array module of one backend: NumPy, the CuPy stand-in, CuPy (GPU only); the
+    backend's CuPy slot is restored after the test (a stand-in row leaves no stand-in)."""
+    saved = backend.cupy, backend.cupy_error
+    yield backend_module(request.param)
+    backend.cupy, backend.cupy_error = saved
 
 
 @pytest.fixture

@@ -43,6 +43,8 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from icsnn_np.convert import layer_threshold
+from icsnn_np.beyond.thresholds import channel_threshold
 from icsnn_np.backend import to_device, to_host
 from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.io.data import SLICE_PATH, Dataset
@@ -149,7 +151,7 @@ def converted_on(xp, name, seed=0, p=0.9, n=3, channelwise=False):
     net = NETS[name](seed).to(xp)
     x = to_device(images(n=n), xp)
     snn = convert(net)
-    balance_thresholds(snn, net, [x], p=p, channelwise=channelwise, xp=xp)
+    balance_thresholds(snn, net, [x], p=p, rule=channel_threshold if channelwise else layer_threshold)
     return net, snn, x
 
 
@@ -344,12 +346,12 @@ def write_test_batch(folder, x, y, fmt="bin"):
 
 # --------------------------------------------------------------------------- running
 def run_sim(snn, x, T, engine="reference", chunk=None, prerun=None, **kw):
-    """A simulation as the runs layer makes it (``runs.engine.simulator``: the engine by name,
+    """A simulation as the runs layer makes it (``runs.engine.use_engine``: the engine by name,
     the memory check, progress), after ``prerun``'s steps when one is given (beyond/prerun.py)."""
     from icsnn_np.beyond.prerun import simulate_prerun
-    from icsnn_np.runs.engine import simulator
-    sim = simulator(engine, chunk)
-    return sim(snn, x, T, **kw) if prerun is None else simulate_prerun(snn, x, T, prerun, sim, **kw)
+    from icsnn_np.runs.engine import use_engine
+    use_engine(snn, engine, chunk)
+    return snn.run(x, T, **kw) if prerun is None else simulate_prerun(snn, x, T, prerun, **kw)
 
 
 def avgpool2d_naive(x, kernel_size, stride=None):

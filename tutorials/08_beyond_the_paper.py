@@ -54,7 +54,7 @@ from _common import (binomial_se, finish, get_model, host, load_slice, result, s
 from icsnn_np.beyond.calibration import layer_errors
 from icsnn_np.beyond.prerun import PreRun, cos_rule, simulate_prerun, srp_rule
 from icsnn_np.beyond.thresholds import mse_threshold, quantisation_error
-from icsnn_np.cli.compare import ROWS, at_total, run_methods, winners
+from icsnn_np.runs.compare import ROWS, at_total, run_methods, winners
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
 from icsnn_np.neurons import IFNode
 from icsnn_np.runs.engine import simulator
@@ -220,7 +220,7 @@ savefig(fig, run, "08_mse_threshold_search.png")
 # %% [markdown]
 # ## 5. The comparison, steps counted honestly
 #
-# `icsnn_np.cli.compare.run_methods` measures every method with both threshold searches; COS
+# `icsnn_np.runs.compare.run_methods` measures every method with both threshold searches; COS
 # and SRP are also run at T = S - rho so that each total S = rho + T has a number. The
 # plot's x axis is the total number of steps an image needed. (`python -m icsnn_np.compare`
 # runs the same on 2,000 test images: `results/methods_vgg_cpu.md`.) Error bars: one

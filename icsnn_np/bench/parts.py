@@ -71,7 +71,7 @@ def bench_data(cfg: BenchConfig, xp):
 
 def balanced_snn(model, x_cal, xp):
     snn = convert(model)
-    balance_thresholds(snn, model, batched(x_cal, 64), p=0.99, xp=xp)
+    balance_thresholds(snn, model, batched(x_cal, 64), p=0.99)
     return snn
 
 
@@ -163,7 +163,8 @@ def bench_gemm(cfg, xp, snn, x, res):
             t = time_it(lambda: m.forward(inp, out=out), cfg.repeats, xp)
             m.algo = "auto"                    # what the engine runs (Winograd where it applies)
             tw = time_it(lambda: m.forward(inp, out=out), cfg.repeats, xp) if m.uses_winograd() else t
-        layers.append({"layer": repr(m).replace("Fast", ""), "input": [rows, C, H, W],
+        layers.append({"layer": f"Conv2d({m.in_channels}, {m.out_channels}, k={m.kernel_size}, "
+                                f"s={m.stride}, p={m.padding})", "input": [rows, C, H, W],
                        "gflops": f * rows / t["best"] / 1e9, "s": t,
                        "winograd": bool(tw is not t), "engine_gflops": f * rows / tw["best"] / 1e9,
                        "engine_s": tw})

@@ -15,7 +15,7 @@ Each attacks a term of Eq. 11 (neurons.py): r V_th = (1/T) sum_t I(t) + (v(0) - 
     cos-layer      the same, layer by layer as COS's code: L rho + T steps (prerun.py)
     srp            v(0) = V_th/2; after tau pre-run steps neurons with v <= 0 are silenced
 
-    setup = METHODS["cos"].setup(snn, T, calib, Options(prerun=4))   # -> Setup
+    setup = METHODS["cos"].setup(snn, T, calib, Options(prerun=4))   # -> a Setup
     res = setup.run(x, T, count=True)
 
 ``Thresholds(snn).use("mse", T)`` (thresholds.py) sets V_th by SNN Calibration's search for
@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..checks import check_T
 from ..convert import SNN
 from ..init_mem import READING, compensation, masked
 from ..variants import LABELS, VARIANTS, calibrate_variant
@@ -70,17 +71,23 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Method:
-    """A method by name. ``setup(snn, T, calib, options) -> Setup``; ``needs_data``: it runs
-    the SNN on calibration images, ``calib_passes`` times or, ``layer_by_layer``, once per
-    IF node; ``recipe``: the calibration its own code uses, when asked for."""
+    """A method by name. ``set_up(snn, T, calib, options) -> Setup`` (called by ``setup``);
+    ``needs_data``: it runs the SNN on calibration images, ``calib_passes`` times or,
+    ``layer_by_layer``, once per IF node; ``recipe``: the calibration its own code uses."""
     label: str
     summary: str
-    setup: Callable
+    set_up: Callable
     needs_data: bool = False
     layer_by_layer: bool = False
     recipe: Recipe | None = None
     calib_passes: int = 1
     prerun: str = ""                 # "network": rho uncounted steps first; "layer": rho per node
+
+    def setup(self, snn: SNN, T: int, calib=None, options: Options = Options()) -> Setup:
+        """Set the method up on ``snn`` for T steps (``calib``: batches of training images)."""
+        if self.needs_data and not calib:
+            raise ValueError(f"{self.label} needs calibration batches of training images")
+        return self.set_up(snn, check_T(T), calib, options)
 
     def passes(self, n_nodes: int) -> int:
         """How many times it runs the SNN on the calibration images (for ETAs)."""

@@ -39,8 +39,6 @@ class QCFS(ReLU):
         self.grads["lam"] = np.zeros(1, dtype=dtype)
         self._cache = None
 
-    def extra_repr(self):
-        return f"L={self.levels}"
 
     def forward(self, x):
         """x (N, ...) -> y = λ clip(floor(x L/λ + 1/2)/L, 0, 1), same shape."""

@@ -21,7 +21,7 @@ from ..io.data import load_dataset
 from ..runs.checkpoints import load_model
 from ..runs.evaluate import ConversionConfig, estimate, preflight, quantile_for, threshold_rule
 from ..runs.interrupt import kept_on_interrupt
-from ..runs.partial import Partial, file_sha256
+from ..runs.partial import Partial, file_sha256  # noqa: F401 - file_sha256: the tests'
 from ..runs.protocol import evaluation_images
 from ..runs.provenance import provenance
 from ..runs.reproduce import MAIN_ROWS, ROWS, check_sweep, sweep
@@ -66,6 +66,13 @@ def parse_args(argv):
     return a
 
 
+def fingerprint(a) -> dict:
+    """What decides the numbers (not where they are written or logged), the checkpoint by its
+    content: a resumed run must match it (runs/partial.py)."""
+    return {k: v for k, v in vars(a).items() if k not in
+            ("out", "log", "resume", "data_dir", "download", "checkpoint", "force", "json")}
+
+
 def main(argv=None):
     """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
     return cli.run(_main, argv)
@@ -75,10 +82,8 @@ def _main(argv):
     a = parse_args(argv)
     path = resolve_checkpoint(a.checkpoint)
     a.checkpoint_sha256 = file_sha256(path)                    # the checkpoint by its content
-    fingerprint = {k: v for k, v in vars(a).items() if k not in
-                   ("out", "log", "resume", "data_dir", "download", "checkpoint", "force", "json")}
     with cli.progress_log(a.log) as log, cli.claim(a.out, log):
-        memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint, resume=a.resume,
+        memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint(a), resume=a.resume,
                        n_images=a.validation or a.n_test, labels={r[0] for r in ROWS})
         kept = lambda: f"no table was written; {memo.kept()}" + (f"; progress in {a.log}" if a.log else "")  # noqa: E731
         with kept_on_interrupt(kept):

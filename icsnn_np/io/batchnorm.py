@@ -54,8 +54,6 @@ class BatchNorm2d(Module):
         self.buffers["running_var"] = np.ones(num_features, dtype=dtype)
         self._cache = None
 
-    def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
     def scale_shift(self):
         """The eval-mode map as y = scale * x + shift; both (C,), computed in float64."""

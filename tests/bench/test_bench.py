@@ -71,3 +71,13 @@ def test_torch_is_not_imported_by_the_package():
             "icsnn_np.runs.training, icsnn_np.fast.engine; print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name, widths", [("vgg_bench", [64, 128, 256]), ("vgg_cpu", [32, 64, 128])])
+def test_the_benchmark_network_is_built_by_the_bench_not_the_core(name, widths):
+    """vgg_bench (vgg_cpu's layout at twice its widths) lives in bench/, not in the core's models."""
+    from icsnn_np.bench.parts import bench_model
+    from icsnn_np.models import MODELS
+    from icsnn_np.layers import Conv2d
+    convs = [m.out_channels for _, m in bench_model(name).named_modules() if isinstance(m, Conv2d)]
+    assert sorted(set(convs)) == widths and "vgg_bench" not in MODELS

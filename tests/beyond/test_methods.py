@@ -22,23 +22,23 @@ from helpers import MEAN, STD, converted, images, run_sim, tiny_vgg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from icsnn_np.beyond.thresholds import channel_threshold
 from icsnn_np.backend import to_device, to_host
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
 from icsnn_np.beyond.calibration import (StepCurrent, layer_errors, snn_calibration,
                                          snn_calibration_advanced, snn_calibration_v0,
                                          with_currents)
-from icsnn_np.beyond.methods import METHOD_VARIANTS, TABLE
+from icsnn_np.beyond.methods import METHOD_VARIANTS, METHODS
 from icsnn_np.beyond.prerun import (PreRun, cos_prerun, cos_rule, simulate_cos_layerwise,
                                     simulate_prerun, srp_prerun, srp_rule)
 from icsnn_np.beyond.quantised import Quantiser, quantised_ann
 from icsnn_np.beyond.thresholds import (Thresholds, clip_floor, mse_threshold, mse_thresholds,
                                         quantisation_error)
 from icsnn_np.neurons import IFNode
-from icsnn_np.runs.engine import ENGINES, simulator
+from icsnn_np.runs.engine import ENGINES, simulator, use_engine
 from icsnn_np.runs.evaluate import ConversionConfig, calibrate, evaluate_conversion
 from icsnn_np.runs.progress import tracking
 from icsnn_np.simulate import simulate
-from icsnn_np.variants import calibrate_variant
 
 NETS = ("vgg", "resnet", "block_first")
 
@@ -85,11 +85,22 @@ def test_a_prerun_that_restarts_at_v0_changes_nothing(name, engine):
 @pytest.mark.parametrize("name", NETS)
 def test_a_prerun_that_continues_is_one_longer_run(name, coding, engine):
     """Restarting every node from its own v(rho) continues the run: rho + T counted the same
-    as one plain run of rho + T steps (spikes split between pre-run and counted steps)."""
+    as one plain run of rho + T steps (spikes split between pre-run and counted steps). Rate
+    coding replays its draws from step 1 after the pre-run (as COS's code replays its input):
+    the same as the pre-run, then a plain run of T steps from v(rho)."""
     _, snn, x = converted(name, seed=5)
     kw = dict(coding=coding, mean=MEAN, std=STD, seed=4, engine=engine, chunk=3)
     rho, T = 3, 4
-    long = run_sim(snn, x, rho + T, record=True, **kw)
+    if coding == "direct":
+        long = run_sim(snn, x, rho + T, record=True, **kw)
+    else:
+        pre = run_sim(snn, x, rho, record=True, **kw)
+        v0 = snn.get_v0()
+        snn.set_v0([r["v_T"] for r in pre.layers])                  # per image and neuron
+        long = run_sim(snn, x, T, record=True, **kw)
+        snn.set_v0(v0)
+        for r, p in zip(long.layers, pre.layers):
+            r["spike_count"] = r["spike_count"] + p["spike_count"]
     split = run_sim(snn, x, T, record=True, prerun=PreRun(rho, lambda v, *rest: (v.copy(), None)), **kw)
     np.testing.assert_array_equal(
         [sum(r["spike_count"].sum() for r in long.layers)],
@@ -171,7 +182,8 @@ def test_cos_layer_by_layer_calibrates_each_layer_on_the_calibrated_layers_below
     _, snn, x = converted(name, seed=7, n=6)
     half(snn)
     rho, calls = 3, []
-    simulate_cos_layerwise(snn, x, 4, rho, sim=spy(calls))
+    snn.engine = spy(calls)
+    simulate_cos_layerwise(snn, x, 4, rho)
     L = len(snn.nodes)
     assert len(calls) == L + 1 and snn.get_v0() == calls[0]          # v(0) restored
     starts = calls[-1]                                               # the replay's v(0)
@@ -195,7 +207,7 @@ def test_cos_layer_by_layer_reports_L_rho_plus_T_steps_and_runs_no_more(engine):
     half(snn)
     rho, T, L = 2, 5, len(snn.nodes)
     with tracking(1, lambda s: None) as done:
-        res = simulate_cos_layerwise(snn, x, T, rho, sim=simulator(engine, 2), count=True)
+        res = simulate_cos_layerwise(use_engine(snn, engine, 2), x, T, rho, count=True)
     assert res.steps == L * rho + T and done.done == len(x) * (L * rho + T)
     assert len(res.prerun_spikes) == L and res.total_spikes() == sum(res.spikes) + sum(res.prerun_spikes)
 
@@ -207,8 +219,8 @@ def test_fast_engine_runs_cos_layer_by_layer_as_the_reference(name, seed, T, rho
     _, snn, x = converted(name, seed=seed % 1000)
     half(snn)
     kw = dict(coding=coding, record=True, mean=MEAN, std=STD, seed=seed)
-    ref = simulate_cos_layerwise(snn, x, T, rho, sim=simulator("reference"), **kw)
-    fast = simulate_cos_layerwise(snn, x, T, rho, sim=simulator("fast", chunk), **kw)
+    ref = simulate_cos_layerwise(use_engine(snn, "reference"), x, T, rho, **kw)
+    fast = simulate_cos_layerwise(use_engine(snn, "fast", chunk), x, T, rho, **kw)
     same_run(fast, ref)
     assert fast.prerun_spikes == ref.prerun_spikes and fast.steps == ref.steps
 
@@ -471,14 +483,14 @@ def test_mse_thresholds_set_every_layer_and_quantile_restores(T):
 
 def test_mse_thresholds_are_layer_wise():
     net, snn, x = converted("vgg")
-    balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
+    balance_thresholds(snn, net, [x], p=0.9, rule=channel_threshold)
     with pytest.raises(ValueError, match="layer-wise"):
         mse_thresholds(snn, [x], 4)
 
 
 # --------------------------------------------------------------------------- by name
 def test_the_methods_are_variants_by_name():
-    assert set(METHOD_VARIANTS) <= set(TABLE)
+    assert set(METHOD_VARIANTS) <= set(METHODS)
     net = tiny_vgg(1, widths=(4, 4), hidden=5)
     x = images(6)
     snn = convert(net)
@@ -490,11 +502,11 @@ def test_the_methods_are_variants_by_name():
         assert run.prerun == steps and run.steps(8) == {"prerun": steps, "steps": 8 + steps}
     assert calibrate(snn, "c-snn", 8, [x], ConversionConfig()).steps(8) == {"prerun": 0, "steps": 8}
     with pytest.raises(ValueError, match="calibration batches"):
-        calibrate_variant(snn, "snn-calib", 8, table=TABLE)
-    v0 = calibrate_variant(snn, "snn-calib-v0", 8, [x], table=TABLE)
-    assert [np.shape(v) for v in v0] == [(4, 1, 1), (4, 1, 1), (5,)]
+        METHODS["snn-calib"].setup(snn, 8)
+    METHODS["snn-calib-v0"].setup(snn, 8, [x])
+    assert [np.shape(v) for v in snn.get_v0()] == [(4, 1, 1), (4, 1, 1), (5,)]
     run = calibrate(snn, "snn-calib", 8, [x], ConversionConfig())
-    assert run.snn is not snn and run.snn.nodes == snn.nodes and run.prerun == 0
+    assert run.setup.snn is not snn and run.setup.snn.nodes == snn.nodes and run.prerun == 0
     assert calibrate(snn, "cos-layer", 8, [x], ConversionConfig(prerun=2)).prerun == 2 * 3
     q = [float(n.v_th) for n in snn.nodes]
     keeper = Thresholds(snn, [x])

@@ -118,8 +118,8 @@ def test_the_bundled_qcfs_model_converts_with_its_lambda_by_name(capsys):
     import json
 
     from icsnn_np.cli import demo
-    from icsnn_np.io.checkpoint import load_checkpoint, resolve_checkpoint
-    model, header = load_checkpoint(resolve_checkpoint("vgg_cpu_qcfs"))
+    from icsnn_np.runs.checkpoints import load_model
+    model, header = load_model("vgg_cpu_qcfs")
     assert header["activation"] == "qcfs" and header["levels"] == 8
     assert len(qcfs_layers(model)) == 6 and not any(type(m) is ReLU for _, m in model.named_modules())
     rc = demo.main(["--checkpoint", "vgg_cpu_qcfs", "--variants", "c-snn", "cos", "--comp", "half",

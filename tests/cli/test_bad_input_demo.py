@@ -13,6 +13,7 @@ import pytest
 from bad_input import ctrl_c, little_memory, no_bundled_model, raises, Cli, fill, check_cli_case
 
 from icsnn_np.cli import demo, reproduce
+from icsnn_np.runs import demo as demo_run
 from icsnn_np.io.checkpoint import load_checkpoint
 from icsnn_np.io.data import load_dataset
 from icsnn_np.io.preprocess import normalize
@@ -32,7 +33,7 @@ CLI = [
     Cli("demo unknown variant", "demo", ["--variants", "foo"], 2, "unknown variant 'foo'"),
     Cli("demo unknown stats variant (before the evaluation)", "demo",
         ["--stats", "--stats-variant", "foo"], 2, "unknown variant 'foo'",
-        patch=lambda mp: mp.setattr(demo, "evaluate_conversion", raises(AssertionError("ran")))),
+        patch=lambda mp: mp.setattr(demo_run, "evaluate_conversion", raises(AssertionError("ran")))),
     Cli("demo unknown model", "demo", ["--model", "foo"], 2, "unknown model 'foo'"),
     Cli("demo unknown dataset", "demo", ["--dataset", "foo"], 2, "unknown dataset 'foo'"),
     Cli("demo unknown coding", "demo", ["--coding", "foo"], 2, "invalid choice: 'foo'"),
@@ -107,7 +108,7 @@ def test_demo_and_reproduce_use_the_same_images_for_the_same_flags(files, tmp_pa
 
     flags = ["--checkpoint", str(files["ckpt"]), "--dataset", "cifar10-slice", "--n-test", "7",
              "--n-calib", "9", "--seed", "3", "--test-subset", subset, "--T", "2"]
-    monkeypatch.setattr(demo, "evaluate_conversion", capture("demo"))
+    monkeypatch.setattr(demo_run, "evaluate_conversion", capture("demo"))
     monkeypatch.setattr(reproduce, "sweep", capture("reproduce"))
     with pytest.raises(_Seen):
         demo.main(flags)

@@ -1,5 +1,5 @@
 """The commands (demo, ``--stats``, reproduce, train) with ``--backend cupy`` on the strict CPU
-stand-in for CuPy (icsnn_np.testing.cupy_standin, plugged in by $ICSNN_CUPY_STANDIN) give
+stand-in for CuPy (icsnn_np.testing.cupy_standin, plugged in from outside) give
 NumPy's numbers. (The stand-in's own rules: tests/testing/test_standin.py.)
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ import pytest
 def both(main, argv, monkeypatch, capsys, stream="out"):
     """Run a CLI with --backend numpy and --backend cupy (the stand-in): both stdouts (or,
     ``stream="err"``, both stderrs: where progress goes)."""
-    monkeypatch.setenv("ICSNN_CUPY_STANDIN", "1")
+    from icsnn_np.testing.plug import standin
     outs = []
     for be in ("numpy", "cupy"):
-        rc = main(argv(be) if callable(argv) else argv + ["--backend", be])
+        with standin():
+            rc = main(argv(be) if callable(argv) else argv + ["--backend", be])
         out = capsys.readouterr()
         assert rc == 0, out.err
         outs.append(getattr(out, stream))

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 from helpers import images, tiny_vgg
 
-from icsnn_np.cli.compare import ROWS as COMPARE_ROWS
-from icsnn_np.cli.compare import at_total, run_methods, winners
-from icsnn_np.cli.compare import markdown as compare_markdown
+from icsnn_np.runs.compare import ROWS as COMPARE_ROWS
+from icsnn_np.runs.compare import at_total, run_methods, winners
+from icsnn_np.runs.compare import markdown as compare_markdown
 from icsnn_np.runs.evaluate import ConversionConfig
 
 

@@ -98,12 +98,9 @@ def test_demo_missing_checkpoint(tmp_path, capsys):
 
 
 def test_demo_cupy_missing_says_how_to_install(tiny_ckpt, capsys, monkeypatch):
-    monkeypatch.setattr(backend, "_cupy_tried", True)
-    monkeypatch.setattr(backend, "_cupy", None)
-    monkeypatch.setattr(backend, "_cupy_error", "CuPy is not installed: install the GPU extra with "
+    monkeypatch.setattr(backend, "cupy", None)                  # no CuPy, no stand-in
+    monkeypatch.setattr(backend, "cupy_error", "CuPy is not installed: install the GPU extra with "
                         "`pip install 'icsnn-np[gpu]'`")
-    monkeypatch.setattr(backend, "_standin", None)              # no stand-in plugged in
-    monkeypatch.delenv("ICSNN_CUPY_STANDIN", raising=False)
     rc = demo.main(["--backend", "cupy", "--checkpoint", str(tiny_ckpt)])
     err = capsys.readouterr().err
     assert rc == 2 and "pip install" in err and len(err.strip().splitlines()) == 1

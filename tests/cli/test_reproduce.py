@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from icsnn_np.cli import reproduce
+from icsnn_np.runs import reproduce as reproduce_run
 
 
 def test_reproduce_writes_table_json_and_figure(tiny_ckpt, tmp_path):
@@ -58,14 +59,14 @@ def test_reproduce_interrupted_then_resumed_equals_one_sitting(tiny_ckpt, tmp_pa
     whole, split = tmp_path / "whole", tmp_path / "split"
     common = ["--checkpoint", str(tiny_ckpt)] + RESUME_ARGS
     assert reproduce.main(common + ["--out", str(whole)]) == 0
-    real, calls, stop_at = reproduce.snn_correct, [], [4]
+    real, calls, stop_at = reproduce_run.snn_correct, [], [4]
 
     def counted(*args, **kw):           # Ctrl-C on the stop_at-th measurement, if any
         calls.append(1)
         if len(calls) == stop_at[0]:
             raise KeyboardInterrupt
         return real(*args, **kw)
-    monkeypatch.setattr(reproduce, "snn_correct", counted)
+    monkeypatch.setattr(reproduce_run, "snn_correct", counted)
     capsys.readouterr()
     assert reproduce.main(common + ["--out", str(split)]) == 130
     partial = tmp_path / "split.partial.json"
@@ -101,10 +102,10 @@ def test_reproduce_resume_refuses_a_partial_file_of_another_run(tiny_ckpt, tmp_p
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args, **kw)
-    monkeypatch.setattr(reproduce, "snn_correct", ctrl_c_on_the_second)
+    monkeypatch.setattr(reproduce_run, "snn_correct", ctrl_c_on_the_second)
     common = ["--checkpoint", str(tiny_ckpt), "--out", str(out)] + RESUME_ARGS
     assert reproduce.main(common) == 130
-    monkeypatch.setattr(reproduce, "snn_correct", real)
+    monkeypatch.setattr(reproduce_run, "snn_correct", real)
     capsys.readouterr()
     assert reproduce.main(common) == 2                       # no --resume: not silently redone
     assert "add --resume to continue it" in capsys.readouterr().err

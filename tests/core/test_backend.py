@@ -11,6 +11,13 @@ from icsnn_np import backend
 from icsnn_np.backend import BackendError, backend_name, get_xp, to_device, to_host, xp_of
 
 
+def test_to_device_takes_a_backend_name_too(xp):
+    """``to_device(x, "numpy")`` works as ``to_device(x, np)`` (0.1 raised AttributeError)."""
+    from icsnn_np.backend import backend_name as name
+    a = to_device(np.arange(3.0), name(xp))
+    assert xp_of(a) is xp and np.array_equal(to_host(a), np.arange(3.0))
+
+
 def test_numpy_is_the_default():
     assert get_xp() is np
     assert get_xp("numpy") is np
@@ -26,10 +33,8 @@ def test_unknown_backend_is_a_value_error_listing_the_choices(name):
 @pytest.fixture
 def fresh_backend(monkeypatch):
     """Forget the cached CuPy import so that the next request imports again (restored after)."""
-    monkeypatch.setattr(backend, "_cupy_tried", False)
-    monkeypatch.setattr(backend, "_cupy", None)
-    monkeypatch.setattr(backend, "_cupy_error", None)
-    monkeypatch.setattr(backend, "_standin", None)         # no stand-in plugged in
+    monkeypatch.setattr(backend, "cupy", None)             # no CuPy loaded, no stand-in
+    monkeypatch.setattr(backend, "cupy_error", None)
     return monkeypatch
 
 
@@ -91,8 +96,6 @@ def test_to_host_accepts_host_values():
     assert type(to_host(np.float32(3.0))) is np.ndarray
 
 
-def test_backend_name_roundtrips(xp, monkeypatch):
-    if xp.__name__.endswith("cupy_standin"):       # --backend cupy means the stand-in here
-        monkeypatch.setenv("ICSNN_CUPY_STANDIN", "1")
-    assert get_xp(backend_name(xp)) is xp
+def test_backend_name_roundtrips(xp):
+    assert get_xp(backend_name(xp)) is xp     # --backend cupy means the stand-in on its rows
     assert xp_of(xp.zeros(2)) is xp

@@ -7,11 +7,13 @@ from hypothesis import strategies as st
 
 from helpers import F64, tiny_resnet, tiny_vgg
 
+from icsnn_np.convert import layer_threshold
+from icsnn_np.beyond import thresholds as thresholds_mod
+from icsnn_np.beyond.thresholds import channel_threshold, positive_quantiles
 from icsnn_np import convert as convert_mod
 from icsnn_np.backend import to_device, to_host, xp_of
 from icsnn_np.io.batchnorm import BatchNorm2d
-from icsnn_np.convert import (SNN, balance_thresholds, convert, quantile_threshold, relu_outputs,
-                              robust_quantile)
+from icsnn_np.convert import SNN, balance_thresholds, convert, relu_outputs, robust_quantile
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.models import BasicBlock, resnet20
 from icsnn_np.module import Sequential
@@ -161,7 +163,7 @@ def test_channelwise_thresholds_shapes_and_values():
     x = images(8)
     acts = relu_outputs(net, [x])
     snn = convert(net)
-    ths = balance_thresholds(snn, net, [x], p=0.9, channelwise=True)
+    ths = balance_thresholds(snn, net, [x], p=0.9, rule=channel_threshold)
     assert ths[0].shape == (8, 1, 1) and ths[1].shape == (8, 1, 1) and ths[2].shape == (6,)
     for a, th in zip(acts, ths):
         chans = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)          # (C, everything else)
@@ -203,7 +205,7 @@ def test_a_zero_quantile_stops_the_run_naming_the_layer_and_the_smallest_p():
                                          r"\(outputs that are 0 .* use a p above 0.8750"):
         balance_thresholds(snn, net, [x], p=0.5)
     net[3].params["weight"][...] = 1.0                                      # layer 4 lives
-    th = balance_thresholds(snn, net, [x], p=0.95, channelwise=True)[0].ravel()
+    th = balance_thresholds(snn, net, [x], p=0.95, rule=channel_threshold)[0].ravel()
     layer = np.quantile(relu_outputs(net, [x])[0], 0.95)
     np.testing.assert_allclose(th, [np.quantile([3.0, 2.0, 1.0, 0.5], 0.95), layer])
 
@@ -243,7 +245,7 @@ def test_thresholds_never_decrease_with_p(seed, zeros, channelwise, ps):
     got = []
     for p in sorted(ps):
         try:
-            got.append(np.atleast_1d(quantile_threshold(a, p, "relu", channelwise)).ravel())
+            got.append(np.atleast_1d((channel_threshold if channelwise else layer_threshold)(a, p, "relu")).ravel())
         except ValueError as e:
             assert "is 0 at p" in str(e) and np.quantile(a, p) == 0
     assert all(np.all(b >= c) for b, c in zip(got[1:], got[:-1]))
@@ -254,7 +256,8 @@ def test_thresholds_never_decrease_with_p(seed, zeros, channelwise, ps):
 def test_robust_quantile_is_numpy_quantile_below_the_cap(n, p, seed):
     a = np.random.default_rng(seed).exponential(size=(3, n))
     assert robust_quantile(a, p) == np.quantile(a, p)
-    np.testing.assert_array_equal(robust_quantile(a, p, axis=1), np.quantile(a, p, axis=1))
+    want = [np.quantile(r[r > 0], p) if (r > 0).any() else np.nan for r in a - 0.5]
+    np.testing.assert_allclose(positive_quantiles(a - 0.5, p), want, rtol=1e-12)   # per channel
 
 
 def test_robust_quantile_subsamples_above_the_cap(monkeypatch):
@@ -263,7 +266,8 @@ def test_robust_quantile_subsamples_above_the_cap(monkeypatch):
     q = robust_quantile(a, 0.9)
     assert q == robust_quantile(a, 0.9)                    # seeded: reproducible
     assert q != np.quantile(a, 0.9) and q == pytest.approx(0.9, abs=0.03)
-    qc = robust_quantile(a, 0.9, axis=1)
+    monkeypatch.setattr(thresholds_mod, "MAX_QUANTILE_SAMPLES", 2000)
+    qc = positive_quantiles(a, 0.9)
     assert qc.shape == (4,)
     np.testing.assert_allclose(qc, 0.9, atol=0.05)
 
@@ -314,7 +318,7 @@ def test_threshold_balancing_on_backend_agrees_with_numpy(xp, channelwise, per_b
     batches on the device: the same activations and thresholds as NumPy (channel-wise
     thresholds stay on the device), the same SNN output."""
     x = np.random.default_rng(4).normal(size=(4, 3, 4, 4))
-    kw = dict(p=0.9, channelwise=channelwise, per_block=per_block)
+    kw = dict(p=0.9, rule=channel_threshold if channelwise else layer_threshold, per_block=per_block)
     net = tiny_resnet(2)
     snn = convert(net)
     want = balance_thresholds(snn, net, [x[:2], x[2:]], **kw)
@@ -324,7 +328,7 @@ def test_threshold_balancing_on_backend_agrees_with_numpy(xp, channelwise, per_b
     dnet = tiny_resnet(2).to(xp)
     dsnn = convert(dnet)
     xd = to_device(x, xp)
-    got = balance_thresholds(dsnn, dnet, [xd[:2], xd[2:]], xp=xp, **kw)
+    got = balance_thresholds(dsnn, dnet, [xd[:2], xd[2:]], **kw)
     for a, b in zip(relu_outputs(dnet, [xd[:2], xd[2:]]), want_acts):
         assert type(a) is np.ndarray
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

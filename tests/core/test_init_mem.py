@@ -16,7 +16,7 @@ from icsnn_np.init_mem import (COMPENSATIONS, GRANULARITIES, READINGS, alg1_weig
                                masked, record_v_T)
 from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
 from icsnn_np.module import Sequential
-from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.engine import use_engine
 
 
 # --------------------------------------------------------------------------- Alg. 1
@@ -241,24 +241,26 @@ def test_alg2_input_errors_are_clear():
     snn, batches = tiny_vgg_snn()
     with pytest.raises(ValueError, match="at least one batch"):
         alg2_data_init(snn, [], 4)
+    snn.coding = {"coding": "latency"}
     with pytest.raises(ValueError, match="unknown input coding"):
-        alg2_data_init(snn, batches, 4, coding="latency")
+        alg2_data_init(snn, batches, 4)
     assert READINGS == ("raw", "remainder", "clip") and GRANULARITIES == ("layer", "channel", "neuron")
     assert COMPENSATIONS == ("literal", "half")
 
 
 # --------------------------------------------------------------------------- simulation settings
 @pytest.mark.parametrize("engine", ["reference", "fast"])
-def test_alg2_passes_the_simulation_settings_on(engine):
-    """``sim_kw`` reach ``sim`` (an engine plugged in from outside): rate coding changes v(T);
-    both engines read the same."""
+def test_alg2_runs_the_engine_and_coding_the_snn_carries(engine):
+    """The SNN's engine (plugged in from outside) and input coding reach Alg. 2's runs: rate
+    coding changes v(T); both engines read the same."""
     snn, batches = tiny_vgg_snn()
-    mean, std = (0.5, 0.5), (0.5, 0.5)
-    sim = simulator(engine, chunk=4)
-    direct = alg2_data_init(snn, batches, 6, reading="raw", sim=sim)
-    rate = alg2_data_init(snn, batches, 6, reading="raw", coding="rate", mean=mean, std=std,
-                          seed=3, sim=sim)
-    ref = alg2_data_init(snn, batches, 6, reading="raw", coding="rate", mean=mean, std=std, seed=3)
+    rate_coding = dict(coding="rate", mean=(0.5, 0.5), std=(0.5, 0.5), seed=3)
+    use_engine(snn, engine, chunk=4)
+    direct = alg2_data_init(snn, batches, 6, reading="raw")
+    use_engine(snn, engine, chunk=4, coding=rate_coding)
+    rate = alg2_data_init(snn, batches, 6, reading="raw")
+    use_engine(snn, "reference")
+    ref = alg2_data_init(snn, batches, 6, reading="raw")
     assert direct != rate
     np.testing.assert_allclose(rate, ref, rtol=1e-6, atol=1e-9)
 
@@ -300,14 +302,13 @@ def test_fixed_point_keep_and_start():
 # --------------------------------------------------------------------------- backends
 def _all_inits(snn, batches, xp, granularity, engine):
     """Alg. 1, Alg. 2 (every reading), Alg. 3 and the fixed point: v(0) lists as host arrays."""
-    kw = dict(sim=simulator(engine, chunk=2))
+    use_engine(snn, engine, chunk=2)
     out = {"alg1": alg1_weight_init(snn, 5)}
     for reading in READINGS:
         snn.set_v0([0.0] * len(snn.nodes))
-        out[reading] = alg2_data_init(snn, batches, 5, reading, granularity, xp=xp, **kw)
-    out["alg3"] = alg3_ic_init(snn, batches, 5, "half", "remainder", granularity, xp=xp, **kw)
-    out["fp"], out["fp_iters"] = fixed_point_init(snn, batches, 5, "raw", granularity, iters=3,
-                                                  xp=xp, **kw)
+        out[reading] = alg2_data_init(snn, batches, 5, reading, granularity)
+    out["alg3"] = alg3_ic_init(snn, batches, 5, "half", "remainder", granularity)
+    out["fp"], out["fp_iters"] = fixed_point_init(snn, batches, 5, "raw", granularity, iters=3)
     for k in ("fp_iters",):
         out[k] = [np.asarray(out[k])]
     for k, v0s in out.items():

@@ -18,8 +18,8 @@ from strategies import (away_from_zero, conv_cases, float_arrays, linear_cases, 
                         seeds)
 
 from icsnn_np.backend import to_device, to_host
-from icsnn_np.layers import (AvgPool2d, Conv2d, Flatten, Linear, ReLU, col2im,
-                             conv2d_naive, conv_out_size, im2col)
+from icsnn_np.layers import AvgPool2d, Conv2d, Flatten, Linear, ReLU, col2im, conv_out_size, im2col
+from icsnn_np.testing.reference import conv2d_naive
 from icsnn_np.module import Sequential
 
 

@@ -11,9 +11,9 @@ from strategies import seeds
 from icsnn_np.backend import to_device, to_host
 from icsnn_np.layers import Linear
 from icsnn_np.module import Sequential
-from icsnn_np.optim import (PAPER_EPOCHS, PAPER_MILESTONES, SGD, TrainingDiverged, cross_entropy,
-                            lr_at, scaled_milestones)
-from icsnn_np.runs.training import lr_with_warmup
+from icsnn_np.optim import PAPER_EPOCHS, PAPER_MILESTONES, SGD, cross_entropy, lr_at, scaled_milestones
+from icsnn_np.runs.resume import load_momentum_state, momentum_state
+from icsnn_np.runs.training import TrainingDiverged, lr_with_warmup
 
 
 # --------------------------------------------------------------------------- loss
@@ -185,22 +185,22 @@ def test_momentum_state_roundtrip_continues_identically(rng):
                 m.grads[k][...] = g.normal(size=m.grads[k].shape)
             opt.step()
             if i == stop_after:
-                state = {n: b.copy() for n, b in opt.momentum_state().items()}
+                state = {n: b.copy() for n, b in momentum_state(opt).items()}
                 weights = {n: v.copy() for n, v in model.state_dict().items()}
                 model = _tiny_model(1)
                 model.load_state_dict(weights)
                 opt = SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-3)
-                opt.load_momentum_state(state, np)
+                load_momentum_state(opt, state, np)
         return model.state_dict()
 
-    assert set(SGD(_tiny_model()).momentum_state()) == set()          # no step yet: no buffers
+    assert set(momentum_state(SGD(_tiny_model()))) == set()          # no step yet: no buffers
     straight, resumed = run(), run(stop_after=1)
     for k in straight:
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
     opt = SGD(_tiny_model())
     assert opt.names == ["0.weight", "0.bias"]
     with pytest.raises(ValueError, match="momentum for unknown parameters"):
-        opt.load_momentum_state({"9.weight": np.zeros(2)}, np)
+        load_momentum_state(opt, {"9.weight": np.zeros(2)}, np)
 
 
 def test_paper_constants_and_the_divergence_error():
@@ -219,9 +219,9 @@ def test_sgd_and_its_state_on_backend_agree_with_numpy(xp, rng):
             net.forward(to_device(x, xp_))
             net.backward(to_device(g * (step + 1), xp_))
             opt.step()
-        state = {k: to_host(v) for k, v in opt.momentum_state().items()}
+        state = {k: to_host(v) for k, v in momentum_state(opt).items()}
         again = SGD(net, lr=0.1, momentum=0.9, weight_decay=5e-4)
-        again.load_momentum_state(state, xp_)
+        load_momentum_state(again, state, xp_)
         again.step()                                 # the same grads once more
         return [to_host(m.params[k]) for _, m, k in net.named_parameters()], state
 

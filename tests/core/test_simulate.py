@@ -29,7 +29,7 @@ def by_hand(snn, x, T, coding="direct", seed=0):
         node.reset(x.shape[0], count=True)
     total = 0
     for t in range(T):
-        h = x if coding == "direct" else rate_encode(x, MEAN, STD, t, 1, seed)
+        h = x if coding == "direct" else rate_encode(x, MEAN, STD, t, seed)
         for m in snn.flat:
             h = m.forward(h)
         total = total + h
@@ -88,7 +88,7 @@ def test_eq11_holds_for_every_node_of_a_simulation(seed, T, v0_scale, th, coding
     if coding == "direct":
         h = x
     else:  # the time average of the coded input the engine saw
-        h = rate_encode(x, mean, std, 0, T, seed).reshape((T,) + x.shape).mean(axis=0)
+        h = rate_steps(x, mean, std, 0, T, seed).reshape((T,) + x.shape).mean(axis=0)
     flat = snn.flat
     pos = [flat.index(n) for n in snn.nodes]
     start = 0
@@ -150,17 +150,21 @@ def test_keep_v_keeps_only_v_T():
 
 
 # --------------------------------------------------------------------------- input coding
-def test_rate_encode_is_seeded_chunk_independent_and_unbiased():
+def rate_steps(x, mean, std, t0, Tc, seed):
+    """Steps t0+1 .. t0+Tc of rate coding, stacked: (Tc*N, C, H, W), as the fast engine takes them."""
+    return np.concatenate([rate_encode(x, mean, std, t, seed) for t in range(t0, t0 + Tc)])
+
+
+def test_rate_encode_is_seeded_per_step_and_unbiased():
     x = images(n=2, hw=3)
-    whole = rate_encode(x, MEAN, STD, 0, 6, seed=3)
-    parts = np.concatenate([rate_encode(x, MEAN, STD, 0, 2, seed=3), rate_encode(x, MEAN, STD, 2, 4, seed=3)])
-    np.testing.assert_array_equal(whole, parts)
-    assert not np.array_equal(whole, rate_encode(x, MEAN, STD, 0, 6, seed=4))
+    whole = rate_steps(x, MEAN, STD, 0, 6, seed=3)
+    np.testing.assert_array_equal(whole[2 * 2:3 * 2], rate_encode(x, MEAN, STD, 2, seed=3))   # step 3
+    assert not np.array_equal(whole, rate_steps(x, MEAN, STD, 0, 6, seed=4))
     m, s = np.reshape(MEAN, (1, 3, 1, 1)), np.reshape(STD, (1, 3, 1, 1))
     spikes = whole.reshape((6,) + x.shape) * s + m                   # back to 0/1 spikes
     np.testing.assert_allclose(np.minimum(np.abs(spikes), np.abs(spikes - 1)), 0, atol=1e-6)
     T = 4000
-    p = (rate_encode(x[:1], MEAN, STD, 0, T, seed=0) * s + m).mean(axis=0)
+    p = (rate_steps(x[:1], MEAN, STD, 0, T, seed=0) * s + m).mean(axis=0)
     np.testing.assert_allclose(p, x[0] * s[0] + m[0], atol=0.04)    # E[s] = intensity
 
 
@@ -268,7 +272,7 @@ def test_rate_coding_without_normalisation_is_a_clear_error(engine):
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
         run_sim(snn, x, 4, coding="rate", mean=MEAN, engine=engine)
     with pytest.raises(ValueError, match="rate coding needs the normalisation mean and std"):
-        rate_encode(x, None, STD, 0, 2, 0)
+        rate_encode(x, None, STD, 0, 0)
 
 
 def test_bad_chunk_is_a_clear_error():

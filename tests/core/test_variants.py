@@ -1,57 +1,71 @@
 """variants.py: each named variant sets the v(0) its definition says (SNN 0, I-SNN Alg. 2 on
 the plain SNN, C-SNN the compensation, IC-SNN Alg. 3, ...), the paper's ResNet treatment
 gives v(0) to the first IF node of a block only, and bad choices are clear errors."""
+import re
+
 import numpy as np
 import pytest
 from helpers import tiny_resnet_snn, tiny_vgg_snn
 
 from icsnn_np.beyond.fixed_point import fixed_point_init
+from icsnn_np.beyond.methods import METHODS, Options
 from icsnn_np.init_mem import alg1_weight_init, alg2_data_init, alg3_ic_init, compensation
-from icsnn_np.beyond.methods import TABLE
-from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.engine import use_engine
+from icsnn_np.runs.tables import setting_key
 from icsnn_np.simulate import simulate
-from icsnn_np.variants import PAPER_VARIANTS, V0_SCOPES, VARIANTS, calibrate_variant, setting_key
+from icsnn_np.variants import LABELS, NEEDS_DATA, PAPER_VARIANTS, V0_SCOPES, VARIANTS, calibrate_variant
+
+
+def v0s(snn):
+    return [n.v0 for n in snn.nodes]
+
+
+def set_up(snn, name, T, batches=None, **opts):
+    """Any method by name (beyond/methods.py), set up as the runs do; returns its v(0)."""
+    METHODS[name].setup(snn, T, batches, Options(**opts))
+    return v0s(snn)
 
 
 def test_the_variant_table():
     assert PAPER_VARIANTS == ("snn", "i-snn", "c-snn", "ic-snn")
     assert set(PAPER_VARIANTS) < set(VARIANTS) and "i-snn-alg1" in VARIANTS
-    assert [VARIANTS[v].label for v in PAPER_VARIANTS] == ["SNN", "I-SNN", "C-SNN", "IC-SNN"]
-    assert {v for v, spec in VARIANTS.items() if spec.needs_data} == {"i-snn", "ic-snn"}
+    assert [LABELS[v] for v in PAPER_VARIANTS] == ["SNN", "I-SNN", "C-SNN", "IC-SNN"]
+    assert set(NEEDS_DATA) == {"i-snn", "ic-snn"}
+    assert {v for v, m in METHODS.items() if m.needs_data} >= {"i-snn", "ic-snn", "ic-snn-fp"}
     assert set(VARIANTS) == set(PAPER_VARIANTS) | {"i-snn-alg1"}          # the paper's only
     assert {"ic-snn-fp", "snn-calib", "snn-calib-adv", "snn-calib-v0", "cos", "cos-layer", "srp"} == \
-        set(TABLE) - set(VARIANTS)                                         # beyond/
+        set(METHODS) - set(VARIANTS)                                       # beyond/
     assert V0_SCOPES == ("all", "block-first")
 
 
 def test_calibrate_variant_sets_v0():
     snn, batches = tiny_vgg_snn()
     T = 6
-    assert calibrate_variant(snn, "snn", T) == [0.0] * 3 and snn.get_v0() == [0.0] * 3
+    assert calibrate_variant(snn, "snn", T) == [0.0] * 3 and v0s(snn) == [0.0] * 3
     c = calibrate_variant(snn, "c-snn", T, comp="literal")
-    assert c == [th / (2 * T) for th in (1.0, 0.8, 0.6)] and snn.get_v0() == c
+    assert c == [th / (2 * T) for th in (1.0, 0.8, 0.6)] and v0s(snn) == c
     assert calibrate_variant(snn, "c-snn", T, comp="half") == [th / 2 for th in (1.0, 0.8, 0.6)]
     # i-snn is Alg. 2 on the plain SNN, whatever v(0) the SNN held before
     snn.set_v0([0.0] * 3)
     expect_i = alg2_data_init(snn, batches, T)
     snn.set_v0([0.7] * 3)
     i = calibrate_variant(snn, "i-snn", T, batches)
-    assert i == expect_i and snn.get_v0() == i
+    assert i == expect_i and v0s(snn) == i
     # ic-snn is Alg. 3
     snn.set_v0([0.0] * 3)
     expect_ic = alg3_ic_init(snn, batches, T, comp="half")
     snn.set_v0([0.0] * 3)
     ic = calibrate_variant(snn, "ic-snn", T, batches, comp="half")
     np.testing.assert_allclose(ic, expect_ic)
-    assert snn.get_v0() == ic
+    assert v0s(snn) == ic
     assert calibrate_variant(snn, "i-snn-alg1", T) == alg1_weight_init(snn, T)
     # ic-snn-fp: the fixed point iterated from Alg. 3's v(0)
     snn.set_v0([0.0] * 3)
     start = alg3_ic_init(snn, batches, T)
     expect_fp, _ = fixed_point_init(snn, batches, T, "remainder", start=start)
-    fp = calibrate_variant(snn, "ic-snn-fp", T, batches, table=TABLE)
+    fp = set_up(snn, "ic-snn-fp", T, batches)
     np.testing.assert_allclose(fp, expect_fp)
-    assert len(fp) == 3 and snn.get_v0() == fp
+    assert len(fp) == 3 and v0s(snn) == fp
 
 
 def test_calibrated_v0_changes_the_simulation():
@@ -64,16 +78,16 @@ def test_calibrated_v0_changes_the_simulation():
     assert a != b
 
 
-def test_simulation_settings_reach_the_calibration():
-    """``sim`` (an engine plugged in from outside) and ``sim_kw`` (coding, mean, std, seed)
-    go to every simulation the variant runs."""
+def test_the_engine_and_coding_the_snn_carries_reach_the_calibration():
+    """The engine (plugged in from outside, once) and the input coding (coding, mean, std,
+    seed) the SNN carries go to every simulation the variant runs."""
     snn, batches = tiny_vgg_snn()
     mean, std = (0.5, 0.5), (0.5, 0.5)
     direct = calibrate_variant(snn, "i-snn", 6, batches, reading="raw")
-    rate = calibrate_variant(snn, "i-snn", 6, batches, reading="raw", coding="rate", mean=mean,
-                             std=std, seed=1)
-    fast = calibrate_variant(snn, "i-snn", 6, batches, reading="raw", coding="rate", mean=mean,
-                             std=std, seed=1, sim=simulator("fast", chunk=4))
+    snn.coding = dict(coding="rate", mean=mean, std=std, seed=1)
+    rate = calibrate_variant(snn, "i-snn", 6, batches, reading="raw")
+    use_engine(snn, "fast", chunk=4)
+    fast = calibrate_variant(snn, "i-snn", 6, batches, reading="raw")
     assert direct != rate
     np.testing.assert_allclose(fast, rate, rtol=1e-6, atol=1e-9)
 
@@ -100,9 +114,12 @@ def test_variant_errors_are_clear():
     snn, batches = tiny_vgg_snn()
     with pytest.raises(ValueError, match="unknown variant 'q-snn'"):
         calibrate_variant(snn, "q-snn", 4, batches)
-    for v in ("i-snn", "ic-snn", "ic-snn-fp"):
+    for v in ("i-snn", "ic-snn"):
         with pytest.raises(ValueError, match=f"variant '{v}' needs calibration batches"):
-            calibrate_variant(snn, v, 4, table=TABLE)
+            calibrate_variant(snn, v, 4)
+    for v in ("ic-snn-fp", "snn-calib"):
+        with pytest.raises(ValueError, match=re.escape(f"{METHODS[v].label} needs calibration batches")):
+            set_up(snn, v, 4)
     with pytest.raises(ValueError, match="unknown compensation"):
         calibrate_variant(snn, "c-snn", 4, comp="third")
     with pytest.raises(ValueError, match="unknown Alg. 2 reading 'mean'"):
@@ -114,12 +131,12 @@ def test_variant_errors_are_clear():
 def test_block_first_scope_gives_v0_only_to_the_first_node_of_a_block(variant):
     snn, batches = tiny_resnet_snn()
     assert snn.blocks == [[1, 2], [3, 4]]
-    v0 = calibrate_variant(snn, variant, 8, batches, comp="half", v0_scope="block-first", table=TABLE)
+    v0 = set_up(snn, variant, 8, batches, comp="half", v0_scope="block-first")
     assert [float(v) == 0.0 for v in v0] == [False, False, True, False, True]
-    assert snn.get_v0() == v0
+    assert v0s(snn) == v0
     if variant == "c-snn":
         assert v0[1] == pytest.approx(snn.nodes[1].v_th / 2)
-    every = calibrate_variant(snn, variant, 8, batches, comp="half", table=TABLE)   # scope "all"
+    every = set_up(snn, variant, 8, batches, comp="half")                   # scope "all"
     assert all(float(v) != 0.0 for v in every)
 
 
@@ -149,15 +166,17 @@ def test_every_variant_on_backend_agrees_with_numpy(xp, v0_scope, granularity):
     from icsnn_np.backend import to_device, to_host, xp_of
     from icsnn_np.init_mem import host
     snn, batches = tiny_resnet_snn()
-    kw = dict(granularity=granularity, v0_scope=v0_scope, sim=simulator("fast", chunk=3), table=TABLE)
+    use_engine(snn, "fast", chunk=3)
+    kw = dict(granularity=granularity, v0_scope=v0_scope)
+    paper = [v for v in METHODS if METHODS[v].recipe is None]     # v(0) methods, no currents
     want = {}
-    for v in TABLE:
-        want[v] = ([host(a) for a in calibrate_variant(snn, v, 4, batches, **kw)],
+    for v in paper:
+        want[v] = ([host(a) for a in set_up(snn, v, 4, batches, **kw)],
                    to_host(simulate(snn, batches[0], 4).output))
     snn.tree.to(xp)
     dev = [to_device(b, xp) for b in batches]
-    for v in TABLE:
-        v0 = calibrate_variant(snn, v, 4, dev, xp=xp, **kw)
+    for v in paper:
+        v0 = set_up(snn, v, 4, dev, **kw)
         assert all(np.ndim(a) == 0 or xp_of(a) is xp for a in v0), v
         for g, w in zip(v0, want[v][0]):
             np.testing.assert_allclose(host(g), w, rtol=1e-6, atol=1e-7, err_msg=v)

@@ -19,7 +19,8 @@ from icsnn_np.fast import threads
 from icsnn_np.fast.conv import FEW_CHANNELS, FastConv2d
 from icsnn_np.fast.layers import twin
 from icsnn_np.fast.nhwc import is_channels_last
-from icsnn_np.layers import Conv2d, conv2d_naive
+from icsnn_np.layers import Conv2d
+from icsnn_np.testing.reference import conv2d_naive
 
 
 def fast_conv_case(case, rng, dtype=F64, algo="auto"):

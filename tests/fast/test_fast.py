@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from icsnn_np.convert import layer_threshold
+from icsnn_np.beyond.thresholds import channel_threshold
 from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.fast import neurons as fast_neurons
 from icsnn_np.fast import threads as fast_threads
@@ -50,7 +52,7 @@ def small_tiles(monkeypatch):
 def converted(name, seed, n=5, channelwise=False):
     net, hw = NETS[name](seed), SIZES[name]
     snn = convert(net)
-    balance_thresholds(snn, net, batched(images(6, hw, seed + 2), 3), p=0.95, channelwise=channelwise)
+    balance_thresholds(snn, net, batched(images(6, hw, seed + 2), 3), p=0.95, rule=channel_threshold if channelwise else layer_threshold)
     return net, snn, images(n, hw, seed + 1)
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from icsnn_np.io.checkpoint import (FORMAT, VERSION, CheckpointError, bundled_models, check_state_dict,
-                                 load_checkpoint, read_checkpoint, save_checkpoint)
+                                 load_checkpoint, read_checkpoint, resolve_checkpoint, save_checkpoint)
 from icsnn_np.models import build_model
+from icsnn_np.runs.checkpoints import load_model
 
 ARCH = "vgg_cpu"
 
@@ -245,7 +246,7 @@ def test_every_bundled_model_is_what_its_header_says(name):
     from icsnn_np.runs.evaluate import ann_accuracy
     from icsnn_np.io.preprocess import normalize
 
-    model, header = load_checkpoint(resolve_checkpoint(name))
+    model, header = load_model(name)                # QCFS too (runs/checkpoints.py)
     assert header["stored_as"] == "float16"
     if header.get("activation", "relu") == "qcfs":
         # a QCFS model converts with V_th = its trained lambda: no p; its name says so
@@ -258,3 +259,11 @@ def test_every_bundled_model_is_what_its_header_says(name):
     acc = ann_accuracy(model, normalize(sl.x_test, mean, std, np), sl.y_test)
     se = 100 * np.sqrt(header["test_acc"] * (1 - header["test_acc"]) / len(sl.y_test))
     assert abs(acc - 100 * header["test_acc"]) < 4 * se + 1, (acc, header["test_acc"])
+
+
+def test_a_qcfs_checkpoint_needs_the_loader_that_knows_qcfs():
+    """io knows layers, not methods: its loader names the one that rebuilds QCFS models."""
+    with pytest.raises(CheckpointError, match="qcfs activation: load it with icsnn_np.runs.checkpoints"):
+        load_checkpoint(resolve_checkpoint("vgg_cpu_qcfs"))
+    model, header = load_model("vgg_cpu_qcfs")
+    assert header["activation"] == "qcfs" and any(k.endswith(".lam") for k in model.state_dict())

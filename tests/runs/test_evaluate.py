@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from helpers import F64, tiny_resnet, tiny_vgg
 
+from icsnn_np.beyond.thresholds import channel_threshold
 from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.runs.evaluate import (ConversionConfig, ann_accuracy, calibrated_snn, convert_balanced,
                                evaluate_conversion, format_accuracy_table, format_table,
@@ -97,10 +98,10 @@ def test_config_validate_normalises_and_accepts_defaults():
     ConversionConfig(engine="fast", chunk=8).validate()
 
 
-def test_sim_kw_carries_the_input_settings():
+def test_inputs_carries_the_input_settings():
     cfg = ConversionConfig(coding="rate", engine="fast", chunk=3, seed=4)
-    assert cfg.sim_kw((0.5,), (0.2,)) == dict(coding="rate", seed=4, mean=(0.5,), std=(0.2,))
-    assert ConversionConfig().sim_kw() == dict(coding="direct", seed=0, mean=None, std=None)
+    assert cfg.inputs((0.5,), (0.2,)) == dict(coding="rate", seed=4, mean=(0.5,), std=(0.2,))
+    assert ConversionConfig().inputs() == dict(coding="direct", seed=0, mean=None, std=None)
 
 
 @pytest.mark.parametrize("coding", ["direct", "rate"])
@@ -190,7 +191,7 @@ def test_evaluate_conversion_on_backend_agrees_with_numpy(xp, engine, coding):
     from icsnn_np.backend import to_device
     net, xc, xt, yt = tiny_setup()
     cfg = dict(T=(2, 5), n_calib=6, batch_size=4, coding=coding, engine=engine, chunk=2,
-               channelwise=True)
+               rule=channel_threshold)
     want = evaluate_conversion(net, xc, xt, yt, ConversionConfig(**cfg), mean=MEAN, std=STD)
     net.to(xp)
     got = evaluate_conversion(net, to_device(xc, xp), to_device(xt, xp), yt, ConversionConfig(**cfg),

@@ -12,7 +12,7 @@ from icsnn_np.runs import training as train_mod
 from icsnn_np.backend import to_host
 from icsnn_np.io.checkpoint import CheckpointError, load_checkpoint
 from icsnn_np.models import build_model
-from icsnn_np.optim import TrainingDiverged
+from icsnn_np.runs.training import TrainingDiverged
 from icsnn_np.runs.training import RESUME_KEYS, TrainConfig, resume_path, train
 
 

@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 from helpers import MEAN, STD, converted_on, make_v0, run_sim
 
+from icsnn_np.beyond.thresholds import channel_threshold
 from icsnn_np import backend
 from icsnn_np.backend import get_xp, to_device, to_host, xp_of
 from icsnn_np.neurons import IFNode
 from icsnn_np.runs.engine import ENGINES
 from icsnn_np.simulate import simulate
 from icsnn_np.testing import cupy_standin
+from icsnn_np.testing.plug import plug_standin, unplug_standin
 
 cp = cupy_standin
-backend.use_standin(cp)
+plug_standin()
 T_ = cp.TRANSFERS
 
 
@@ -89,22 +91,32 @@ def test_results_stay_on_the_device_and_copies_are_copies():
     assert cp.get_array_module(a) is cp and cp.get_array_module(np.ones(1)) is np
 
 
-def test_the_environment_variable_plugs_the_standin_into_the_commands(monkeypatch):
-    """The core never imports the testing aids: the command lines plug the stand-in in when
-    ICSNN_CUPY_STANDIN=1, and unplugged, --backend cupy means CuPy again."""
-    from icsnn_np.cli import common
-    backend.use_standin(None)
+def test_the_standin_is_plugged_from_outside_and_unplugged_means_cupy_again():
+    """The core never imports the testing aids: ``testing.plug`` puts the stand-in into the
+    backend, and unplugged, --backend cupy means CuPy again."""
+    unplug_standin()
     try:
-        monkeypatch.setenv(common.STANDIN_ENV, "0")
-        common.plug_standin()
         if not backend.cupy_available():
             with pytest.raises(backend.BackendError):
                 get_xp("cupy")
-        monkeypatch.setenv(common.STANDIN_ENV, "1")
-        common.plug_standin()
+        plug_standin()
         assert get_xp("cupy") is cp and backend.backend_name(cp) == "cupy"
     finally:
-        backend.use_standin(cp)
+        plug_standin()
+
+
+def test_the_wrapper_runs_a_command_on_the_standin():
+    """``python -m icsnn_np.testing.run icsnn_np.demo --backend cupy`` runs the demo on the
+    stand-in (what scripts/gpu_check.py --standin runs), the command knowing nothing of it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    proc = subprocess.run([sys.executable, "-m", "icsnn_np.testing.run", "icsnn_np.demo",
+                           "--backend", "cupy", "--T", "2", "--n-test", "10", "--n-calib", "8",
+                           "--variants", "snn", "--json"], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert '"backend": "cupy"' in proc.stdout
 
 
 # --------------------------------------------------------------------------- syncs bounded
@@ -147,8 +159,9 @@ def test_rate_coding_copies_its_draws_to_the_device_without_syncs():
         run_sim(snn, x, T, **kw)
         to_host_[T], to_dev[T] = T_.to_host, T_.to_device
     assert to_host_[4] == to_host_[16]
-    # the host RNG's draws: one copy per step (and the normalisation per chunk of 4)
-    assert to_dev[16] - to_dev[4] == 12 + 2 * 3
+    # per step: the host RNG's draw and the normalisation's mean and std (rate_encode codes
+    # one step at a time, on either engine), copies only, no sync
+    assert to_dev[16] - to_dev[4] == 3 * 12
 
 
 # --------------------------------------------------------------------------- planted errors
