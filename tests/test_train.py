@@ -141,14 +141,15 @@ def test_fixup_init_is_applied_and_needs_a_resnet(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- resume
-def _interrupting_evaluate(monkeypatch, after_calls=1):
-    """train's per-epoch test raises KeyboardInterrupt on call ``after_calls + 1``: the run
-    stops after the checkpoints of epoch ``after_calls`` were written, mid epoch after."""
+def _interrupting_evaluate(monkeypatch, after_epochs=1):
+    """train's per-epoch scoring (validation, then test: two calls an epoch) raises
+    KeyboardInterrupt in epoch ``after_epochs + 1``: the run stops after the checkpoints of
+    epoch ``after_epochs`` were written, mid epoch after."""
     real, calls = train_mod.evaluate, []
 
     def evaluate(*a, **k):
         calls.append(1)
-        if len(calls) > after_calls:
+        if len(calls) > 2 * after_epochs:
             raise KeyboardInterrupt
         return real(*a, **k)
 
