@@ -27,7 +27,7 @@ from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
 from ..io.checkpoint import (check_fits_data, load_checkpoint, read_checkpoint, resolve_checkpoint,
                              save_checkpoint)
 from ..io.data import DATASETS, load_dataset
-from ..io.files import check_new_output, check_not_in_use, exclusive
+from ..io.files import check_new_output, check_not_in_use, exclusive, failed_write_note
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
 from ..optim import SGD, TrainingDiverged, lr_at, scaled_milestones, train_step
@@ -252,7 +252,7 @@ def _train(cfg: TrainConfig, log):
         return (f"kept the last complete checkpoint {out} (epoch {saved[0]} of {cfg.epochs}; the "
                 f"best so far is {best_path}); continue with --resume")
 
-    with engine_context, kept_on_interrupt(kept):
+    with engine_context, kept_on_interrupt(kept), failed_write_note(kept):   # a full disk says it too
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
             try:
