@@ -38,10 +38,10 @@ def _write(json_path: Path, md_path: Path, res, md: str):
                       md_path: md.encode()})
 
 
-def output_paths(out, md, quick, agreement, log):
-    """(stem, JSON path, Markdown path) of ``--out``/``--md``: the JSON is always STEM.json and
-    the Markdown STEM.md (or ``--md``); a stem given as ``X.json`` or ``X.md`` is taken as X
-    with a note. Two outputs naming one file are refused."""
+def output_paths(out, md, quick, agreement):
+    """(stem, JSON path, Markdown path, note or None) of ``--out``/``--md``: the JSON is always
+    STEM.json and the Markdown STEM.md (or ``--md``); a stem given as ``X.json`` or ``X.md``
+    is taken as X, with a note to print. Two outputs naming one file are refused."""
     if out is None:
         folder = Path(tempfile.mkdtemp(prefix="icsnn_bench_")) if quick else Path("runs")
         stem = folder / ("agreement_seeds" if agreement else "bench")
@@ -56,9 +56,9 @@ def output_paths(out, md, quick, agreement, log):
     if json_path.resolve() == md_path.resolve():
         raise ValueError(f"--md {md} names the JSON output {json_path} too: the results and the "
                          f"tables need two files (leave out --md to write {stem}.md)")
-    if out is not None and Path(out) != stem:
-        log(f"note: --out {out} is taken as the stem {stem}: writing {json_path} and {md_path}")
-    return stem, json_path, md_path
+    note = (f"note: --out {out} is taken as the stem {stem}: writing {json_path} and {md_path}"
+            if out is not None and Path(out) != stem else None)
+    return stem, json_path, md_path, note
 
 
 def main(argv=None):
@@ -104,9 +104,11 @@ def _main(argv):
         cfg.repeats = a.repeats
     if a.chunk is not None:
         cfg.chunk = a.chunk
-    stem, out, md_path = output_paths(a.out, a.md, a.quick, a.agreement_seeds, cli.log_stderr)
+    stem, out, md_path, note = output_paths(a.out, a.md, a.quick, a.agreement_seeds)
     cli.check_new_output(out, "--out", a.force)        # before any work: writable, not replacing
     cli.check_new_output(md_path, "--md" if a.md else "--out", a.force)
+    if note:                                           # after the checks: a refusal is one line
+        cli.log_stderr(note)
     with cli.claim(stem, cli.log_stderr):
         return _bench(a, cfg, out, md_path, "python -m icsnn_np.bench " + " ".join(argv))
 

@@ -217,11 +217,11 @@ def _in_use(stem, what, lock, info) -> ValueError:
                           f"{lock}): this machine cannot tell whether that run still goes on. Wait "
                           f"for it, or name another {what}; once no run on {host} writes to {stem} "
                           f"(pid {pid} there has ended), it is safe to delete {lock}")
-    cmd = _command_of(pid)
-    if cmd is not None and "icsnn" not in cmd and "python" not in cmd.lower():
+    cmd, was = _command_of(pid), info.get("command")
+    if cmd is not None and isinstance(was, str) and cmd != was:     # the pid now runs another program
         return ValueError(f"{what} {stem}: its lock file {lock} names pid {pid} ({since}), which "
-                          f"now runs another program ({cmd[:60]!r}), not an icsnn-np run: the lock "
-                          f"was left by a run that ended and its pid was reused; it is safe to "
+                          f"now runs another program ({cmd[:60]!r}), not the run that made the lock "
+                          f"({was[:60]!r}): that run ended and its pid was reused; it is safe to "
                           f"delete {lock} if no run of icsnn-np writes to {stem}")
     return ValueError(f"{what} {stem} is in use by another run (pid {pid} on this machine, {since}"
                       f"; lock file {lock}): wait for it to finish, or name another {what}; delete "
@@ -245,7 +245,8 @@ def exclusive(stem, log=None, what: str = "--out", lock=None):
     lock = Path(lock) if lock is not None else lock_path(stem)
     lock.parent.mkdir(parents=True, exist_ok=True)
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "command": _command_of(os.getpid())}).encode()   # tells a reused pid apart
     for _ in range(3):
         if _create_with(lock, mine):
             break

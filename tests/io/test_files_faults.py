@@ -95,7 +95,7 @@ def test_a_lock_naming_another_programs_live_pid_says_it_is_stale(tmp_path):
     stem = tmp_path / "res"
     other = subprocess.Popen(["sleep", "60"])
     try:
-        _lock_of(stem, pid=other.pid, host=socket.gethostname())
+        _lock_of(stem, pid=other.pid, host=socket.gethostname(), command="python -m icsnn_np.reproduce")
         with pytest.raises(ValueError) as info, exclusive(stem):
             pass
     finally:
@@ -106,7 +106,10 @@ def test_a_lock_naming_another_programs_live_pid_says_it_is_stale(tmp_path):
     assert f"safe to delete {lock_path(stem)}" in text
 
 
-def test_a_lock_held_by_a_live_run_says_when_it_is_safe_to_delete(tmp_path):
+def test_a_lock_records_its_command_and_a_live_run_says_when_it_is_safe_to_delete(tmp_path):
+    with exclusive(tmp_path / "mine") as lock:
+        held = json.loads(lock.read_text())
+    assert held["command"] and "pytest" in held["command"]          # this process's command line
     stem = tmp_path / "res"
     run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
