@@ -53,7 +53,8 @@ def main(argv=None):
 def _main(argv):
     p = cli.ArgumentParser(prog="python scripts/bundle_model.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help="folder holding the CIFAR-10 test batch (the "
+                   "training batches are not needed)")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is missing")
     p.add_argument("--out", default=None, help="default: runs/<arch>_cifar10.npz (the package's "
                    "bundled models: icsnn_np/assets/<arch>_cifar10.npz)")
@@ -110,7 +111,7 @@ def _bundle(a, model, header, mean, std):
     meta["made_by"] = (f"python scripts/bundle_model.py {Path(a.checkpoint).name}"
                        + (f" --p {a.p}" if a.p is not None else ""))
     try:
-        full = load_dataset("cifar10", a.data_dir, download=a.download)
+        full = load_dataset("cifar10", a.data_dir, download=a.download, test_only=True)  # tests only
         sl = load_dataset("cifar10-slice")
         save_checkpoint(tmp, model, header["arch"], header["num_classes"], meta, dtype=np.float16)
         half, _ = load_checkpoint(tmp)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import load_script
+from helpers import load_script, write_test_batch
 from icsnn_np.io.checkpoint import bundled_models, load_checkpoint
 from icsnn_np.io.data import SLICE_PATH, load_dataset
 from icsnn_np.runs.training import evaluate
@@ -48,3 +48,14 @@ def test_qcfs_bundle_has_no_p_and_its_accuracy_is_the_float16_weights(tmp_path, 
     ds = slice_as_cifar10
     acc = evaluate(model, ds.x_test, ds.y_test, np.float32(h["mean"]), np.float32(h["std"]), np)
     assert h["test_acc"] == round(acc, 6)
+
+
+@needs_slice
+def test_a_folder_with_the_test_batch_alone_suffices(tmp_path, capsys):
+    """Only the test set is measured: the training batches are not asked for."""
+    sl = load_dataset("cifar10-slice")
+    write_test_batch(tmp_path / "data", sl.x_test[:200], sl.y_test[:200])
+    out = tmp_path / "b.npz"
+    assert bundle_model.main(["vgg_cpu", "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert load_checkpoint(out)[1]["stored_as"] == "float16"
+    assert "float16: CIFAR-10 test" in capsys.readouterr().out
