@@ -31,8 +31,10 @@ On the stand-in (``--standin``) every step runs, at ``--n-test``/``--n-calib``/`
 Writes ``<out>.md``, ``<out>.json`` and ``<out>_bench.json``/``.md``: ``--out`` (on the device
 ``$OUT/gpu_check``; default ``runs/gpu_check`` in the current folder, or a temporary folder
 with ``--standin``), never a committed file; relative ``--out`` and ``--data-dir`` (and
-``$ICSNN_DATA``) are the caller's, though the steps run in the checkout; ``results/gpu_check.*`` are committed by hand from a device run. Exit code 0
-when every step that ran passed, none was skipped and the two demos agree; 1 otherwise.
+``$ICSNN_DATA``) are the caller's, though the steps run in the checkout;
+``results/gpu_check.*`` are committed by hand from a device run. Each step's outcome is read
+from its exit status. Exit code 0 when every step that ran passed, none was skipped and the
+two demos agree; 1 otherwise.
 """
 from __future__ import annotations
 
