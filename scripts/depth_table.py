@@ -8,7 +8,11 @@ T <= 32 and T = 64 ... 256 run as two processes) and prints one Markdown table: 
 (with its number of IF layers, where conversion error accumulates) and block treatment,
 the loss in points of SNN, I-SNN, C-SNN and IC-SNN at each T, and under it the paper's rows
 for the network it scales down (Table 2, VGG16; Table 4, ResNet20), once after the networks
-given one after another that scale down the same one.
+given one after another that scale down the same one. Every number says which threshold
+search it comes from (p-quantile balancing, layer- or channel-wise, at which p; or SNN
+Calibration's MSE search): in the network's line when it has one, in the row's name when a
+file holds several (a sweep). Files of another kind (``compare``'s method tables, a
+validation, a benchmark) are refused by kind.
 """
 from __future__ import annotations
 
@@ -28,12 +32,33 @@ from icsnn_np.runs.tables import PAPER_ORDER, paper_table_for, read_result  # no
 MAIN = PAPER_ORDER[::-1]                 # SNN, C-SNN, I-SNN, IC-SNN: the paper's order, worst first
 
 
+def check_kind(res, path):
+    """A reproduction result, not another command's: ``compare`` writes rows of the same
+    shape (its pre-run steps tell it apart), whose numbers would mix methods and searches."""
+    settings = res.get("settings") if isinstance(res.get("settings"), dict) else {}
+    if "prerun" in res or "pre-run steps" in settings or \
+            str(res.get("command", "")).startswith("python -m icsnn_np.compare"):
+        raise ValueError(f"{path}: not a reproduction result: a comparison of methods "
+                         f"(python -m icsnn_np.compare); give the JSON of python -m icsnn_np.reproduce")
+    return res
+
+
+def search_of(row, res) -> str:
+    """The threshold search of a row: 'MSE V_th' or '<layer|channel>-wise V_th, p = ...'."""
+    settings = res["settings"]
+    thr = row.get("thresholds") or settings.get("thresholds") or \
+        str(settings.get("threshold", "layer")).replace("-wise", "")
+    if thr == "mse":
+        return "MSE V_th (SNN Calibration's search)"
+    return f"{thr}-wise V_th, p = {row.get('p', settings.get('p'))}"
+
+
 def load(paths):
-    """{arch: {"ann": acc, "n": images, "loss": {(block, label): {T: loss}}}}, files merged;
-    files of one network must agree on the ANN accuracy (same checkpoint and images)."""
+    """{arch: {"ann": acc, "n": images, "loss": {(block, search, label): {T: loss}}}}, files
+    merged; files of one network must agree on the ANN accuracy (same checkpoint and images)."""
     nets = {}
     for path in paths:
-        res = read_result(path)                  # an empty or foreign file: one line naming it
+        res = check_kind(read_result(path), path)   # an empty or foreign file: one line naming it
         arch = res.get("arch") or res["settings"].get("model")
         if not isinstance(arch, str):
             raise ValueError(f"{path}: names no network (arch {arch!r})")
@@ -44,7 +69,7 @@ def load(paths):
         default_block = str(res["settings"].get("block treatment", "node")).split("/")[0]
         for r in res["rows"]:
             if r["label"] in MAIN:
-                key = (r.get("block", default_block), r["label"])
+                key = (r.get("block", default_block), search_of(r, res), r["label"])
                 net["loss"].setdefault(key, {}).update({int(t): m["loss"] for t, m in r["T"].items()})
     return nets
 
@@ -59,17 +84,19 @@ def table(nets) -> str:
              "|---|---|" + "---:|" * len(Ts)]
     archs = list(nets)
     for k, (arch, net) in enumerate(nets.items()):
-        blocks = sorted({b for b, _ in net["loss"]})
-        head = f"**{arch}** ({if_layers(arch)} IF layers), ANN {net['ann']:.2f} % on {net['n']:,} images"
-        for block in blocks:
-            for label in MAIN:
-                row = net["loss"].get((block, label))
-                if row is None:
-                    continue
-                name = label + (f" (block {block})" if len(blocks) > 1 else "")
-                lines.append(f"| {head} | {name} | "
-                             + " | ".join(f"{row[t]:.2f}" if t in row else "" for t in Ts) + " |")
-                head = ""
+        blocks = sorted({b for b, _, _ in net["loss"]})
+        searches = list(dict.fromkeys(s for _, s, _ in net["loss"]))
+        head = (f"**{arch}** ({if_layers(arch)} IF layers), ANN {net['ann']:.2f} % on {net['n']:,} images"
+                + (f", {searches[0]}" if len(searches) == 1 else ""))
+        for block, search, label in [(b, s, lb) for b in blocks for s in searches for lb in MAIN]:
+            row = net["loss"].get((block, search, label))
+            if row is None:
+                continue
+            parts = ([f"block {block}"] if len(blocks) > 1 else []) + ([search] if len(searches) > 1 else [])
+            name = label + (f" ({'; '.join(parts)})" if parts else "")
+            lines.append(f"| {head} | {name} | "
+                         + " | ".join(f"{row[t]:.2f}" if t in row else "" for t in Ts) + " |")
+            head = ""
         paper, ann, rows = paper_table_for(arch)
         if k + 1 < len(archs) and paper_table_for(archs[k + 1])[0] == paper:
             continue                     # the next network scales down the same one: rows once, after it

@@ -28,14 +28,19 @@ so one slow or failed step does not hide the rest:
 On the stand-in (``--standin``) every step runs, at ``--n-test``/``--n-calib``/``--T`` sizes
 (default 20, 32, 4), the benchmark ``--quick`` and the tests ``-m standin``.
 
-Writes ``<out>.md``, ``<out>.json`` and ``<out>_bench.json``: ``--out`` (on the device
-``$OUT/gpu_check``; default ``runs/gpu_check``, or a temporary folder with ``--standin``), never
-a committed file; ``results/gpu_check.*`` are committed by hand from a device run. Exit code 0
-when every step that ran passed, none was skipped and the two demos agree; 1 otherwise.
+Writes ``<out>.md``, ``<out>.json`` and ``<out>_bench.json``/``.md``: ``--out`` (on the device
+``$OUT/gpu_check``; default ``runs/gpu_check`` in the current folder, or a temporary folder
+with ``--standin``), never a committed file; relative ``--out`` and ``--data-dir`` (and
+``$ICSNN_DATA``) are the caller's, though the steps run in the checkout;
+``results/gpu_check.*`` are committed by hand from a device run. Each step's outcome is read
+from its exit status. Exit code 0 when every step that ran passed, none was skipped and the
+two demos agree; 1 otherwise.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import platform
 import signal
@@ -115,10 +120,24 @@ def demo_accs(rec):
                               for v, per_t in j["variants"].items()}
 
 
+def outcome(rec) -> str:
+    """What a step's exit status says: passed (exit 0), failed (exit N, its last line), or
+    stopped at its time limit."""
+    if rec["rc"] == 0:
+        return "passed (exit 0)"
+    last = next((ln for ln in reversed(rec.get("tail", "").splitlines()) if ln.strip()), "")
+    what = "stopped at its time limit" if rec["rc"] == "timeout" else f"failed (exit {rec['rc']})"
+    return what + (f": {last.strip()}" if last else "")
+
+
 def demo_summary(rec, target=False):
     acc = demo_accs(rec)
+    if rec["rc"] == "skipped":
+        return rec["summary"]
     if acc is None:
-        return "failed" if rec["rc"] != "skipped" else rec["summary"]
+        return outcome(rec) + ("; it printed no JSON result" if rec["rc"] == 0 else "")
+    if rec["rc"] != 0:
+        return outcome(rec)
     j = rec["json"]
     s = (f"{j['n_test']} images, ANN {acc[0]}%, SNN {acc[1]}; calibration: "
          f"{j.get('images', {}).get('calibration', '?')}; evaluation {j['seconds']} s")
@@ -127,8 +146,12 @@ def demo_summary(rec, target=False):
 
 
 def bench_summary(rec, path: Path):
-    if rec["rc"] != 0 or not path.is_file():
-        return rec.get("summary", "failed") if rec["rc"] == "skipped" else "failed"
+    if rec["rc"] == "skipped":
+        return rec["summary"]
+    if rec["rc"] != 0:
+        return outcome(rec)
+    if not path.is_file():
+        return f"passed (exit 0), but its results file {path} is missing"
     b = json.loads(path.read_text())
     s, tr = b.get("snn", {}), b.get("train", {})
     fmt = lambda v, f="{:.0f}": "-" if v is None else f.format(v)  # noqa: E731
@@ -226,12 +249,28 @@ def parse_args(argv):
     p.add_argument("--T", type=cli.steps(), default=None,
                    help="time steps of the demo pair (and of every demo on the stand-in); "
                         "default 8, on the stand-in 4")
-    p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for all steps")
+    p.add_argument("--budget", type=seconds, default=BUDGET_S, help="seconds for all steps (> 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the CIFAR-10 test batch "
                    f"(test_batch.bin alone suffices; default ${DATA_ENV}, where it is looked for)")
-    p.add_argument("--out", default=None, help="output stem (default runs/gpu_check; with "
-                                               "--standin a temporary folder)")
-    return p.parse_args(argv)
+    p.add_argument("--out", default=None, help="output stem (default runs/gpu_check in the current "
+                                               "folder; with --standin a temporary folder)")
+    a = p.parse_args(argv)
+    # the steps run in the checkout: a relative path means the caller's folder, so make it
+    # absolute here (else a step would read, or write, relative to the checkout)
+    a.data_dir = None if a.data_dir is None else str(Path(a.data_dir).absolute())
+    a.out = None if a.out is None else str(Path(a.out).absolute())
+    return a
+
+
+def seconds(text: str) -> float:
+    """``--budget``: a finite number of seconds > 0 (NaN, inf, 0 and negatives refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--budget: expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"--budget must be a finite number of seconds > 0, got {text}")
+    return v
 
 
 def _main(argv):
@@ -242,13 +281,17 @@ def _main(argv):
             setattr(a, k, standin_size if standin else gpu_size)
     t0 = time.perf_counter()
     device = device_name(standin)                  # no CuPy / no GPU: one line, exit 2
-    data = find_test_batch(a.data_dir or os.environ.get(DATA_ENV), a.data_dir is not None)
+    env_data = os.environ.get(DATA_ENV)
+    data = find_test_batch(a.data_dir or (env_data and str(Path(env_data).absolute())),
+                           a.data_dir is not None)
     out = Path(a.out) if a.out else (Path(tempfile.mkdtemp(prefix="icsnn_gpu_check_")) / "gpu_check"
-                                     if standin else ROOT / "runs" / "gpu_check")
+                                     if standin else Path("runs", "gpu_check").absolute())
     cli.check_outputs(out, exts=(".json", ".md", "_bench.json", "_bench.md"))
     deadline = t0 + a.budget
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    if env_data:                            # the caller's folder, not the checkout's
+        env[DATA_ENV] = str(Path(env_data).absolute())
     if standin:
         env[cli.STANDIN_ENV] = "1"
     else:
@@ -288,8 +331,9 @@ def _main(argv):
     steps.append(r)
 
     # 4. the benchmark
-    bench_out = cli.with_ext(out, "_bench.json")
-    r = step("bench, cupy", [py, "-m", "icsnn_np.bench", "--backend", "cupy", "--force", "--out", str(bench_out),
+    bench_out = cli.with_ext(out, "_bench.json")           # the bench writes <stem>.json and .md
+    r = step("bench, cupy", [py, "-m", "icsnn_np.bench", "--backend", "cupy", "--force", "--out",
+                             str(cli.with_ext(out, "_bench")),
                              *(["--quick"] if standin else ["--repeats", "3"])], "bench")
     r["summary"] = bench_summary(r, bench_out)
     steps.append(r)

@@ -9,8 +9,10 @@ T = 64 in another, ...). Each run writes its own ``.json``; this puts their meas
 into one ``.json``, ``.md`` and ``.png``, as if one run had made them all, with the paired
 tests at every T where all four of the paper's rows were measured.
 
-Rows are the same row when their label, variant, p, thresholds, block treatment, readings
-and compensation agree; their T columns are joined. The files must be of one network on the
+Rows are the same row when their label, variant, p, thresholds (the threshold search:
+layer- or channel-wise p-quantile, or MSE), block treatment, readings and compensation
+agree; their T columns are joined. Only reproduction results are merged: another kind of
+file (``compare``'s method tables, a benchmark, a validation) is refused by kind. The files must be of one network on the
 same images (same ANN accuracy, number of test and calibration images, seed, coding, and
 the same checkpoint *content*: its SHA-256, which reproduce records; files made before it
 did are matched by the checkpoint's name, with a note); a T that two files both measured
@@ -133,6 +135,12 @@ def _merge(a):
     loaded = []
     for path in a.results:
         res = read_result(path)
+        settings = res["settings"]
+        if "prerun" in res or "pre-run steps" in settings or \
+                str(res.get("command", "")).startswith("python -m icsnn_np.compare"):
+            raise ValueError(f"{path}: not a reproduction result: a comparison of methods (python "
+                             f"-m icsnn_np.compare), whose rows mix methods and threshold searches; "
+                             f"merge_results joins runs of python -m icsnn_np.reproduce")
         missing = [k for k in NEEDED if k not in res]
         if missing:
             raise ValueError(f"{path}: not a reproduction result (no {', '.join(missing)})")

@@ -194,12 +194,13 @@ def ctrl_c(module, name):
 
 
 def ctrl_c_after_epoch_1(mp):
-    """train's per-epoch test passes once (a stub), then Ctrl-C: epoch 1 is saved, 2 is not."""
+    """train's per-epoch scoring (validation, then test: a stub) passes in epoch 1, then
+    Ctrl-C: epoch 1 is saved, 2 is not."""
     calls = []
 
     def evaluate(*a, **k):
         calls.append(1)
-        if len(calls) > 1:
+        if len(calls) > 2:
             raise KeyboardInterrupt
         return 0.5
     mp.setattr(train_mod, "evaluate", evaluate)

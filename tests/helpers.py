@@ -470,13 +470,14 @@ needs_slice = pytest.mark.skipif(not SLICE_PATH.is_file(), reason=f"{SLICE_PATH}
 
 
 def interrupting_evaluate(monkeypatch, after_calls=1):
-    """train's per-epoch test raises KeyboardInterrupt on call ``after_calls + 1``: the run
-    stops after the checkpoints of epoch ``after_calls`` were written, mid epoch after."""
+    """train's per-epoch scoring (validation, then test: two calls an epoch) raises
+    KeyboardInterrupt in epoch ``after_calls + 1``: the run stops after the checkpoints of
+    epoch ``after_calls`` were written, mid epoch after."""
     real, calls = train_mod.evaluate, []
 
     def evaluate(*a, **k):
         calls.append(1)
-        if len(calls) > after_calls:
+        if len(calls) > 2 * after_calls:
             raise KeyboardInterrupt
         return real(*a, **k)
 

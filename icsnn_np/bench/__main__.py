@@ -1,12 +1,14 @@
 """``python -m icsnn_np.bench``: run the benchmarks, print the tables, write JSON + Markdown.
 
-    python -m icsnn_np.bench --out results/bench.json --force     # the committed table
+    python -m icsnn_np.bench --out results/bench --force     # the committed table
     python -m icsnn_np.bench                       # runs/bench.{json,md} (not tracked)
     python -m icsnn_np.bench --quick               # seconds; writes to a temporary folder
     python -m icsnn_np.bench --agreement-seeds 8   # runs/agreement_seeds.{json,md}; needs PyTorch
 
-An existing output is replaced only with ``--force``; progress goes to stderr, the table to
-stdout.
+``--out STEM`` writes ``STEM.json`` (the results) and ``STEM.md`` (the tables); an ``--out``
+ending in ``.json`` or ``.md`` is taken as its stem, with a note. ``--md`` names the Markdown
+file elsewhere; two outputs naming one file are refused. An existing output is replaced only
+with ``--force``; progress and the paths written go to stderr, the table to stdout.
 
 OpenBLAS picks its kernels (its "core type") when it loads, from the CPU or from the
 variable ``OPENBLAS_CORETYPE``. Some machines pin it: the ones our numbers come from set
@@ -36,6 +38,29 @@ def _write(json_path: Path, md_path: Path, res, md: str):
                       md_path: md.encode()})
 
 
+def output_paths(out, md, quick, agreement):
+    """(stem, JSON path, Markdown path, note or None) of ``--out``/``--md``: the JSON is always
+    STEM.json and the Markdown STEM.md (or ``--md``); a stem given as ``X.json`` or ``X.md``
+    is taken as X, with a note to print. Two outputs naming one file are refused."""
+    if out is None:
+        folder = Path(tempfile.mkdtemp(prefix="icsnn_bench_")) if quick else Path("runs")
+        stem = folder / ("agreement_seeds" if agreement else "bench")
+    else:
+        stem = Path(out)
+        if stem.is_dir():
+            raise ValueError(f"--out {out} is an existing folder; name a stem (--out {stem / 'bench'} "
+                             f"writes {stem / 'bench.json'} and {stem / 'bench.md'})")
+        if stem.suffix.lower() in (".json", ".md"):
+            stem = stem.with_suffix("")
+    json_path, md_path = cli.with_ext(stem, ".json"), (Path(md) if md else cli.with_ext(stem, ".md"))
+    if json_path.resolve() == md_path.resolve():
+        raise ValueError(f"--md {md} names the JSON output {json_path} too: the results and the "
+                         f"tables need two files (leave out --md to write {stem}.md)")
+    note = (f"note: --out {out} is taken as the stem {stem}: writing {json_path} and {md_path}"
+            if out is not None and Path(out) != stem else None)
+    return stem, json_path, md_path, note
+
+
 def main(argv=None):
     """The command line; returns the exit code (0, 2 for bad input, 130 for Ctrl-C)."""
     return cli.run(_main, argv, kept="nothing was written (the results are written at the end)")
@@ -46,10 +71,11 @@ def _main(argv):
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (a smoke run of seconds); writes to a temporary folder unless --out")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--out", default=None,
-                   help="JSON results (default runs/bench.json; --quick: a temporary folder)")
-    p.add_argument("--force", action="store_true", help="replace --out and --md if they exist")
-    p.add_argument("--md", default=None, help="markdown table (default: --out with .md)")
+    p.add_argument("--out", default=None, metavar="STEM",
+                   help="writes STEM.json and STEM.md (default runs/bench; --quick: a temporary "
+                        "folder); a name ending in .json or .md is taken as its stem")
+    p.add_argument("--force", action="store_true", help="replace the outputs if they exist")
+    p.add_argument("--md", default=None, help="markdown tables elsewhere (default: STEM.md)")
     p.add_argument("--repeats", type=cli.count("--repeats"), default=None,
                    help="timed calls after the warm-up")
     p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk")
@@ -78,13 +104,12 @@ def _main(argv):
         cfg.repeats = a.repeats
     if a.chunk is not None:
         cfg.chunk = a.chunk
-    default_name = "agreement_seeds.json" if a.agreement_seeds else "bench.json"
-    folder = Path(tempfile.mkdtemp(prefix="icsnn_bench_")) if a.quick and not a.out else Path("runs")
-    out = Path(a.out) if a.out else folder / default_name
-    md_path = Path(a.md) if a.md else out.with_suffix(".md")
+    stem, out, md_path, note = output_paths(a.out, a.md, a.quick, a.agreement_seeds)
     cli.check_new_output(out, "--out", a.force)        # before any work: writable, not replacing
-    cli.check_new_output(md_path, "--md", a.force)
-    with cli.claim(out.with_suffix(""), cli.log_stderr):
+    cli.check_new_output(md_path, "--md" if a.md else "--out", a.force)
+    if note:                                           # after the checks: a refusal is one line
+        cli.log_stderr(note)
+    with cli.claim(stem, cli.log_stderr):
         return _bench(a, cfg, out, md_path, "python -m icsnn_np.bench " + " ".join(argv))
 
 

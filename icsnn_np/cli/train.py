@@ -55,10 +55,16 @@ def _main(argv):
                    help="QCFS quantisation levels L")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start from this checkpoint's weights and normalisation (fine-tuning; "
-                        "with --activation qcfs each λ starts at the layer's 0.999-quantile)")
+                        "with --activation qcfs each λ starts at the layer's 0.999-quantile; a "
+                        "QCFS checkpoint goes on as QCFS at its own L)")
+    p.add_argument("--val-size", type=cli.count("--val-size"), default=None, metavar="N",
+                   help="training images held out for validation, on which the best checkpoint "
+                        "is chosen (default: a tenth, at most 5,000)")
+    p.add_argument("--val-seed", type=cli.count("--val-seed", minimum=0), default=d.val_seed,
+                   help="draws the validation images (default 0, apart from --seed)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from --out and its _resume.npz")
-    p.add_argument("--out", default=d.out, help="checkpoint path (best is saved as <stem>_best.npz)")
+    p.add_argument("--out", default=d.out, help="checkpoint path (best by validation accuracy is saved as <stem>_best.npz)")
     p.add_argument("--force", action="store_true",
                    help="replace the checkpoints of an earlier run at --out (else refused)")
     a = p.parse_args(argv)

@@ -217,6 +217,11 @@ def load_checkpoint(path, arch: str | None = None, activations: dict | None = No
             model = activations[act](model, header)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from e
+    lams = [k for k in arrays if k.endswith(".lam")]
+    if lams and header.get("activation", "relu") != "qcfs":     # not one unexpected tensor
+        raise CheckpointError(f"{path}: a QCFS checkpoint (it holds λ: {lams[0]}, ...) under a "
+                              f"ReLU header (no activation: qcfs / levels): its header lost its "
+                              f"activation, so its L is unknown and it cannot be loaded")
     check_state_dict(model, arrays, source=str(path))
     model.load_state_dict(arrays)
     return model, header

@@ -7,9 +7,16 @@ never replacing what a user had unless told, and one run per output at a time.
     check_new_output(path, "--out", force)                # an existing file is not replaced
     with exclusive(stem, log):                            # <stem>.lock: one run per output
         ...
+    with failed_write_note(memo.kept):                    # a failed write says what was kept
+        ...
+
+A write that fails (disk full, file too large, no permission) raises WriteFailed, an
+OSError naming the file and, inside ``failed_write_note``, what the run kept (e.g. its
+measurements so far, for ``--resume``).
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import socket
@@ -19,13 +26,52 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class WriteFailed(OSError):
+    """A file could not be written; the message names it and what was kept."""
+
+    def __str__(self):
+        return self.strerror
+
+
+_NOTES = contextvars.ContextVar("failed_write_notes", default=())
+
+
+@contextmanager
+def failed_write_note(note):
+    """Inside the block, a failed write also says ``note`` (a str, or a callable giving one
+    when the write fails): what the run kept, e.g. "the 12 measurements made so far are in
+    X.partial.json: rerun with --resume". The innermost note is the one said."""
+    token = _NOTES.set(_NOTES.get() + (note,))
+    try:
+        yield
+    finally:
+        _NOTES.reset(token)
+
+
+def _failed(path, e: OSError) -> WriteFailed:
+    """``e`` (from writing ``path``) as one line naming the file and what was kept."""
+    if isinstance(e, WriteFailed):
+        return e
+    notes = _NOTES.get()
+    note = notes[-1]() if notes and callable(notes[-1]) else (notes[-1] if notes else "")
+    return WriteFailed(e.errno, f"cannot write {path}: {e.strerror or e}; an earlier file of that "
+                                f"name is unchanged" + (f"; {note}" if note else ""))
+
+
 def atomic_write(path, write_fn, suffix=".tmp"):
-    """Call ``write_fn(file_object)`` on a temp file next to ``path``, then rename over it."""
-    tmp = _write_temp(path, write_fn, suffix)
+    """Call ``write_fn(file_object)`` on a temp file next to ``path``, then rename over it.
+    An OSError on the way is a WriteFailed naming ``path`` (and the note of
+    ``failed_write_note``)."""
+    try:
+        tmp = _write_temp(path, write_fn, suffix)
+    except OSError as e:
+        raise _failed(path, e) from e
     try:
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _failed(path, e) from e
         raise
 
 
@@ -33,7 +79,7 @@ def atomic_write_all(files: dict, suffix=".tmp"):
     """Write several files as one: ``{path: bytes or write_fn}``. Every file goes to a temp
     name first; only when all are written are they renamed into place, one after another
     (microseconds apart), so an interruption while writing leaves the old set whole."""
-    temps = {}
+    temps, path = {}, None
     try:
         for path, data in files.items():
             fn = data if callable(data) else (lambda f, b=data: f.write(b))
@@ -41,6 +87,8 @@ def atomic_write_all(files: dict, suffix=".tmp"):
         for path, tmp in list(temps.items()):
             os.replace(tmp, path)
             del temps[path]
+    except OSError as e:
+        raise _failed(path, e) from e
     finally:
         for tmp in temps.values():
             Path(tmp).unlink(missing_ok=True)
@@ -150,10 +198,34 @@ def lock_path(stem) -> Path:
     return stem.with_name(stem.name + ".lock")
 
 
+def _command_of(pid: int) -> str | None:
+    """The command line of process ``pid`` on this machine, where the system says (Linux's
+    /proc); None where it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip() or None
+
+
 def _in_use(stem, what, lock, info) -> ValueError:
-    return ValueError(f"{what} {stem} is in use by another run (pid {info['pid']}, started "
-                      f"{info.get('started', '?')}; lock file {lock}): wait for it to finish, "
-                      f"or name another {what}")
+    """One line: who holds ``lock``, and when it is safe to delete it."""
+    pid, host = info["pid"], info.get("host")
+    since = f"started {info.get('started', '?')}"
+    if host not in (None, socket.gethostname()):
+        return ValueError(f"{what} {stem} is held by pid {pid} on host {host} ({since}; lock file "
+                          f"{lock}): this machine cannot tell whether that run still goes on. Wait "
+                          f"for it, or name another {what}; once no run on {host} writes to {stem} "
+                          f"(pid {pid} there has ended), it is safe to delete {lock}")
+    cmd, was = _command_of(pid), info.get("command")
+    if cmd is not None and isinstance(was, str) and cmd != was:     # the pid now runs another program
+        return ValueError(f"{what} {stem}: its lock file {lock} names pid {pid} ({since}), which "
+                          f"now runs another program ({cmd[:60]!r}), not the run that made the lock "
+                          f"({was[:60]!r}): that run ended and its pid was reused; it is safe to "
+                          f"delete {lock} if no run of icsnn-np writes to {stem}")
+    return ValueError(f"{what} {stem} is in use by another run (pid {pid} on this machine, {since}"
+                      f"; lock file {lock}): wait for it to finish, or name another {what}; delete "
+                      f"{lock} only if pid {pid} is not writing to {stem} (it is safe once it has ended)")
 
 
 def check_not_in_use(stem, what: str = "--out", lock=None):
@@ -173,7 +245,8 @@ def exclusive(stem, log=None, what: str = "--out", lock=None):
     lock = Path(lock) if lock is not None else lock_path(stem)
     lock.parent.mkdir(parents=True, exist_ok=True)
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "command": _command_of(os.getpid())}).encode()   # tells a reused pid apart
     for _ in range(3):
         if _create_with(lock, mine):
             break

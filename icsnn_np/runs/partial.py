@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.files import atomic_write
+from ..io.files import atomic_write, failed_write_note
 
 
 def file_sha256(path) -> str:
@@ -117,7 +117,11 @@ class Partial:
     def put(self, key: str, entry: dict):
         self.done[key] = entry
         text = json.dumps({"fingerprint": self.fingerprint, "done": self.done}, indent=1)
-        atomic_write(self.path, lambda f: f.write(text.encode()))
+        before = len(self.done) - 1            # what the file holds if this write fails
+        note = (f"the {before} measurements made before are kept in it: rerun with --resume"
+                if before else "no measurement was kept")
+        with failed_write_note(note):
+            atomic_write(self.path, lambda f: f.write(text.encode()))
 
     def finish(self):
         self.path.unlink(missing_ok=True)

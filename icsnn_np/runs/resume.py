@@ -24,7 +24,7 @@ from ..optim import SGD
 # What must match between a run and its resumption (the rest may change, e.g. data_dir).
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                "seed", "augment", "train_limit", "milestones", "warmup", "init", "activation",
-               "levels", "init_from")
+               "levels", "init_from", "val_size", "val_seed")
 HISTORY_KEYS = ("epoch", "lr", "loss", "train_acc", "test_acc")
 
 
@@ -126,7 +126,7 @@ def resume(cfg, config: dict, model, opt: SGD, rng, out: Path, xp, log):
     load_momentum_state(opt, bufs, xp)
     rng.bit_generator.state = state["rng"]
     log(f"resuming after epoch {state['epoch']} of {cfg.epochs} from {out} "
-        f"(best test accuracy so far {100 * state['best_acc']:.2f}%)")
+        f"(best validation accuracy so far {100 * state['best_acc']:.2f}%)")
     return state["best_acc"], state["history"], state["epoch"]
 
 

@@ -3,8 +3,11 @@
 The paper's recipe (Sec. 4.1.3, optim.py): SGD, lr 0.1, momentum 0.9, weight decay 5e-4,
 batch 128, lr divided by 5 at epochs 70/130/190/240 of 300 (scaled to fewer epochs); random
 crop (pad 4) + horizontal flip; per-channel normalisation to mean 0 / std 1 with
-training-set statistics. After every epoch the model is tested and saved (``--out``, the best
-one as ``<stem>_best.npz``), with the optimiser state beside it for ``--resume``.
+training-set statistics. A validation split is held out of the training set (``--val-size``
+images drawn with ``--val-seed``; both in the header) before any training: after every epoch
+the model is scored on it and on the test set and saved (``--out``), and the best one *by
+validation accuracy* as ``<stem>_best.npz`` (the test set is scored for reporting only, so no
+choice is made on it), with the optimiser state beside it for ``--resume``.
 
     python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
 """
@@ -21,9 +24,9 @@ import numpy as np
 from ..backend import BACKENDS, backend_name, get_xp, to_device, to_host
 from ..checks import check_choice, check_count
 from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
-from ..io.checkpoint import check_fits_data, save_checkpoint
+from ..io.checkpoint import check_fits_data, read_checkpoint, resolve_checkpoint, save_checkpoint
 from ..io.data import DATASETS, load_dataset
-from ..io.files import check_new_output, check_not_in_use, exclusive
+from ..io.files import check_new_output, check_not_in_use, exclusive, failed_write_note
 from ..layers import Linear
 from ..models import MODELS, BasicBlock, build_model
 from ..optim import SGD, lr_at, scaled_milestones, train_step
@@ -64,6 +67,8 @@ class TrainConfig:
     levels: int | None = None          # QCFS quantisation levels L
     init_from: str | None = None       # start from this checkpoint's weights (fine-tuning)
     engine: str = DEFAULT_ENGINE       # fast (icsnn_np.fast) | reference (the teaching layers)
+    val_size: int | None = None        # held-out validation images (None: a tenth, at most 5,000)
+    val_seed: int = 0                  # draws the validation images (apart from `seed`)
 
     def validate(self):
         """Refuse bad settings before any work starts: names, counts, rates and the output
@@ -86,6 +91,9 @@ class TrainConfig:
             check_count(self.train_limit, "train_limit (--train-limit, training images)")
         for m in self.milestones:
             check_count(m, "a milestone epoch")
+        if self.val_size is not None:
+            check_count(self.val_size, "val_size (--val-size, validation images)")
+        check_count(self.val_seed, "val_seed (--val-seed)", minimum=0)
         for name, lo in (("lr", None), ("momentum", 0.0), ("weight_decay", 0.0)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v)
@@ -99,7 +107,26 @@ class TrainConfig:
         check_new_output(out, "--out", replace, hint)
         check_new_output(best_path_of(out), "the best checkpoint", replace, hint)
         check_new_output(resume_path(out), "the resume state", replace, hint)
+        if self.init_from:
+            check_init_from(self)
         return self
+
+
+def check_init_from(cfg: TrainConfig):
+    """A QCFS checkpoint goes on as QCFS at its own L: trained on as ReLU it would be QCFS
+    weights under a ReLU header, and at another L the header's ``levels`` would not be the
+    network's (re-quantising is not supported: it needs λ and the weights trained anew)."""
+    header, _ = read_checkpoint(resolve_checkpoint(cfg.init_from))
+    if header.get("activation", "relu") != "qcfs":
+        return
+    L = header["levels"]
+    if cfg.activation != "qcfs":
+        raise ValueError(f"--init-from {cfg.init_from} is a QCFS checkpoint (L = {L}, trained "
+                         f"λ): add --activation qcfs --levels {L} to continue it as QCFS")
+    if cfg.levels != L:
+        raise ValueError(f"--init-from {cfg.init_from} was trained as QCFS at L = {L}: continue "
+                         f"it with --levels {L} (re-quantising it to L = {cfg.levels} is not "
+                         f"supported: train from its ReLU parent, or from scratch, at that L)")
 
 
 INITS = ("he", "fixup")
@@ -177,20 +204,24 @@ def train(cfg: TrainConfig, log=print):
 def _train(cfg: TrainConfig, log):
     xp = get_xp(cfg.backend)
     ds = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
-    x_train, y_train = ds.x_train, ds.y_train
+    train_idx, val_idx = validation_split(len(ds.x_train), cfg.val_size, cfg.val_seed)
+    x_val, y_val = ds.x_train[val_idx], ds.y_train[val_idx]
     if cfg.train_limit is not None:
-        x_train, y_train = x_train[:cfg.train_limit], y_train[:cfg.train_limit]
+        train_idx = train_idx[:cfg.train_limit]
+    x_train, y_train = ds.x_train[train_idx], ds.y_train[train_idx]
     mean, std = channel_stats(x_train)
     rng = np.random.default_rng(cfg.seed)
+    qcfs_already = False
     if cfg.init_from:                           # fine-tuning: its weights and normalisation
         model, header = load_model(cfg.init_from, arch=cfg.model)
         mean, std = (np.asarray(v, np.float32) for v in check_fits_data(
             header, ds.num_classes, cfg.dataset, str(cfg.init_from)))
+        qcfs_already = header.get("activation", "relu") == "qcfs"   # its λ and L go on
     else:
         model = build_model(cfg.model, num_classes=ds.num_classes, seed=cfg.seed)
     if cfg.init == "fixup":
         fixup_init(model)
-    if cfg.activation == "qcfs":                # λ: the official 8, or the ReLU net's scale
+    if cfg.activation == "qcfs" and not qcfs_already:   # λ: the official 8, or the ReLU net's scale
         lam = LAM_INIT if not cfg.init_from else initial_lams(
             model, list(batched(normalize(x_train[:512], mean, std, np), 128)))
         model = with_qcfs(model, cfg.levels, lam)
@@ -201,13 +232,18 @@ def _train(cfg: TrainConfig, log):
     out = Path(cfg.out)
     best_path = best_path_of(out)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    validation = {"images": len(val_idx), "seed": cfg.val_seed,
+                  "drawn_from": f"the {cfg.dataset} training set, held out of training",
+                  "best_chosen_by": "validation accuracy (the test set is scored for reporting only)"}
     meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(), "train_config": config,
+            "validation": validation,
             **({"activation": "qcfs", "levels": cfg.levels} if cfg.activation == "qcfs" else {})}
     best_acc, history, start = -1.0, [], 0
     if cfg.resume:
         best_acc, history, start = resume(cfg, config, model, opt, rng, out, xp, log)
     log(f"training {cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset} "
-        f"({len(x_train)} images), backend {backend_name(xp)}, {cfg.engine} engine, "
+        f"({len(x_train)} images; {len(val_idx)} more held out for validation, seed "
+        f"{cfg.val_seed}), backend {backend_name(xp)}, {cfg.engine} engine, "
         f"{cfg.epochs} epochs, lr {cfg.lr} /5 at {list(milestones)}"
         + (f", warm-up {cfg.warmup}" if cfg.warmup else "") + (f", {cfg.init} init" if cfg.init != "he" else ""))
     nb = math.ceil(len(x_train) / cfg.batch_size)
@@ -220,7 +256,7 @@ def _train(cfg: TrainConfig, log):
         return (f"kept the last complete checkpoint {out} (epoch {saved[0]} of {cfg.epochs}; the "
                 f"best so far is {best_path}); continue with --resume")
 
-    with engine_context, kept_on_interrupt(kept):
+    with engine_context, kept_on_interrupt(kept), failed_write_note(kept):   # a full disk says it too
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
             try:
@@ -231,26 +267,45 @@ def _train(cfg: TrainConfig, log):
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"epoch {epoch + 1}: {e} ({kept()})") from None
             dt = time.perf_counter() - t0
-            test_acc = evaluate(net, ds.x_test, ds.y_test, mean, std, xp)
+            val_acc = evaluate(net, x_val, y_val, mean, std, xp)
+            test_acc = evaluate(net, ds.x_test, ds.y_test, mean, std, xp)   # reported, never chosen on
             history.append({"epoch": epoch + 1, "lr": opt.lr, "loss": loss, "train_acc": train_acc,
-                            "test_acc": test_acc, "seconds": dt, "images_per_s": len(x_train) / dt})
+                            "val_acc": val_acc, "test_acc": test_acc, "seconds": dt,
+                            "images_per_s": len(x_train) / dt})
             eta = (time.perf_counter() - t_run) / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
             if sys.stderr.isatty():
                 print("\r", end="", file=sys.stderr)
             log(f"epoch {epoch + 1:3d}/{cfg.epochs}  lr {opt.lr:.4g}  loss {loss:.4f}  "
-                f"train {100 * train_acc:.2f}%  test {100 * test_acc:.2f}%  "
+                f"train {100 * train_acc:.2f}%  val {100 * val_acc:.2f}%  test {100 * test_acc:.2f}%  "
                 f"{len(x_train) / dt:.0f} img/s  {dt:.0f}s  ETA {eta / 60:.0f} min")
-            m = {**meta, "epoch": epoch + 1, "test_acc": test_acc, "history": history}
-            if test_acc > best_acc:
-                best_acc = test_acc
+            m = {**meta, "epoch": epoch + 1, "val_acc": val_acc, "test_acc": test_acc,
+                 "history": history}
+            if val_acc > best_acc:
+                best_acc = val_acc
                 save_checkpoint(best_path, model, cfg.model, ds.num_classes, m)
             save_checkpoint(out, model, cfg.model, ds.num_classes, m)
             save_resume(resume_path(out), opt, rng, {"epoch": epoch + 1, "best_acc": best_acc,
                                                      "history": history, "train_config": config})
             saved[0] = epoch + 1
-    log(f"done: best test accuracy {100 * best_acc:.2f}% -> {best_path}; last -> {out}")
-    return {"best_acc": best_acc, "history": history, "out": str(out), "best": str(best_path),
+    best = max(history, key=lambda h: h["val_acc"])     # the first of equals, as saved
+    log(f"done: best validation accuracy {100 * best_acc:.2f}% (epoch {best['epoch']}, test "
+        f"{100 * best['test_acc']:.2f}%) -> {best_path}; last -> {out}")
+    # best_acc: the test accuracy of the checkpoint chosen on validation (reported, not chosen on)
+    return {"best_acc": best["test_acc"], "best_epoch": best["epoch"], "best_val_acc": best_acc,
+            "history": history, "out": str(out), "best": str(best_path),
             "model": model, "mean": mean, "std": std}
+
+
+def validation_split(n: int, size: int | None, seed: int):
+    """(training indices, validation indices) of n training images: ``size`` of them (None:
+    a tenth, at most 5,000) drawn with ``seed`` and held out; both in ascending order, so
+    ``--train-limit N`` keeps the first N of the rest."""
+    size = min(5000, max(1, n // 10)) if size is None else size
+    if size >= n:
+        raise ValueError(f"--val-size {size} leaves no training image (the training set has {n})")
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(seed).permutation(n)[:size]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def fixup_init(model, m: int = 2):

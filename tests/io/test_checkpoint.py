@@ -218,6 +218,17 @@ def test_unexpected_tensor_is_named(tmp_path, net):
         load_checkpoint(p)
 
 
+def test_qcfs_weights_under_a_relu_header_are_named_as_such(tmp_path):
+    """A QCFS checkpoint whose header lost ``activation``/``levels`` (as train once wrote
+    one): named for what it is, not as one unexpected tensor."""
+    _, arrays = read_checkpoint(bundled_models()["vgg_cpu_qcfs"])
+    p = write_npz(tmp_path / "lost.npz", arrays, header())
+    with pytest.raises(CheckpointError, match=r"a QCFS checkpoint \(it holds λ: .*\.lam.*\) under "
+                                              r"a ReLU header") as info:
+        load_checkpoint(p)
+    assert str(p) in str(info.value)
+
+
 def test_misshaped_tensor_is_named_with_both_shapes(tmp_path, net):
     arrays = state(net)
     arrays["classifier.0.weight"] = arrays["classifier.0.weight"][:, :-1]
