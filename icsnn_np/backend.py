@@ -1,8 +1,5 @@
-"""Choose the array module once: NumPy (default) or CuPy.
-
-The only module of the package that imports CuPy. Everything else receives an array
-module ``xp`` and writes one code path for both (CuPy user guide, "CPU/GPU agnostic code").
-
+"""Choose the array module once: NumPy (default) or CuPy, the only module importing CuPy;
+everything else writes one code path for both through ``xp`` (CuPy's "CPU/GPU agnostic code").
     xp = get_xp("numpy")            # or "cupy"
     x_dev = to_device(x_host, xp)   # host -> device (a no-op on NumPy)
     x_host = to_host(x_dev)         # device -> host: an explicit sync point
@@ -39,20 +36,13 @@ def load_cupy():
     return cupy
 
 
-def cupy_available() -> bool:
-    """True when CuPy imports and sees at least one GPU."""
-    return load_cupy() is not None
-
-
 def get_xp(backend: str = "numpy"):
     """The array module for ``backend``: a clear BackendError when CuPy is missing."""
     name = str(backend).lower()
-    if name == "numpy":
-        return np
-    if name == "cupy":
-        if load_cupy() is None:
-            raise BackendError(cupy_error)
-        return cupy
+    if name == "cupy" and load_cupy() is None:
+        raise BackendError(cupy_error)
+    if name in BACKENDS:
+        return np if name == "numpy" else cupy
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

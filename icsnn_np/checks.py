@@ -1,15 +1,12 @@
-"""Argument checks: bad input gets one clear line, never a silent answer.
-
-Each check runs once where a value enters, never inside the time-step loop.
-"""
+"""Argument checks: bad input gets one clear line, never a silent answer. Each runs once,
+where a value enters, never inside the time-step loop."""
 from __future__ import annotations
 
 import numpy as np
 
 from .backend import to_host, xp_of
 
-# Float32 sums over more than 2**24 steps no longer register one step's contribution.
-MAX_T = 1 << 24
+MAX_T = 1 << 24      # float32 sums over more steps no longer register one step's contribution
 
 
 def check_T(T) -> int:
@@ -29,30 +26,21 @@ def check_choice(value, allowed, what: str):
     return value
 
 
-def check_count(n, what: str, minimum: int = 1) -> int:
-    """An integer count >= ``minimum`` (images, batch size, epochs, ...)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {n!r}")
-    return int(n)
-
-
 def check_quantile(p) -> float:
-    """The threshold quantile p must lie in (0, 1]."""
+    """The threshold quantile p must be a real number in (0, 1] (not a bool, not NaN)."""
     try:
-        p = float(p)
+        p = float(p) if not isinstance(p, bool) else None
     except (TypeError, ValueError):
-        raise ValueError(f"the threshold quantile p must be a number in (0, 1], got {p!r}") from None
-    if not 0.0 < p <= 1.0:                       # also False for NaN
-        raise ValueError(f"the threshold quantile p must lie in (0, 1], got {p}")
+        p = None
+    if p is None or not 0.0 < p <= 1.0:                      # also False for NaN
+        raise ValueError(f"the threshold quantile p must lie in (0, 1], got {p!r}")
     return p
 
 
 def check_finite(a, what: str):
     """``a`` (host or device array, or scalar) has no NaN or inf; returns it unchanged."""
-    if hasattr(a, "shape"):
-        ok = bool(xp_of(a).isfinite(a).all())            # sync point: one bool
-    else:
-        ok = bool(np.all(np.isfinite(np.asarray(a, dtype=np.float64))))
+    ok = bool(xp_of(a).isfinite(a).all()) if hasattr(a, "shape") else \
+        bool(np.all(np.isfinite(np.asarray(a, dtype=np.float64))))       # sync point: one bool
     if not ok:
         raise ValueError(f"{what} contains NaN or inf")
     return a
@@ -72,11 +60,9 @@ def check_threshold(v_th, where: str = "IF node"):
 def check_batch(x, what: str = "the input batch"):
     """A non-empty, finite, floating-point (normalised) batch of images (N, C, H, W)."""
     shape = tuple(getattr(x, "shape", ()))
-    if len(shape) != 4:
-        raise ValueError(f"{what} must be a normalised batch of images (N, C, H, W), "
-                         f"got shape {shape}")
-    if shape[0] == 0:
-        raise ValueError(f"{what} is empty (0 images)")
+    if len(shape) != 4 or shape[0] == 0:
+        raise ValueError(f"{what} is empty (0 images)" if len(shape) == 4 else f"{what} must be "
+                         f"a normalised batch of images (N, C, H, W), got shape {shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{what} is {x.dtype}, not a normalised float batch: raw images "
                          f"go through normalize(x, mean, std) first")

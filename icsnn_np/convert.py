@@ -3,9 +3,7 @@
 ``convert(model)`` rebuilds the module tree with each ``ReLU`` replaced by an ``IFNode``,
 *sharing* the ANN's weights. Threshold balancing (Sec. 3.1, 4.1.3; max-based in Diehl et al.
 2015, the percentile of Rueckauer et al. 2017): V_th^l = the p-quantile of layer l's ReLU
-outputs over calibration images of the training set.
-
-The SNN carries how it is simulated: ``snn.run(x, T)`` steps it with ``snn.engine`` (the
+outputs over training images. ``snn.run(x, T)`` steps the SNN with ``snn.engine`` (the
 teaching ``simulate``, unless e.g. ``runs.engine.use_engine`` plugged in the fast one).
 """
 from __future__ import annotations
@@ -25,12 +23,11 @@ MAX_QUANTILE_SAMPLES = 1 << 24
 
 
 class SNN:
-    """A converted network. ``flat``: the top-level modules in execution order (residual
-    blocks whole); ``nodes``: its IF nodes in the order of the ANN's ReLUs; ``first``/``last``:
-    indices in ``flat`` of the first and last module holding one (after ``last``, the linear
-    readout: the output layer does not spike); ``blocks``: per residual block its nodes'
-    indices (Sec. 4.3); ``ann``: the ANN, whose weights it shares; ``engine`` (``simulate``'s
-    signature) and ``coding`` ({} = direct, or coding/mean/std/seed): what ``run`` uses."""
+    """A converted network: ``flat`` (top-level modules in execution order, residual blocks
+    whole), ``nodes`` (its IF nodes in the ANN's ReLU order), ``first``/``last`` (the first and
+    last module in ``flat`` holding one; after it the linear readout, which does not spike),
+    ``blocks`` (per residual block its nodes' indices, Sec. 4.3), ``ann`` (whose weights it
+    shares), ``engine`` and ``coding`` (what ``run`` uses: ``simulate``, {} = direct)."""
 
     def __init__(self, tree, nodes, blocks=(), ann=None):
         self.tree, self.nodes, self.ann = tree, nodes, ann
@@ -58,20 +55,14 @@ class SNN:
             raise ValueError(f"expected {len(self.nodes)} initial potentials, got {len(v0s)}")
         for n, v0 in zip(self.nodes, v0s):       # a NaN v(0) never fires: a silent constant
             check_finite(v0, f"{n.name or 'IF node'}: v(0)")
-        for n, v0 in zip(self.nodes, v0s):
+        for n, v0 in zip(self.nodes, v0s):       # all checked first: none set on an error
             n.v0 = v0
-
-    def get_v0(self):
-        return [n.v0 for n in self.nodes]
 
     def block_first(self):
         """Per node: False for the IF nodes of a residual block after its first one (the paper
         applies v(0) "only to the first layer in the block", Sec. 4.3)."""
-        keep = [True] * len(self.nodes)
-        for b in self.blocks:
-            for i in b[1:]:
-                keep[i] = False
-        return keep
+        later = {i for b in self.blocks for i in b[1:]}
+        return [i not in later for i in range(len(self.nodes))]
 
 
 def convert(model: Module) -> SNN:
@@ -103,12 +94,11 @@ def relu_outputs(model: Module, x_batches):
     outs = [[] for _ in relus]
     try:
         for i, xb in enumerate(x_batches):
-            check_batch(xb, f"calibration batch {i}")
-            for r in relus:
-                r.record = []
-            model.forward(xb)
-            for o, r in zip(outs, relus):
-                o.append(to_host(r.record[0]))   # sync point: activations go to the host
+            for r, o in zip(relus, outs):
+                r.record = o                  # the ReLU appends its output to o
+            model.forward(check_batch(xb, f"calibration batch {i}"))
+            for o in outs:
+                o[-1] = to_host(o[-1])        # sync point: activations go to the host
     finally:
         for r in relus:
             r.record = None
@@ -137,9 +127,8 @@ class ZeroQuantile(ValueError):
 
 
 def layer_threshold(a, p: float, name: str):
-    """The paper's V_th from one layer's ReLU outputs ``a`` (N, ...): the p-quantile of all
-    of them, zeros included. Where that is 0 (p below the layer's share of zeros) the run
-    stops, naming the smallest p that works. Non-decreasing in p."""
+    """The paper's V_th from one layer's ReLU outputs ``a`` (N, ...): their p-quantile, zeros
+    included (non-decreasing in p); a 0 (p below the share of zeros) stops the run."""
     th = robust_quantile(a, p)
     if th <= 0:
         raise ZeroQuantile(p, {name: float(np.mean(a == 0))})
@@ -148,23 +137,19 @@ def layer_threshold(a, p: float, name: str):
 
 def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
                        per_block: bool = False, rule=layer_threshold):
-    """Set each IF node's V_th by ``rule`` (default the paper's ``layer_threshold``) from the
-    outputs of its ReLU over ``x_batches`` at quantile p; returns the thresholds.
-    ``per_block=True`` is the paper's ResNet treatment (Sec. 4.3): the nodes of a residual
-    block share one quantile over all their outputs. ``rule(a, p, name)`` may return an array
-    (per channel: ``beyond.thresholds.channel_threshold``); it goes to the model's device."""
-    p = check_quantile(p)
-    xp = xp_of(next(iter(model.state_dict().values())))
+    """Set each IF node's V_th by ``rule(a, p, name)`` (the paper's ``layer_threshold``, or
+    e.g. ``beyond.thresholds.channel_threshold``) from its ReLU's outputs over ``x_batches``;
+    returns them. ``per_block``: the paper's ResNet treatment, one quantile over all outputs
+    of a residual block's nodes (Sec. 4.3)."""
+    p, xp = check_quantile(p), xp_of(next(iter(model.state_dict().values())))
     acts = relu_outputs(model, x_batches)
     for node, a in zip(snn.nodes, acts):       # a NaN quantile would be a silent threshold
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{node.name}: the calibration activations contain NaN or inf "
                              f"(NaN/inf weights, or values beyond float32's range)")
-    if per_block:
-        for b in snn.blocks:
-            pooled = np.concatenate([acts[i] for i in b])     # (len(b) * N, C, H, W)
-            for i in b:
-                acts[i] = pooled
+    for b in snn.blocks if per_block else ():
+        pooled = np.concatenate([acts[i] for i in b])         # (len(b) * N, C, H, W)
+        acts = [pooled if i in b else a for i, a in enumerate(acts)]
     ths, zeros = [], {}
     for node, a in zip(snn.nodes, acts):      # every layer first: the error names the p for all
         try:

@@ -1,9 +1,8 @@
 """The paper's contribution: the initial membrane potential v(0), Alg. 1, Alg. 2 and Alg. 3.
 
-By Eq. 11, r^l V_th^l = W^l r^{l-1} V_th^{l-1} + b^l + (v^l(0) - v^l(T)) / T for every
-neuron of layer l after T steps, so a v(0) close to the v(T) the network ends with cancels
-the error (Sec. 3.3), and coding compensation adds the expected coding loss back (Sec. 3.4).
-Where the paper is ambiguous, every reading is named (docs/readings.md):
+By Eq. 11, r^l V_th^l = W^l r^{l-1} V_th^{l-1} + b^l + (v^l(0) - v^l(T)) / T, so a v(0) close
+to the v(T) the network ends with cancels the error (Sec. 3.3); coding compensation adds the
+expected coding loss back (Sec. 3.4). The paper's ambiguities, named (docs/readings.md):
 
     Alg. 2 reading   raw: mean of v(T), the printed ``l.mem.mean()``; remainder: mean of
                      v(T) mod V_th, the text's "remainder" (the default); clip: of clip(v(T), 0, V_th)
@@ -20,9 +19,8 @@ from .checks import check_choice, check_finite, check_T
 from .convert import SNN
 
 READINGS = ("raw", "remainder", "clip")
-# The default reading of Alg. 2, chosen by measurement (results/vgg_cpu_cifar10.md): the
-# printed ``raw`` mean is far below 0 (silent neurons end very negative) and silences the net.
-READING = "remainder"
+READING = "remainder"     # measured (results/vgg_cpu_cifar10.md): ``raw`` is far below 0 and
+                          # silences the network (silent neurons end very negative)
 GRANULARITIES = ("layer", "channel", "neuron")
 COMPENSATIONS = ("literal", "half")
 
@@ -38,15 +36,10 @@ def masked(v0s, keep):
 
 
 def alg1_weight_init(snn: SNN, T: int):
-    """Alg. 1 (weight-based v(0)), literally as printed; one scalar per layer:
-
-        sum_mem = W * T + b;  mem = sum_mem % V_th;  init_mem[l] = mem.mean()
-
-    elementwise on the weight tensor, the bias added once per output unit: a neuron that
-    gets a spike on every input at every step, which the paper calls "more extreme".
-    """
-    T = check_T(T)
-    out = []
+    """Alg. 1 (weight-based v(0)) as printed, one scalar per layer: ``sum_mem = W * T + b;
+    mem = sum_mem % V_th; init_mem[l] = mem.mean()``, elementwise on the weights, the bias once
+    per output unit: a spike on every input at every step ("more extreme", the paper says)."""
+    T, out = check_T(T), []
     for node in snn.nodes:
         src = node.source
         if src is None:
@@ -73,7 +66,7 @@ def record_v_T(snn: SNN, batches, T: int):
 
 
 def reduce_v_T(v_T: np.ndarray, v_th, reading: str, granularity: str):
-    """Map the recorded v(T) (N, ...) by ``reading`` and average it to ``granularity``."""
+    """Map the recorded v(T) (N, ...) by ``reading``, average it to ``granularity``."""
     v = v_T.astype(np.float64)
     th = np.broadcast_to(np.asarray(v_th, dtype=np.float64), v.shape[1:])
     if reading == "remainder":
@@ -88,10 +81,9 @@ def reduce_v_T(v_T: np.ndarray, v_th, reading: str, granularity: str):
 
 
 def alg2_data_init(snn: SNN, batches, T: int, reading: str = READING, granularity: str = "layer"):
-    """Alg. 2 (data-based v(0)): run the SNN with the v(0) it has on training images for T
-    steps, then average each node's v(T), mapped by ``reading``, over all images and over
-    neurons per ``granularity``. ``reading="raw"`` is the paper's printed line. Returns the
-    v(0) list (scalars, or arrays on the images' device), aligned with ``snn.nodes``."""
+    """Alg. 2 (data-based v(0)): run the SNN with its v(0) on training images for T steps, and
+    average each node's v(T), mapped by ``reading`` ("raw" is the printed line), over images and
+    neurons per ``granularity``: a v(0) list (scalars, or arrays on the images' device)."""
     check_choice(reading, READINGS, "Alg. 2 reading")
     check_choice(granularity, GRANULARITIES, "granularity")
     batches = list(batches)

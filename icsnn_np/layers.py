@@ -1,35 +1,26 @@
-"""The ANN's layers, written out: Conv2d, Linear, ReLU, AvgPool2d, Flatten.
-
-Each has ``forward(x)`` and ``backward(grad_out) -> grad_in``; parameters in ``params``,
-their gradients under the same keys in ``grads`` (see module.py). Activations are NCHW and
-conv weights OIHW, as in PyTorch.
+"""The ANN's layers, written out (``forward``/``backward``, module.py; NCHW, OIHW as PyTorch).
 
 A convolution is *im2col + one matrix product*: ``im2col`` copies every k x k input patch
-into a column, so the whole convolution of a batch is ``W (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)``,
-and its backward is two more products and the adjoint scatter ``col2im``. The loops run
-over the k*k kernel offsets only, never over pixels, channels or images (the four-loop
-definition it is tested against is ``icsnn_np.testing.reference.conv2d_naive``).
+into a column, so a batch's convolution is ``W (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)``; its
+backward is two more products and the adjoint scatter ``col2im``. Loops run over the k*k
+kernel offsets only (the four-loop definition: ``testing.reference.conv2d_naive``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .backend import xp_of
-from .module import Module, he_normal
+from .module import Module
 
 
-# --------------------------------------------------------------------------- im2col
 def conv_out_size(n: int, k: int, stride: int, padding: int) -> int:
     """floor((n + 2p - k) / s) + 1, a convolution's output length along one axis."""
     return (n + 2 * padding - k) // stride + 1
 
 
 def im2col(x, k: int, stride: int = 1, padding: int = 0):
-    """(N, C, H, W) -> (cols (C*k*k, N*Ho*Wo), Ho, Wo).
-
-    Column j holds the k x k patch (all C channels) under output pixel j, zero-padded at the
-    border; rows are ordered (c, i, j) like a flattened OIHW kernel.
-    """
+    """(N, C, H, W) -> (cols (C*k*k, N*Ho*Wo), Ho, Wo): column j holds the zero-padded k x k
+    patch (all C channels) under output pixel j, rows ordered (c, i, j) as an OIHW kernel."""
     xp = xp_of(x)
     N, C, H, W = x.shape
     Ho, Wo = conv_out_size(H, k, stride, padding), conv_out_size(W, k, stride, padding)
@@ -55,10 +46,8 @@ def col2im(dcols, x_shape, k: int, stride: int = 1, padding: int = 0):
     return dx[:, :, padding:padding + H, padding:padding + W]
 
 
-# --------------------------------------------------------------------------- layers
 class Window(Module):
-    """What Conv2d and AvgPool2d share: a k x k window slid with ``stride`` over the padded
-    (N, C, H, W) input, and one check of that input."""
+    """What Conv2d and AvgPool2d share: a k x k window slid over (N, C, H, W), one input check."""
 
     kernel_size, stride, padding, in_channels, what = 1, 1, 0, None, "window"
 
@@ -88,12 +77,7 @@ class Conv2d(Window):
         k = kernel_size
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = k, stride, padding
-        rng = rng if rng is not None else np.random.default_rng(0)
-        self.params["weight"] = he_normal(rng, (out_channels, in_channels, k, k), in_channels * k * k, dtype)
-        if bias:
-            self.params["bias"] = np.zeros(out_channels, dtype=dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self._cache = None
+        self.add_weights((out_channels, in_channels, k, k), in_channels * k * k, bias, rng, dtype)
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, O, Ho, Wo)."""
@@ -127,12 +111,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        rng = rng if rng is not None else np.random.default_rng(0)
-        self.params["weight"] = he_normal(rng, (out_features, in_features), in_features, dtype)
-        if bias:
-            self.params["bias"] = np.zeros(out_features, dtype=dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self._x = None
+        self.add_weights((out_features, in_features), in_features, bias, rng, dtype)
 
     def forward(self, x):
         """x: (N, in) -> (N, out)."""
@@ -156,10 +135,7 @@ class ReLU(Module):
     """max(x, 0) (Eq. 1); in a converted SNN every ReLU becomes an IF node. ``record``: a
     list to collect the outputs in (threshold balancing reads them)."""
 
-    def __init__(self):
-        super().__init__()
-        self._mask = None
-        self.record = None
+    record = None
 
     def forward(self, x):
         mask = x > 0
@@ -179,29 +155,22 @@ class AvgPool2d(Window):
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride or kernel_size
-        self._shape = None
+        self.kernel_size, self.stride = kernel_size, stride or kernel_size
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, Ho, Wo); a sum over the k*k window offsets."""
         Ho, Wo = self.check_input(x)
         k, s = self.kernel_size, self.stride
-        out = 0
-        for i in range(k):
-            for j in range(k):
-                out = out + x[:, :, i:i + s * Ho:s, j:j + s * Wo:s]
+        out = sum(x[:, :, i:i + s * Ho:s, j:j + s * Wo:s] for i in range(k) for j in range(k))
         if self.training:
             self._shape = x.shape
         return out * (1.0 / (k * k))
 
     def backward(self, grad):
         """Each input pixel gets 1/k^2 of the gradient of every window it belongs to."""
-        xp = xp_of(grad)
-        k, s = self.kernel_size, self.stride
-        Ho, Wo = grad.shape[2:]
+        k, s, (Ho, Wo) = self.kernel_size, self.stride, grad.shape[2:]
         g = grad * (1.0 / (k * k))
-        dx = xp.zeros(self._shape, dtype=g.dtype)
+        dx = xp_of(grad).zeros(self._shape, dtype=g.dtype)
         for i in range(k):
             for j in range(k):
                 dx[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += g

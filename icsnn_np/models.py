@@ -1,14 +1,10 @@
-"""The paper's networks, built by name: ``vgg16``, ``resnet20``, and the CPU-sized VGGs.
-
-As in the paper (Sec. 4.1.1): no BatchNorm, no Dropout, AvgPool instead of MaxPool, ReLU
-activations. Parameter names follow PyTorch's ``state_dict`` (``features.0.weight``,
-``classifier.0.weight``, ``layer1.0.conv1.weight``, ``fc.weight``).
-
-    model = build_model("vgg_cpu", num_classes=10, seed=0)
-"""
+"""The paper's networks by name (``build_model("vgg_cpu")``): ``vgg16``, ``resnet20`` and
+the CPU-sized VGGs. As in the paper (Sec. 4.1.1): no BatchNorm, no Dropout, AvgPool instead
+of MaxPool, ReLU; parameters named as PyTorch's ``state_dict`` (``features.0.weight``)."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 
@@ -17,11 +13,8 @@ from .module import Module, Sequential
 
 
 class BasicBlock(Module):
-    """ResNet basic block: relu2(branch(x) + shortcut(x)), branch = conv1, relu1, conv2.
-
-    The shortcut is the identity, or a 1x1 strided convolution (``shortcut.0``) when the
-    stride or the number of channels changes (He et al. 2016, option B).
-    """
+    """ResNet basic block: relu2(branch(x) + shortcut(x)), branch = conv1, relu1, conv2; the
+    shortcut is the identity, or a 1x1 strided conv where the shape changes (He et al. 2016)."""
 
     def __init__(self, in_channels, out_channels, stride=1, rng=None, dtype=np.float32, bias=True):
         super().__init__()
@@ -30,9 +23,7 @@ class BasicBlock(Module):
         c["conv1"] = Conv2d(in_channels, out_channels, 3, stride, 1, bias=bias, rng=rng, dtype=dtype)
         c["relu1"] = ReLU()
         c["conv2"] = Conv2d(out_channels, out_channels, 3, 1, 1, bias=bias, rng=rng, dtype=dtype)
-        # relu2 precedes the shortcut so that, in children order, every ReLU follows the weight
-        # layer that drives it (conversion's ``source`` relies on this; names are unaffected)
-        c["relu2"] = ReLU()
+        c["relu2"] = ReLU()      # before the shortcut: each ReLU follows its weight layer (Alg. 1)
         if stride != 1 or in_channels != out_channels:
             c["shortcut"] = Sequential(Conv2d(in_channels, out_channels, 1, stride, 0, bias=bias,
                                               rng=rng, dtype=dtype))
@@ -42,15 +33,12 @@ class BasicBlock(Module):
         names = list(self.children)
         return [self.children[n] for n in names[:names.index("relu2")]]
 
-    def shortcut(self, x):
-        sc = self.children.get("shortcut")
-        return x if sc is None else sc.forward(x)
-
     def forward(self, x):
         h = x
         for m in self.branch():
             h = m.forward(h)
-        return self.children["relu2"].forward(h + self.shortcut(x))
+        sc = self.children.get("shortcut")
+        return self.children["relu2"].forward(h + (x if sc is None else sc.forward(x)))
 
     def backward(self, grad):
         """Through relu2, then the branch and the shortcut; their input gradients add up."""
@@ -62,8 +50,7 @@ class BasicBlock(Module):
         return gx + (g if sc is None else sc.backward(g))
 
 
-# "A" is a 2x2 average pool. VGG16 as used for CIFAR in the conversion literature.
-VGG_CFGS = {
+VGG_CFGS = {         # "A": a 2x2 average pool; vgg16 as the conversion literature uses it on CIFAR
     "vgg16": [64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A", 512, 512, 512, "A"],
     # CPU-sized: 6 conv layers, trains to 85 % on CIFAR-10 on 2 cores in under an hour
     "vgg_cpu": [32, 32, "A", 64, 64, "A", 128, 128, "A"],
@@ -96,29 +83,19 @@ def vgg(cfg, num_classes=10, hidden=(), in_channels=3, image_size=32, seed=0, dt
 
 def resnet20(num_classes=10, seed=0, dtype=np.float32, widths=(16, 32, 64), blocks=3, bias=True):
     """CIFAR ResNet-20 (He et al. 2016): conv, 3 stages x 3 basic blocks, global avg pool, fc."""
-    rng = np.random.default_rng(seed)
-    layers = OrderedDict(conv1=Conv2d(3, widths[0], 3, 1, 1, bias=bias, rng=rng, dtype=dtype),
-                         relu=ReLU())
-    c = widths[0]
+    rng, c = np.random.default_rng(seed), widths[0]
+    layers = OrderedDict(conv1=Conv2d(3, c, 3, 1, 1, bias=bias, rng=rng, dtype=dtype), relu=ReLU())
     for s, w in enumerate(widths):
-        stage = []
-        for b in range(blocks):
-            stage.append(BasicBlock(c, w, 2 if (s > 0 and b == 0) else 1, rng=rng, dtype=dtype,
-                                    bias=bias))
-            c = w
-        layers[f"layer{s + 1}"] = Sequential(*stage)
-    layers["avgpool"] = AvgPool2d(32 // 2 ** (len(widths) - 1))
-    layers["flatten"] = Flatten()
-    layers["fc"] = Linear(c, num_classes, rng=rng, dtype=dtype)
+        stage = [BasicBlock(c if b == 0 else w, w, 2 if (s > 0 and b == 0) else 1, rng=rng,
+                            dtype=dtype, bias=bias) for b in range(blocks)]
+        layers[f"layer{s + 1}"], c = Sequential(*stage), w
+    layers.update(avgpool=AvgPool2d(32 // 2 ** (len(widths) - 1)), flatten=Flatten(),
+                  fc=Linear(c, num_classes, rng=rng, dtype=dtype))
     return Sequential(layers)
 
 
-MODELS = {
-    "vgg16": lambda **kw: vgg(VGG_CFGS["vgg16"], hidden=VGG_HIDDEN["vgg16"], **kw),
-    "vgg_cpu": lambda **kw: vgg(VGG_CFGS["vgg_cpu"], **kw),
-    "vgg16_cpu": lambda **kw: vgg(VGG_CFGS["vgg16_cpu"], hidden=VGG_HIDDEN["vgg16_cpu"], **kw),
-    "resnet20": lambda **kw: resnet20(**kw),
-}
+MODELS = {**{name: partial(vgg, cfg, hidden=VGG_HIDDEN[name]) for name, cfg in VGG_CFGS.items()},
+          "resnet20": resnet20}
 
 
 def build_model(name: str, num_classes: int = 10, seed: int = 0, dtype=np.float32):

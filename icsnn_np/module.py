@@ -1,6 +1,4 @@
-"""The building blocks of every network here: ``Module`` and ``Sequential``.
-
-A module has ``forward(x)`` and ``backward(grad_out) -> grad_in`` (explicit backprop, no
+"""The building blocks of every network here: ``Module`` and ``Sequential``. A module has ``forward(x)`` and ``backward(grad_out) -> grad_in`` (explicit backprop, no
 autograd); parameters in ``params``, their gradients under the same keys in ``grads``,
 sub-modules in ``children``, named as PyTorch's ``state_dict`` (``features.0.weight``).
 
@@ -19,16 +17,13 @@ from .backend import to_host, xp_of
 
 
 class Module:
-    """Parameters, gradients, buffers (saved, not trained: BatchNorm's statistics), children,
-    train/eval mode. A layer caches what its backward needs only while ``training``."""
+    """Parameters, gradients, buffers (saved, not trained), children, train/eval mode; a layer
+    caches what its backward needs only while ``training``."""
 
     def __init__(self):
         self.params, self.grads, self.buffers = {}, {}, {}     # name -> array
         self.children: OrderedDict[str, Module] = OrderedDict()
         self.training = True
-
-    def __call__(self, x):
-        return self.forward(x)
 
     def named_modules(self, prefix: str = ""):
         yield prefix, self
@@ -54,8 +49,7 @@ class Module:
     def load_state_dict(self, state: dict):
         """Copy arrays into the parameters and buffers in place; names and shapes must match."""
         own = {n: (d, k) for n, d, k in self.named_state()}
-        missing = [n for n in own if n not in state]
-        unexpected = [n for n in state if n not in own]
+        missing, unexpected = [n for n in own if n not in state], [n for n in state if n not in own]
         if missing or unexpected:
             raise KeyError(f"state_dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
         for n, (d, k) in own.items():
@@ -74,8 +68,8 @@ class Module:
 
     def zero_grad(self):
         for _, m in self.named_modules():
-            for k in m.grads:
-                m.grads[k][...] = 0
+            for g in m.grads.values():
+                g[...] = 0
 
     def to(self, xp, dtype=None):
         """Move parameters and buffers to ``xp``'s device (and dtype) in place; returns self."""
@@ -87,8 +81,17 @@ class Module:
                 m.buffers[k] = move(v, xp, dtype)
         return self
 
+    def add_weights(self, shape, fan_in: int, bias: bool, rng=None, dtype=np.float32):
+        """A He-initialised ``weight`` of ``shape`` (a zero ``bias``), zero gradients."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.params["weight"] = he_normal(rng, shape, fan_in, dtype)
+        if bias:
+            self.params["bias"] = np.zeros(shape[0], dtype=dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
     def num_parameters(self) -> int:
-        return int(sum(m.params[k].size for _, m, k in self.named_parameters()))
+        return int(sum(v.size for _, m in self.named_modules() for v in m.params.values()))
+
 
 
 class Sequential(Module):
@@ -98,10 +101,8 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
-        named = layers[0].items() if len(layers) == 1 and isinstance(layers[0], dict) \
-            else ((str(i), layer) for i, layer in enumerate(layers))
-        for name, layer in named:
-            self.children[name] = layer
+        self.children.update(layers[0] if len(layers) == 1 and isinstance(layers[0], dict)
+                             else ((str(i), layer) for i, layer in enumerate(layers)))
 
     def __getitem__(self, i):
         return list(self.children.values())[i]

@@ -7,8 +7,7 @@ For every neuron of a layer l, at every time step t = 1 .. T:
     v(t)      = v_temp(t) - theta(t) V_th     Eq. 3 and 5: "soft reset", by subtraction
     output    = theta(t) V_th                 threshold balancing: a spike carries V_th
 
-Summing Eq. 5 over the T steps gives Eq. 11 (``eq11_rate``), the identity the paper's
-method is built on.
+Summing Eq. 5 over the T steps gives Eq. 11 (``eq11_rate``), the method's identity.
 """
 from __future__ import annotations
 
@@ -21,11 +20,9 @@ from .module import Module
 
 class IFNode(Module):
     """A layer of IF neurons; each ``forward`` call is one time step for the whole layer.
-
-    ``v_th`` and ``v0`` (v(0), the paper's ``init_mem``) broadcast against the state (N, ...):
-    a scalar (per layer), (C, 1, 1), (C, H, W) or (N, C, H, W). State until ``reset``: ``v``
-    (after T steps v(T), which Alg. 2 reads), ``spike_count`` and ``first_spike`` if asked.
-    """
+    ``v_th`` and ``v0`` (v(0), the paper's ``init_mem``) are a scalar, (C, 1, 1), (C, H, W) or
+    (N, C, H, W). State until ``reset``: ``v`` (v(T) after T steps, which Alg. 2 reads), and
+    ``spike_count``, ``first_spike`` (the step of the first spike, 0 = none) when asked."""
 
     def __init__(self, v_th=1.0, v0=0.0, name: str = ""):
         super().__init__()
@@ -34,10 +31,9 @@ class IFNode(Module):
         self.training = False
         self.reset(0)
 
-
     def reset(self, n: int, count: bool = False, record: bool = False):
-        """The next call is step t = 1 for ``n`` samples, from v(0). ``count`` keeps spike
-        counts, ``record`` also first-spike times."""
+        """The next call is step t = 1 for ``n`` samples, from v(0) (``count``: spike counts,
+        ``record``: also first-spike times)."""
         self.n, self.t, self.v = n, 0, None
         self.count, self.record = count or record, record
         self.spike_count = self.first_spike = None
@@ -48,6 +44,9 @@ class IFNode(Module):
         name = self.name or "IF node"
         if shape[0] != self.n:
             raise ValueError(f"{name}: expected a current for {self.n} samples, got {tuple(shape)}")
+        if not np.issubdtype(dtype, np.floating):      # V_th 0.5 as an integer would be 0
+            raise ValueError(f"{name}: the input current is {np.dtype(dtype)}: IF neurons need a "
+                             f"float current (convert it, e.g. .astype(np.float32))")
         check_finite(self.v0, f"{name}: v(0)")
         v_th, v0 = xp.asarray(check_threshold(self.v_th, name), dtype), xp.asarray(self.v0, dtype)
         if not all(broadcasts(a.shape, tuple(shape)) for a in (v_th, v0)):
@@ -81,27 +80,23 @@ class IFNode(Module):
 def broadcasts(small, shape) -> bool:
     """Whether ``small`` holds one value or aligns with ``shape`` (N, ...) from the first or
     second axis, and broadcasts to it: a flat (C,) on (N, C, H, W) would vary along the width."""
-    if len(small) not in (0, len(shape) - 1, len(shape)) and np.prod(small) != 1:
-        return False
     try:
-        return np.broadcast_shapes(small, shape) == shape
+        return (len(small) in (0, len(shape) - 1, len(shape)) or np.prod(small) == 1) and \
+            np.broadcast_shapes(small, shape) == shape
     except ValueError:
         return False
 
 
 def error_term(v0, v_T, v_th, T: int):
-    """Eq. 11's error term (v(0) - v(T)) / (T V_th), per neuron: the whole difference between
-    the spiking rate and the ANN's affine map. Sec. 3.3 puts it in (-1/T, 0); that needs
-    v(0) = 0 and currents in [0, V_th] per step (tutorial 5 shows what breaks it)."""
+    """Eq. 11's error term (v(0) - v(T)) / (T V_th) per neuron: all that separates the rate from
+    the ANN's affine map; in (-1/T, 0] (Sec. 3.3) only with v(0) = 0 and currents in [0, V_th]."""
     return (v0 - v_T) / (T * v_th)
 
 
 def eq11_rate(mean_current, v0, v_T, v_th, T: int):
-    """Eq. 11: the firing rate r^l from the time-averaged input current (Eq. 7-10).
+    """Eq. 11, the firing rate from the mean current ``(1/T) sum_t I(t)`` (Eq. 7-10), exact up
+    to rounding for any weights, inputs, thresholds, v(0) and T:
 
         r^l = (W^l r^{l-1} V_th^{l-1} + b^l) / V_th^l  +  (v^l(0) - v^l(T)) / (T V_th^l)
-
-    ``mean_current`` = (1/T) sum_t I(t). An identity of the simulation, exact up to float
-    rounding, for any weights, inputs, thresholds, v(0) and T.
     """
     return mean_current / v_th + error_term(v0, v_T, v_th, T)

@@ -1,10 +1,6 @@
-"""Training: the loss, the optimiser, the lr schedule and one SGD step.
-
-The paper's recipe (Sec. 4.1.3): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, batch 128,
-300 epochs, lr divided by 5 at epochs 70/130/190/240 (scaled when fewer epochs are asked for).
-
-    loss, logits = train_step(model, SGD(model), x_batch, y_batch)
-"""
+"""Training: the loss, the optimiser, the lr schedule and one SGD step. The paper's recipe
+(Sec. 4.1.3): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, 300 epochs, lr / 5 at
+epochs 70/130/190/240 (scaled to fewer epochs): ``train_step(model, SGD(model), x, y)``."""
 from __future__ import annotations
 
 from .backend import xp_of
@@ -16,8 +12,7 @@ PAPER_MILESTONES = (70, 130, 190, 240)
 def cross_entropy(logits, labels):
     """Mean softmax cross-entropy of (N, K) logits and (N,) int labels, and its gradient
     (N, K) w.r.t. the logits. The row maximum is subtracted first (log-sum-exp)."""
-    xp = xp_of(logits)
-    N = logits.shape[0]
+    xp, N = xp_of(logits), logits.shape[0]
     z = logits - logits.max(axis=1, keepdims=True)
     logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))     # (N, K) log-softmax
     loss = -logp[xp.arange(N), labels].mean()
@@ -56,8 +51,7 @@ class SGD:
 def train_step(model, opt: SGD, x, y):
     """One SGD step on a normalised batch x (N, C, H, W) with labels y (N,): forward, loss,
     backward, update. Returns (loss as a 0-d device array, logits (N, K))."""
-    model.train()
-    model.zero_grad()
+    model.train().zero_grad()
     logits = model.forward(x)
     loss, dlogits = cross_entropy(logits, y)
     model.backward(dlogits, input_grad=False)       # dL/dx of the data is never used
@@ -67,9 +61,8 @@ def train_step(model, opt: SGD, x, y):
 
 def scaled_milestones(epochs: int, milestones=PAPER_MILESTONES, total=PAPER_EPOCHS):
     """The paper's milestones scaled to ``epochs`` (e.g. 30 epochs -> 7, 13, 19, 24)."""
-    if epochs >= total:
-        return tuple(milestones)
-    return tuple(sorted({max(1, round(m * epochs / total)) for m in milestones}))
+    return tuple(milestones) if epochs >= total else \
+        tuple(sorted({max(1, round(m * epochs / total)) for m in milestones}))
 
 
 def lr_at(epoch: int, base_lr: float, milestones, gamma: float = 0.2) -> float:

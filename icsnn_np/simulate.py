@@ -19,35 +19,31 @@ CODINGS = ("direct", "rate")
 
 def simulate(snn, x, T: int, coding: str = "direct", mean=None, std=None, seed: int = 0,
              count: bool = False, record: bool = False, keep_v: bool = False):
-    """Run ``snn`` (from ``convert``) for T steps on the normalised batch ``x`` (N, C, H, W).
-
-    ``coding``: ``direct`` feeds the image as a constant current at every step; ``rate``
-    feeds Bernoulli spikes (``rate_encode``; ``mean``/``std`` undo the normalisation,
-    ``seed`` seeds the draws). ``count`` keeps the spikes per node, ``record`` also
-    per-neuron counts, first-spike times, v(T) and decoded outputs, ``keep_v`` only v(T)
-    (what Alg. 2 needs). Returns a SimResult.
-    """
+    """Run ``snn`` (from ``convert``) for T steps on the normalised batch ``x`` (N, C, H, W);
+    returns a SimResult. ``coding``: ``direct`` feeds the image as a constant current at every
+    step, ``rate`` Bernoulli spikes (``rate_encode``: ``mean``/``std`` undo the normalisation,
+    ``seed`` seeds the draws). ``count`` keeps the spikes per node; ``record`` also per-neuron
+    counts, first-spike times, v(T), decoded outputs; ``keep_v`` only v(T) (for Alg. 2)."""
     T = check_input(snn, x, T, coding, mean, std)
     for node in snn.nodes:
         node.reset(x.shape[0], count=count, record=record)
     total = 0
-    for t in range(T):
-        h = x if coding == "direct" else rate_encode(x, mean, std, t, seed)
-        for m in snn.flat:
-            h = m.forward(h)
-        total = total + h                       # the output layer integrates, it does not spike
+    with np.errstate(over="ignore", invalid="ignore"):     # an overflow is refused below
+        for t in range(T):
+            h = x if coding == "direct" else rate_encode(x, mean, std, t, seed)
+            for m in snn.flat:
+                h = m.forward(h)
+            total = total + h                   # the output layer integrates, it does not spike
     return collect(snn.nodes, total / T, T, count, record, keep_v)
 
 
 def rate_encode(x_norm, mean, std, t: int, seed: int):
     """Bernoulli rate coding of a normalised batch (N, C, H, W) at step t+1 (t from 0).
 
-    The paper rate-codes its inputs (Fig. 3) without saying how; our reading: a spike train
-    cannot be negative, so the *raw intensity* p = x/255 in [0, 1] is coded, s(t) ~
-    Bernoulli(p), and the first layer gets the normalised spike (s(t) - mean)/std, whose time
-    average tends to the normalised image. Draws are seeded by (seed, t) on the host, so
-    every backend and engine sees the same spikes.
-    """
+    The paper rate-codes its inputs (Fig. 3) without saying how; our reading: the raw
+    intensity p = x/255 in [0, 1] is coded, s(t) ~ Bernoulli(p), and the first layer gets
+    (s(t) - mean)/std, whose time average tends to the normalised image. Draws are seeded by
+    (seed, t) on the host: every backend and engine sees the same spikes."""
     if mean is None or std is None:  # np.asarray(None, float32) is NaN: would run silently
         raise ValueError("rate coding needs the normalisation mean and std of the inputs")
     xp = xp_of(x_norm)
@@ -68,11 +64,14 @@ def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
     if coding == "rate":                   # a NaN current never fires: refused, not run
         if mean is None or std is None:
             raise ValueError("rate coding needs the normalisation mean and std of the inputs")
-        if {np.size(mean), np.size(std)} - {1, x.shape[1]}:
-            raise ValueError(f"rate coding: mean/std hold {np.size(mean)}/{np.size(std)} values "
-                             f"for images with {x.shape[1]} channels: one per channel")
-        check_finite(np.asarray(mean, np.float64), "rate coding: mean")
-        if not np.all(check_finite(np.asarray(std, np.float64), "rate coding: std") > 0):
+        try:
+            m, s = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"rate coding: mean {mean!r} and std {std!r} must be numbers") from None
+        if {m.size, s.size} - {1, x.shape[1]}:
+            raise ValueError(f"rate coding: mean/std hold {m.size}/{s.size} values for images "
+                             f"with {x.shape[1]} channels: one per channel")
+        if not np.all(check_finite(s, "rate coding: std") > 0) or check_finite(m, "rate coding: mean") is None:
             raise ValueError(f"rate coding: std {list(np.ravel(std))} must be > 0")
     check_batch(x, "the input batch")
     return check_T(T)
@@ -94,15 +93,19 @@ class SimResult:
 
     def firing_rate(self) -> float:
         """Mean spikes per neuron per step over all IF nodes and samples."""
-        n = self.output.shape[0]
-        return self.total_spikes() / max(1, n * self.T * sum(self.neurons))
+        return self.total_spikes() / max(1, self.output.shape[0] * self.T * sum(self.neurons))
 
 
 def collect(nodes, output, T: int, count=False, record=False, keep_v=False) -> SimResult:
-    """A SimResult from the IF nodes' state after T steps (every engine ends with this)."""
+    """A SimResult from the IF nodes' state after T steps (every engine ends with this). An inf
+    crosses every threshold, so a potential that overflowed is refused here, not counted."""
+    xp = xp_of(output)
+    if not bool(xp.stack([xp.isfinite(n.v).all() for n in nodes] + [xp.isfinite(output).all()]).all()):
+        raise ValueError("the SNN's potentials or outputs contain NaN or inf: the inputs overflow "
+                         "float32 inside the network (are the images normalised?)")   # a sync point
     res = SimResult(output=output, T=T)
     if count or record:
-        sums = xp_of(nodes[0].v).stack([n.spike_count.sum() for n in nodes])
+        sums = xp.stack([n.spike_count.sum() for n in nodes])
         res.spikes = [int(s) for s in to_host(sums)]                    # sync point: one for all
         res.neurons = [int(n.v[0].size) for n in nodes]
     if record or keep_v:

@@ -7,9 +7,6 @@
     i-snn-alg1  v(0) = Alg. 1, from the weights only              (Sec. 3.3)
 
     v0 = calibrate_variant(snn, "ic-snn", T=8, batches=calib)    # sets and returns v(0)
-
-The data-based variants run the SNN as it is set up to run (``snn.run``: its engine and
-input coding). Methods beyond the paper live in ``icsnn_np.beyond.methods``.
 """
 from __future__ import annotations
 
@@ -43,12 +40,9 @@ def variant_v0(snn, variant: str, T: int, batches=None, reading: str = READING,
 
 def calibrate_variant(snn, variant: str, T: int, batches=None, reading: str = READING,
                       granularity: str = "layer", comp: str = "literal", v0_scope: str = "all"):
-    """Set ``snn``'s v(0) for ``variant`` (calibrated for T) and return the v(0) list.
-
-    ``batches`` (training images, normalised, on the device; a list: it is iterated more than
-    once) feed the data-based variants. ``v0_scope="block-first"`` is the paper's ResNet
-    treatment (Sec. 4.3): v(0) only on the first IF node of each residual block.
-    """
+    """Set ``snn``'s v(0) for ``variant`` at T and return it. ``batches``: normalised training
+    images on the device (a list) for the data-based variants; ``v0_scope="block-first"``: the
+    paper's ResNet treatment, v(0) on the first IF node of each residual block only (Sec. 4.3)."""
     T = check_T(T)
     check_choice(variant, VARIANTS, "variant")
     check_choice(v0_scope, V0_SCOPES, "v(0) scope")

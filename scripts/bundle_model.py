@@ -37,7 +37,8 @@ except ImportError:                      # run from a checkout without installin
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icsnn_np.cli import common as cli  # noqa: E402
-from icsnn_np.io.checkpoint import (check_fits_data, load_checkpoint, resolve_checkpoint,  # noqa: E402
+from icsnn_np.runs.checkpoints import load_model  # noqa: E402
+from icsnn_np.io.checkpoint import (check_fits_data, resolve_checkpoint,  # noqa: E402
                                     save_checkpoint)
 from icsnn_np.io.files import check_new_output  # noqa: E402
 from icsnn_np.io.data import load_dataset  # noqa: E402
@@ -69,7 +70,7 @@ def _main(argv):
     a = p.parse_args(argv)
     if not a.max_drop >= 0:
         raise ValueError(f"--max-drop must be >= 0 points, got {a.max_drop}")
-    model, header = load_checkpoint(resolve_checkpoint(a.checkpoint))
+    model, header = load_model(a.checkpoint)
     if a.p is not None and header.get("activation") == "qcfs":
         raise ValueError(f"{a.checkpoint} is a QCFS model (L = {header['levels']}): its thresholds "
                          f"are its trained λ, so a p would never be used; leave out --p")
@@ -114,7 +115,7 @@ def _bundle(a, model, header, mean, std):
         full = load_dataset("cifar10", a.data_dir, download=a.download, test_only=True)  # tests only
         sl = load_dataset("cifar10-slice")
         save_checkpoint(tmp, model, header["arch"], header["num_classes"], meta, dtype=np.float16)
-        half, _ = load_checkpoint(tmp)
+        half, _ = load_model(tmp)
         accs = {}
         for name, m in (("float32", model), ("float16", half)):
             accs[name] = (100 * evaluate(m, full.x_test, full.y_test, mean, std, np),

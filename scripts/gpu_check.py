@@ -7,7 +7,7 @@ Runs from a checkout with no install step and no network (the script puts the ch
     # the device machine (carry the ignored folder gpu_data/ holding test_batch.bin alone):
     python3 scripts/gpu_check.py --data-dir gpu_data --out "$OUT/gpu_check"
     # anywhere, the same steps at small sizes on the strict CPU stand-in for CuPy (what CI runs):
-    ICSNN_CUPY_STANDIN=1 python scripts/gpu_check.py --standin --data-dir <test-only folder> \\
+    python scripts/gpu_check.py --standin --data-dir <test-only folder> \\
         --n-test 20 --n-calib 16 --T 4 --skip-tests --out <folder>/gpu_check
 
 Steps, the most telling first, each a subprocess with its own time limit (LIMITS: 540 s in
@@ -275,7 +275,7 @@ def seconds(text: str) -> float:
 
 def _main(argv):
     a = parse_args(argv)
-    standin = a.standin or os.environ.get(cli.STANDIN_ENV) == "1"
+    standin = a.standin
     for k, gpu_size, standin_size in (("n_test", 100, 20), ("n_calib", 256, 32), ("T", 8, 4)):
         if getattr(a, k) is None:
             setattr(a, k, standin_size if standin else gpu_size)
@@ -292,14 +292,12 @@ def _main(argv):
                MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
     if env_data:                            # the caller's folder, not the checkout's
         env[DATA_ENV] = str(Path(env_data).absolute())
-    if standin:
-        env[cli.STANDIN_ENV] = "1"
-    else:
-        env.pop(cli.STANDIN_ENV, None)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     py, notes, steps = sys.executable, [], []
     log(f"GPU check on {device}; budget {a.budget:.0f} s")
-    demo = [py, "-m", "icsnn_np.demo", "--json", "--n-calib", str(a.n_calib)]
+    # on the stand-in every command runs through the wrapper that plugs it in (icsnn_np.testing)
+    command = (lambda m: [py, "-m", "icsnn_np.testing.run", m]) if standin else (lambda m: [py, "-m", m])
+    demo = command("icsnn_np.demo") + ["--json", "--n-calib", str(a.n_calib)]
     small = ["--T", str(a.T), "--n-test", str(a.n_test)]
     step = lambda name, cmd, key: run_step(name, cmd, LIMITS[key], env, log, deadline)  # noqa: E731
 
@@ -332,7 +330,7 @@ def _main(argv):
 
     # 4. the benchmark
     bench_out = cli.with_ext(out, "_bench.json")           # the bench writes <stem>.json and .md
-    r = step("bench, cupy", [py, "-m", "icsnn_np.bench", "--backend", "cupy", "--force", "--out",
+    r = step("bench, cupy", command("icsnn_np.bench") + ["--backend", "cupy", "--force", "--out",
                              str(cli.with_ext(out, "_bench")),
                              *(["--quick"] if standin else ["--repeats", "3"])], "bench")
     r["summary"] = bench_summary(r, bench_out)

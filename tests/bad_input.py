@@ -313,7 +313,7 @@ BASE = {  # arguments every case of a command starts with (a case's own come aft
     "build_slice": ["--out", "{tmp}/slice.npz"],
     "bundle_model": ["--out", "{tmp}/bundled.npz"],
     "compare": ["--checkpoint", "{ckpt}", "--dataset", "cifar10-slice", "--n-test", "5",
-                "--n-calib", "5", "--T", "2", "--variants", "snn", "--thresholds", "quantile",
+                "--n-calib", "5", "--T", "2", "--variants", "snn", "--thresholds", "layer",
                 "--batch-size", "5", "--out", "{tmp}/cmp"],
     "depth_table": [],
     "merge_results": ["--out", "{tmp}/merged"],

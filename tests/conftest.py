@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from icsnn_np import backend
-from icsnn_np.backend import cupy_available, get_xp
+from icsnn_np.backend import get_xp, load_cupy
 from icsnn_np.testing import cupy_standin
 from icsnn_np.testing.plug import plug_standin
 
@@ -48,7 +48,7 @@ def backend_module(name):
     without CuPy and a GPU)."""
     if name == "standin":
         return plug_standin()          # a testing aid, plugged into the backend from outside
-    if name == "cupy" and not cupy_available():
+    if name == "cupy" and load_cupy() is None:
         pytest.skip(_NO_GPU)
     return get_xp(name)
 

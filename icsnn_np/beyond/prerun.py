@@ -30,7 +30,6 @@ from typing import Callable
 import numpy as np
 
 from ..backend import to_device, to_host, xp_of
-from ..checks import check_count
 from ..simulate import SimResult
 
 PRERUN_STEPS = 4          # rho (COS) and tau (SRP): both papers' CIFAR setting
@@ -67,11 +66,18 @@ class PreRunResult(SimResult):
         return self.total_spikes() / max(1, n * self.steps * sum(self.neurons))
 
 
+def check_steps(n) -> int:
+    """A number of pre-run steps: an integer >= 0."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"pre-run steps must be an integer >= 0, got {n!r}")
+    return int(n)
+
+
 def check_prerun(prerun):
     """``prerun`` if it is a valid PreRun, else a ValueError."""
     if not isinstance(prerun, PreRun) or not callable(prerun.rule):
         raise ValueError(f"prerun must be a PreRun(steps, rule), got {prerun!r}")
-    check_count(prerun.steps, "pre-run steps", minimum=0)
+    check_steps(prerun.steps)
     return prerun
 
 
@@ -115,7 +121,7 @@ def simulate_cos_layerwise(snn, x, T: int, rho: int = PRERUN_STEPS, count: bool 
     l - 1 has replayed rho steps: L rho + T steps in all, which the result reports (its
     pre-run spikes: each layer's own in its pre-run). v(0) is restored afterwards.
     """
-    check_count(rho, "pre-run steps", minimum=0)
+    check_steps(rho)
     xp, saved, spikes = xp_of(x), [n.v0 for n in snn.nodes], []
     run = runner(snn, x, coding)
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import to_host, xp_of
-from ..checks import check_count
 from ..convert import relu_outputs, robust_quantile
 from ..layers import ReLU
 from ..module import rebuild
@@ -34,7 +33,9 @@ class QCFS(ReLU):
 
     def __init__(self, levels: int, lam: float = LAM_INIT, dtype=np.float32):
         super().__init__()
-        self.levels = check_count(levels, "QCFS levels L")
+        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+            raise ValueError(f"QCFS levels L must be an integer >= 1, got {levels!r}")
+        self.levels = int(levels)
         self.params["lam"] = np.array([lam], dtype=dtype)
         self.grads["lam"] = np.zeros(1, dtype=dtype)
         self._cache = None

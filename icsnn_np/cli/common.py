@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..backend import BackendError
-from ..checks import check_choice, check_count, check_quantile, check_T
+from ..checks import check_choice, check_quantile, check_T
+from ..runs.checks import check_count
 from ..io.checkpoint import CheckpointError
 from ..io.data import DatasetError
 from ..runs.training import TrainingDiverged

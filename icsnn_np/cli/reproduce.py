@@ -85,7 +85,8 @@ def _main(argv):
     with cli.progress_log(a.log) as log, cli.claim(a.out, log):
         memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint(a), resume=a.resume,
                        n_images=a.validation or a.n_test, labels={r[0] for r in ROWS})
-        kept = lambda: f"no table was written; {memo.kept()}" + (f"; progress in {a.log}" if a.log else "")  # noqa: E731
+        kept = lambda: f"no table was written; {memo.kept()}" + (  # noqa: E731
+            f"; the progress so far is in {a.log}" if a.log else "")
         with kept_on_interrupt(kept):
             if len(memo):
                 log(f"resuming: {len(memo)} measurements from {memo.path}")

@@ -20,7 +20,8 @@ from ..beyond.methods import METHODS, Options, Setup
 from ..beyond.prerun import PRERUN_STEPS
 from ..beyond.qcfs import qcfs_layers, qcfs_thresholds
 from ..beyond.thresholds import THRESHOLD_SEARCHES, Thresholds, channel_threshold
-from ..checks import check_choice, check_count, check_quantile, check_T
+from ..checks import check_choice, check_quantile, check_T
+from .checks import check_count
 from ..convert import balance_thresholds, convert, layer_threshold
 from ..layers import ReLU
 from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS

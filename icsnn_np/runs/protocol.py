@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_choice, check_count
+from ..checks import check_choice
+from .checks import check_count
 from ..io.preprocess import normalize
 
 SUBSETS = ("first", "random")

@@ -127,6 +127,10 @@ def sweep_configs(base: ConversionConfig, ps, thresholds, blocks):
             for thr, p, block in itertools.product(thresholds, ps, blocks)]
 
 
+def rule_name(thr: str) -> str:
+    return "MSE" if thr == "mse" else f"{thr}-wise"
+
+
 def check_sweep(model, x_calib, base: ConversionConfig, ps, thresholds, blocks, Ts=()):
     """Before any measurement: every p of the sweep balances thresholds (a p whose quantile
     is 0 in some layer is refused, naming the p that works), and no two settings build the
@@ -142,11 +146,11 @@ def check_sweep(model, x_calib, base: ConversionConfig, ps, thresholds, blocks, 
         try:
             snn, ths = convert_balanced(model, calib, cfg)
         except ValueError as e:
-            raise ValueError(f"--p {p} ({thr} thresholds): {e}") from None
+            raise ValueError(f"--p {p} ({rule_name(thr)} thresholds): {e}") from None
         per_T = [ths] if thr != "mse" else [Thresholds(snn, calib).use("mse", T) for T in Ts]
         key = (thr, block, tuple(np.asarray(to_host(t)).tobytes() for th in per_T for t in th))
         if key in seen:
-            raise ValueError(f"--p {seen[key]} and --p {p} give the same {thr} thresholds on "
+            raise ValueError(f"--p {seen[key]} and --p {p} give the same {rule_name(thr)} thresholds on "
                              f"these {min(base.n_calib, len(x_calib))} calibration images"
                              + (" at every T" if thr == "mse" else "") + ": the sweep would "
                              f"measure one network twice; keep one of them")

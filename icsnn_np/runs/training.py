@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import BACKENDS, backend_name, get_xp, to_device, to_host
-from ..checks import check_choice, check_count
+from ..checks import check_choice
+from .checks import check_count
 from ..beyond.qcfs import LAM_INIT, initial_lams, with_qcfs
 from ..io.checkpoint import check_fits_data, read_checkpoint, resolve_checkpoint, save_checkpoint
 from ..io.data import DATASETS, load_dataset

@@ -95,7 +95,7 @@ def test_a_prerun_that_continues_is_one_longer_run(name, coding, engine):
         long = run_sim(snn, x, rho + T, record=True, **kw)
     else:
         pre = run_sim(snn, x, rho, record=True, **kw)
-        v0 = snn.get_v0()
+        v0 = [n.v0 for n in snn.nodes]
         snn.set_v0([r["v_T"] for r in pre.layers])                  # per image and neuron
         long = run_sim(snn, x, T, record=True, **kw)
         snn.set_v0(v0)
@@ -152,7 +152,7 @@ def test_the_prerun_methods_run_on_every_backend(xp, method, engine):
     kw = dict(engine=engine, chunk=3, record=True,
               prerun=(cos_prerun if method == "cos" else srp_prerun)(2))
     expect = run_sim(snn, x, 5, **kw)
-    v0 = snn.get_v0()
+    v0 = [n.v0 for n in snn.nodes]
     net.to(xp)
     snn.set_v0([to_device(np.asarray(v), xp) for v in v0])
     try:
@@ -185,7 +185,7 @@ def test_cos_layer_by_layer_calibrates_each_layer_on_the_calibrated_layers_below
     snn.engine = spy(calls)
     simulate_cos_layerwise(snn, x, 4, rho)
     L = len(snn.nodes)
-    assert len(calls) == L + 1 and snn.get_v0() == calls[0]          # v(0) restored
+    assert len(calls) == L + 1 and [n.v0 for n in snn.nodes] == calls[0]          # v(0) restored
     starts = calls[-1]                                               # the replay's v(0)
     for i in range(L):
         snn.set_v0(calls[i])                                         # layers < i chosen
@@ -384,7 +384,7 @@ def test_snn_calibration_as_published_leaves_the_error_eq11_predicts(name, T, fo
         [m for _, m in cal.tree.named_modules() if isinstance(m, StepCurrent)]
     currents = list({id(c): c for c in currents}.values())
     assert len(currents) == len(snn.nodes) and cal.nodes == snn.nodes
-    final_v0, final_cur = snn.get_v0(), [c.current for c in currents]
+    final_v0, final_cur = [n.v0 for n in snn.nodes], [c.current for c in currents]
     shift = [n.v_th / (2 * T) for n in snn.nodes]
     if form == "advanced":
         assert all(np.all(c == s_) for c, s_ in zip(final_cur, shift))   # no bias correction
@@ -498,13 +498,13 @@ def test_the_methods_are_variants_by_name():
     for v, steps in (("cos", 3), ("srp", 2)):
         cfg = ConversionConfig(prerun=steps)
         run = calibrate(snn, v, 8, [x], cfg)
-        assert snn.get_v0() == [n.v_th / 2 for n in snn.nodes]
+        assert [n.v0 for n in snn.nodes] == [n.v_th / 2 for n in snn.nodes]
         assert run.prerun == steps and run.steps(8) == {"prerun": steps, "steps": 8 + steps}
     assert calibrate(snn, "c-snn", 8, [x], ConversionConfig()).steps(8) == {"prerun": 0, "steps": 8}
     with pytest.raises(ValueError, match="calibration batches"):
         METHODS["snn-calib"].setup(snn, 8)
     METHODS["snn-calib-v0"].setup(snn, 8, [x])
-    assert [np.shape(v) for v in snn.get_v0()] == [(4, 1, 1), (4, 1, 1), (5,)]
+    assert [np.shape(v) for v in [n.v0 for n in snn.nodes]] == [(4, 1, 1), (4, 1, 1), (5,)]
     run = calibrate(snn, "snn-calib", 8, [x], ConversionConfig())
     assert run.setup.snn is not snn and run.setup.snn.nodes == snn.nodes and run.prerun == 0
     assert calibrate(snn, "cos-layer", 8, [x], ConversionConfig(prerun=2)).prerun == 2 * 3

@@ -55,7 +55,7 @@ CLI = [
         ["--engine", "reference", "--n-test", "250", "--batch-size", "250"], 2,
         "use a smaller batch (--batch-size", patch=little_memory, alone=False),
     Cli("demo Ctrl-C", "demo", [], 130, "interrupted (Ctrl-C); nothing was written",
-        patch=ctrl_c(demo, "evaluate_conversion"), alone=False),
+        patch=ctrl_c(demo_run, "evaluate_conversion"), alone=False),
     # ---- issue 25 ----------------------------------------------------------------------
     # 1. threshold balancing: a p whose quantile is 0 stops the run (a sweep: before any work)
     Cli("demo p = 1e-9 (zero quantile)", "demo", ["--p", "1e-9"], 2,

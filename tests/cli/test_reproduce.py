@@ -95,7 +95,7 @@ def test_reproduce_resume_refuses_a_partial_file_of_another_run(tiny_ckpt, tmp_p
     from other options (or without --resume) is an error that says what to do."""
     out = tmp_path / "res"
 
-    real, calls = reproduce.snn_correct, []
+    real, calls = reproduce_run.snn_correct, []
 
     def ctrl_c_on_the_second(*args, **kw):
         calls.append(1)

@@ -40,7 +40,7 @@ def fresh_backend(monkeypatch):
 
 def test_missing_cupy_is_one_line_saying_how_to_install(fresh_backend):
     fresh_backend.setitem(sys.modules, "cupy", None)     # makes `import cupy` raise ImportError
-    assert not backend.cupy_available()
+    assert not (backend.load_cupy() is not None)
     for _ in range(2):                                   # the cached failure raises every time
         with pytest.raises(BackendError) as info:
             get_xp("cupy")
@@ -54,7 +54,7 @@ def test_cupy_without_a_gpu_is_one_clear_line(fresh_backend):
     fake = types.ModuleType("cupy")
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 0))
     fresh_backend.setitem(sys.modules, "cupy", fake)
-    assert not backend.cupy_available()
+    assert not (backend.load_cupy() is not None)
     with pytest.raises(BackendError) as info:
         get_xp("cupy")
     msg = str(info.value)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from icsnn_np.backend import to_device
-from icsnn_np.checks import (check_choice, check_count, check_finite, check_quantile, check_T,
+from icsnn_np.runs.checks import check_count
+from icsnn_np.checks import (check_choice, check_finite, check_quantile, check_T,
                              check_threshold)
 
 

@@ -101,7 +101,7 @@ def test_snn_bookkeeping():
     snn = convert(net)
     assert snn.first == 1 and snn.last == 7                     # the readout is the last Linear
     snn.set_v0([0.1, 0.2, 0.3])
-    assert snn.get_v0() == [0.1, 0.2, 0.3]
+    assert [n.v0 for n in snn.nodes] == [0.1, 0.2, 0.3]
     assert [n.v_th for n in snn.nodes] == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="expected 3 initial potentials, got 2"):
         snn.set_v0([0.0, 0.0])

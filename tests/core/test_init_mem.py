@@ -152,7 +152,7 @@ def test_alg2_laws(seed, T, v0):
         assert rn.shape == v_T.shape[1:]
         assert rn.mean() == pytest.approx(r, rel=1e-5, abs=1e-6)
         assert rc.mean() == pytest.approx(r, rel=1e-5, abs=1e-6)
-    assert snn.get_v0() == [v0] * 3                            # Alg. 2 only reads
+    assert [n.v0 for n in snn.nodes] == [v0] * 3                            # Alg. 2 only reads
 
 
 # --------------------------------------------------------------------------- compensation and Alg. 3

@@ -80,7 +80,9 @@ def test_the_memory_estimate_is_close_to_the_measured_peak(engine, chunk):
         tracemalloc.stop()
     fixed, per_step, Tc = simulation_bytes(snn, x, 12, engine, chunk, count=True)
     estimate = len(x) * (fixed + Tc * per_step) * resources.MARGIN
-    assert 0.7 * estimate < peak < 1.05 * estimate
+    # within 5 % on the Intel Xeon it was fitted on; on an AMD EPYC (another thread count and
+    # cache tiling) the fast engine's chunk-4 peak measured 12 % above: the bound covers both
+    assert 0.7 * estimate < peak < 1.2 * estimate
 
 
 API = [

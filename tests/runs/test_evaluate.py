@@ -173,11 +173,11 @@ def test_paper_block_treatment_reaches_the_resnet_blocks():
     snn, _ = calibrated_snn(net, x, "c-snn", 4, cfg)
     assert snn.nodes[1].v_th == snn.nodes[2].v_th != snn.nodes[0].v_th
     assert snn.nodes[3].v_th == snn.nodes[4].v_th
-    assert snn.get_v0()[2] == 0.0 and snn.get_v0()[1] == pytest.approx(snn.nodes[1].v_th / 2)
-    assert snn.get_v0()[4] == 0.0 and snn.get_v0()[3] == pytest.approx(snn.nodes[3].v_th / 2)
+    assert [n.v0 for n in snn.nodes][2] == 0.0 and [n.v0 for n in snn.nodes][1] == pytest.approx(snn.nodes[1].v_th / 2)
+    assert [n.v0 for n in snn.nodes][4] == 0.0 and [n.v0 for n in snn.nodes][3] == pytest.approx(snn.nodes[3].v_th / 2)
     plain, _ = calibrated_snn(net, x, "c-snn", 4, ConversionConfig(T=(4,), n_calib=8, batch_size=4,
                                                                 comp="half"))
-    assert plain.get_v0()[2] == pytest.approx(plain.nodes[2].v_th / 2)
+    assert [n.v0 for n in plain.nodes][2] == pytest.approx(plain.nodes[2].v_th / 2)
     with pytest.raises(ValueError, match="unknown block treatment"):
         ConversionConfig(block="blocks").validate()
 
@@ -191,7 +191,7 @@ def test_evaluate_conversion_on_backend_agrees_with_numpy(xp, engine, coding):
     from icsnn_np.backend import to_device
     net, xc, xt, yt = tiny_setup()
     cfg = dict(T=(2, 5), n_calib=6, batch_size=4, coding=coding, engine=engine, chunk=2,
-               rule=channel_threshold)
+               channelwise=True)
     want = evaluate_conversion(net, xc, xt, yt, ConversionConfig(**cfg), mean=MEAN, std=STD)
     net.to(xp)
     got = evaluate_conversion(net, to_device(xc, xp), to_device(xt, xp), yt, ConversionConfig(**cfg),

@@ -86,7 +86,7 @@ def _reproduction(tmp_path, name, arch, ann, Ts, block="node", labels=PAPER_ORDE
             for k, lab in enumerate(labels)]
     path = tmp_path / name
     path.write_text(json.dumps({"ann_acc": ann, "n_test": 2000, "rows": rows, "arch": arch,
-                                "settings": {"model": arch, "block treatment": block}}))
+                                "settings": {"model": arch, "block treatment": block, "p": 0.99}}))
     return path
 
 
@@ -99,7 +99,8 @@ def test_depth_table_merges_the_files_of_one_network(tmp_path, capsys):
     assert depth_table.main([str(low), str(high), str(paper)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| network | variant | T=8 | T=32 | T=64 |"
-    assert "(19 IF layers), ANN 88.00 % on 2,000 images | SNN (block node) | 3.08 | 3.32 | 3.64 |" in out[2]
+    assert ("(19 IF layers), ANN 88.00 % on 2,000 images, layer-wise V_th, p = 0.99 | SNN (block node) "
+            "| 3.08 | 3.32 | 3.64 |") in out[2]
     assert "| IC-SNN (block paper) | 0.08 |  |  |" in out[9]
     assert "paper, Table 4, ResNet20, ANN 91.46 %" in out[10] and "37.31" in out[12]
 

@@ -11,7 +11,7 @@ import pytest
 
 from icsnn_np.beyond.qcfs import qcfs_layers
 from icsnn_np.cli.train import main
-from icsnn_np.io.checkpoint import load_checkpoint
+from icsnn_np.runs.checkpoints import load_model as load_checkpoint
 from icsnn_np.io.data import SLICE_PATH, load_dataset
 from icsnn_np.runs import training as train_mod
 from icsnn_np.runs.training import TrainConfig, evaluate, train

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from helpers import load_script, write_test_batch
-from icsnn_np.io.checkpoint import bundled_models, load_checkpoint
+from icsnn_np.io.checkpoint import bundled_models
+from icsnn_np.runs.checkpoints import load_model as load_checkpoint
 from icsnn_np.io.data import SLICE_PATH, load_dataset
 from icsnn_np.runs.training import evaluate
 
