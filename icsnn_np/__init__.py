@@ -21,24 +21,27 @@ From checkpoint to IC-SNN accuracy with the top-level names (docs/api.md)::
     res = ic.simulate(snn, ic.normalize(data.x_test[:100], header["mean"], header["std"]), 8)
 
 Commands: ``python -m icsnn_np`` lists them (demo, train, reproduce, compare, bench).
-The names below are imported on first use (PEP 562): ``import icsnn_np`` loads nothing else.
+The core's names are here at once; the wings' are imported on first use (PEP 562).
 """
 from __future__ import annotations
 
 import importlib
 
 from ._version import __version__
+# The core's main calls (NumPy only; imported here, so that ``icsnn_np.convert`` and
+# ``icsnn_np.simulate`` are the functions, not the modules of the same names).
+from .backend import get_xp, to_device, to_host
+from .convert import balance_thresholds, convert, relu_outputs
+from .init_mem import alg1_weight_init, alg2_data_init, alg3_ic_init, compensation
+from .models import build_model
+from .neurons import IFNode, eq11_rate, error_term
+from .optim import SGD, cross_entropy, train_step
+from .simulate import rate_encode, simulate
+from .variants import PAPER_VARIANTS, VARIANTS, calibrate_variant
 
-# name -> the module that defines it (imported when the name is first used)
+# The wings' main calls: name -> "module[:attribute]", imported when first used (PEP 562), so
+# that ``import icsnn_np`` loads nothing of the engine, the commands, the benchmarks or tests.
 API = {
-    "IFNode": "neurons", "eq11_rate": "neurons", "error_term": "neurons",
-    "simulate": "simulate", "rate_encode": "simulate",
-    "convert": "convert", "balance_thresholds": "convert", "relu_outputs": "convert",
-    "alg1_weight_init": "init_mem", "alg2_data_init": "init_mem", "alg3_ic_init": "init_mem",
-    "compensation": "init_mem",
-    "calibrate_variant": "variants", "PAPER_VARIANTS": "variants", "VARIANTS": "variants",
-    "build_model": "models", "SGD": "optim", "train_step": "optim", "cross_entropy": "optim",
-    "get_xp": "backend", "to_host": "backend", "to_device": "backend",
     "load_checkpoint": "runs.checkpoints:load_model", "save_checkpoint": "io.checkpoint",
     "load_pytorch_state_dict": "io.imports", "load_dataset": "io.data",
     "normalize": "io.preprocess",
@@ -46,7 +49,11 @@ API = {
     "ann_accuracy": "runs.evaluate", "snn_accuracy": "runs.evaluate",
     "use_engine": "runs.engine", "export_snn": "runs.export", "METHODS": "beyond.methods",
 }
-__all__ = ["__version__", *API]
+__all__ = ["__version__", "IFNode", "eq11_rate", "error_term", "simulate", "rate_encode", "convert",
+           "balance_thresholds", "relu_outputs", "alg1_weight_init", "alg2_data_init",
+           "alg3_ic_init", "compensation", "calibrate_variant", "PAPER_VARIANTS", "VARIANTS",
+           "build_model", "SGD", "train_step", "cross_entropy", "get_xp", "to_device", "to_host",
+           *API]
 
 
 def __getattr__(name):

@@ -29,12 +29,12 @@ def check_choice(value, allowed, what: str):
 def check_quantile(p) -> float:
     """The threshold quantile p must be a real number in (0, 1] (not a bool, not NaN)."""
     try:
-        p = float(p) if not isinstance(p, bool) else None
+        q = None if isinstance(p, bool) else float(p)
     except (TypeError, ValueError):
-        p = None
-    if p is None or not 0.0 < p <= 1.0:                      # also False for NaN
-        raise ValueError(f"the threshold quantile p must lie in (0, 1], got {p!r}")
-    return p
+        q = None
+    if q is None or not 0.0 < q <= 1.0:                      # also False for NaN
+        raise ValueError(f"the threshold quantile p must be a number in (0, 1], got {p!r}")
+    return q
 
 
 def check_finite(a, what: str):

@@ -18,7 +18,7 @@ from ..init_mem import COMPENSATIONS, GRANULARITIES, READING, READINGS
 from ..models import MODELS
 from ..runs.demo import CALIB_SOURCES, DEFAULT_MODEL, DemoSetup, demo, on_the_spot, workdir_model
 from ..runs.evaluate import ConversionConfig, format_accuracy_table
-from ..runs.export import export_demo
+from ..runs.export import check_exportable, export_demo
 from ..runs.provenance import provenance
 from ..runs.stats import format_stats
 from . import common as cli
@@ -93,6 +93,7 @@ def setup(a) -> DemoSetup:
         raise ValueError("--export-snn writes one SNN: name one variant and one T "
                          f"(--variants ic-snn --T 8), not {len(a.variants)} variants x {len(a.T)} T")
     if a.export_snn:
+        check_exportable(a.variants[0])
         cli.check_output_file(a.export_snn, "--export-snn")
     if a.out:
         cli.check_outputs(a.out, a.log, exts=(".json", ".md"), force=a.force)

@@ -82,11 +82,16 @@ def export_snn(path, snn, header: dict, T: int, variant: str, coding: dict, thre
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def export_demo(path, ctx: dict, variant: str, T: int, provenance: dict, log):
-    """The demo's ``--export-snn``: ``variant`` at T set up as the demo measured it, written."""
+def check_exportable(variant: str):
+    """A variant whose SNN is IF nodes and weights alone (no pre-run, no step currents)."""
     if variant in PRERUN_METHODS or METHODS[variant].recipe is not None:
         raise ValueError(f"--export-snn: {variant} runs more than an IF network (a pre-run or "
                          f"step currents): export one of the paper's variants or ic-snn-fp")
+
+
+def export_demo(path, ctx: dict, variant: str, T: int, provenance: dict, log):
+    """The demo's ``--export-snn``: ``variant`` at T set up as the demo measured it, written."""
+    check_exportable(variant)
     cfg, model = ctx["cfg"], ctx["model"]
     calib = batched(ctx["x_calib"][:cfg.n_calib], cfg.batch_size)      # as evaluate_conversion
     snn, _ = convert_balanced(model, calib, cfg)

@@ -17,7 +17,7 @@ CLI = [
     Cli("reproduce with every default on the slice (vgg_cpu, 2,000 test images)", "reproduce",
         ["--dataset", "cifar10-slice"], 2, "2000 test images asked for: the test set has only 1000",
         base=False),
-    Cli("reproduce p = 2", "reproduce", ["--p", "0.9", "2"], 2, "p must lie in (0, 1]"),
+    Cli("reproduce p = 2", "reproduce", ["--p", "0.9", "2"], 2, "p must be a number in (0, 1]"),
     Cli("reproduce row 99", "reproduce", ["--rows", "99"], 2, "--rows takes numbers 0..19 (listed in --help)"),
     Cli("reproduce T = 0", "reproduce", ["--reading-T", "0"], 2, "T must be a positive integer"),
     Cli("reproduce validation = 0", "reproduce", ["--validation", "0"], 2,

@@ -82,7 +82,7 @@ def test_demo_on_a_test_batch_alone_calibrates_on_the_slice(tiny_ckpt, tmp_path,
 
 @pytest.mark.parametrize("args, msg", [
     (["--T", "0"], "T must be a positive integer"),
-    (["--p", "1.5"], "p must lie in"),
+    (["--p", "1.5"], "p must be a number in"),
     (["--variants", "x-snn"], "unknown variant"),
 ])
 def test_demo_bad_input_is_one_clear_error(tiny_ckpt, capsys, args, msg):

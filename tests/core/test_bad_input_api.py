@@ -68,7 +68,7 @@ API = [
     Api("v(0) inf set on the node", lambda e: simulate(set_on(snn_of(e), v0=np.full((4, 1, 1), INF)), e.x, 4),
         ValueError, "v(0) contains NaN or inf"),
     Api("Alg. 2 on overflowing currents", _alg2_overflow, ValueError,
-        "Alg. 2: the v(0) of 2 (the mean of its recorded v(T)) contains NaN or inf"),
+        "the SNN's potentials or outputs contain NaN or inf: the inputs overflow float32"),
     Api("rate coding with a NaN mean", lambda e: simulate(snn_of(e), e.x, 2, coding="rate", mean=[NAN] * 3,
                                                           std=[0.2] * 3), ValueError, "rate coding: mean"),
     # empty batches, raw integer images, labels

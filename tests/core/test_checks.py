@@ -38,9 +38,9 @@ def test_check_count():
 def test_check_quantile():
     assert check_quantile(1) == 1.0 and check_quantile("0.5") == 0.5 and check_quantile(1e-9) == 1e-9
     for bad in (0, -0.5, 1.0001, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"p must lie in \(0, 1\]"):
+        with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\]"):
             check_quantile(bad)
-    for bad in (None, "high", [0.5]):
+    for bad in (None, "high", [0.5], True, False):              # a bool is no quantile (not p = 1)
         with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\]"):
             check_quantile(bad)
 

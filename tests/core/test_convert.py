@@ -176,7 +176,7 @@ def test_channelwise_thresholds_shapes_and_values():
 @pytest.mark.parametrize("p", [0.0, -0.1, 1.01, 2, float("nan")])
 def test_p_outside_unit_interval_is_rejected(p):
     net = vgg_like()
-    with pytest.raises(ValueError, match=r"quantile p must lie in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"quantile p must be a number in \(0, 1\]"):
         balance_thresholds(convert(net), net, [images(2)], p=p)
 
 

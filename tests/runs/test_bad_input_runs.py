@@ -129,7 +129,7 @@ API = [
     Api("simulate refuses before allocating",
         lambda e: _little(lambda: run_sim(snn_of(e), e.x, 10 ** 6, engine="fast", chunk=10 ** 6)),
         SimulationTooLarge, "would need about"),
-    Api("p = nan in the config", lambda e: ConversionConfig(p=NAN).validate(), ValueError, "p must lie in"),
+    Api("p = nan in the config", lambda e: ConversionConfig(p=NAN).validate(), ValueError, "p must be a number in"),
     # protocol
     Api("more calibration images than training images", lambda e: calibration_split(100, 101, 0), ValueError,
         "the training set has only 100"),

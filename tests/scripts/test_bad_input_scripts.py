@@ -28,7 +28,7 @@ CLI = [
         patch=ctrl_c(build_slice, "build")),
     Cli("bundle_model missing checkpoint", "bundle_model", ["{missing}"], 2, "does not exist"),
     Cli("bundle_model mean/std on the 0-255 scale", "bundle_model", ["{ck255}"], 2, "0-255"),
-    Cli("bundle_model p = 2", "bundle_model", ["{ckpt}", "--p", "2"], 2, "p must lie in (0, 1]"),
+    Cli("bundle_model p = 2", "bundle_model", ["{ckpt}", "--p", "2"], 2, "p must be a number in (0, 1]"),
     Cli("bundle_model max-drop < 0", "bundle_model", ["{ckpt}", "--max-drop", "-1"], 2,
         "--max-drop must be >= 0"),
     Cli("bundle_model out is a folder", "bundle_model", ["{ckpt}", "--out", "{folder}"], 2,
