@@ -342,7 +342,8 @@ snn.set_v0([0.0] * L)
 #    Name three reasons why it differs.
 # 2. **Predict** the first-spike step of a neuron with a constant input of 0.37 V_th at
 #    v(0) = 0 and at v(0) = V_th/2 + V_th/16 (IC-SNN's start at T = 8), then check with
-#    `IFNode`. Why does the gap between SNN and IC-SNN in Fig. 6 grow with depth?
+#    `IFNode`. Why is the gap between SNN and IC-SNN in Fig. 6 larger in the deep layers
+#    than in layer 1, and why need it not grow layer after layer (look at the last layer)?
 # 3. **Predict** whether IC-SNN spends more or fewer spikes than the plain SNN at the same
 #    T, and measure it (`simulate(..., count=True).firing_rate()`). What does that mean for
 #    energy?

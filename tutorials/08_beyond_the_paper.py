@@ -25,7 +25,7 @@
 # | IC-SNN (the paper, Alg. 3) | v(0) = R + C per layer | v(T) on training images | none |
 # | SNN Calibration, light (Li et al. 2021) | the input current: + V_th/(2T) + mean(ANN - SNN) per channel, every step | images, the ANN | none |
 # | SNN Calibration, advanced | v(0) per neuron = T x mean(ANN - SNN), + V_th/(2T) every step | images, the ANN | none |
-# | COS (Hao et al., ICLR 2023) | v(0) per image and neuron: -V_th, 0, +V_th | the image's rho steps, layer by layer | L rho steps |
+# | COS (Hao et al., ICLR 2023) | v(0) per image and neuron: -V_th, 0, +V_th (the code: at least V_th, §2) | the image's rho steps, layer by layer | L rho steps |
 # | SRP (Hao et al., AAAI 2023) | the spikes: v(tau) <= 0 may not fire | the image's tau steps | tau steps |
 # | MSE thresholds (SNN Calibration) | V_th per layer, chosen for T | training images | none |
 #
@@ -117,8 +117,15 @@ savefig(fig, run, "08_error_by_layer.png")
 # Started at v(0) = V_th/2, a neuron whose spike count is the ANN's *rounded* output ends
 # with v(T) in [0, V_th] (Eq. 11). One spike too many leaves v(T) < 0, one too few
 # v(T) > V_th. COS reads that residual after a short pre-run of rho steps of the image and
-# moves v(0) by exactly one threshold, which removes or adds exactly one spike. On one
-# neuron with currents in [0, V_th]:
+# moves v(0) down (a neuron that fired and ended below 0) or up (one that ended at or above
+# V_th). The official code (github.com/hzc1208/ANN2SNN_COS, `modules.py`, `MPLayer`, commit
+# ecb3587) fires on v >= V_th and shifts by max(1, v_temp_min - 0.999) thresholds down,
+# v_temp_min the lowest potential (in V_th) at which the neuron fired in the pre-run, and by
+# max(1, 1.001 - v_max) up, v_max its highest potential on a step it did not fire: one
+# threshold, widened just enough that the shift still removes (adds) a spike. The package's
+# `cos_rule` shifts by exactly V_th and fires on v > V_th (our reading). With currents in
+# [0, V_th], as on the neuron below, no potential reaches 2 V_th and the widening never
+# applies: one threshold removes or adds exactly one spike.
 
 # %%
 rng = np.random.default_rng(0)
@@ -164,8 +171,9 @@ for l, (v, count, (v_start, _)) in enumerate(seen):
 # %% [markdown]
 # ## 3. SRP: silencing the neurons the ANN would silence
 #
-# SRP's analysis: the largest share of the low-latency error is a neuron that fires although
-# its ANN output is zero (uneven input: early positive current, later negative). Started
+# SRP's analysis is of the *unevenness* error (spikes arriving unevenly in time), which it
+# splits into four cases: the largest share is a neuron that fires although its ANN output
+# is zero (early positive current, later negative). Started
 # at V_th/2, such a neuron shows it by v(tau) <= 0 after tau steps; SRP forbids it to fire
 # for the T counted steps. How often is a silenced neuron really an ANN zero?
 
@@ -185,7 +193,8 @@ for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
 # ## 4. MSE thresholds: V_th chosen for the T you will run
 #
 # Threshold balancing takes a p-quantile of each layer's ANN activations, whatever T. SNN
-# Calibration instead tries about 100 candidates, max x (1 - 0.01 i), and keeps the one
+# Calibration instead tries 95 candidates, max x (1 - 0.01 i) for i = 0 .. 94 (its official
+# code, `find_threshold_mse` in `models/spiking_layer.py`), and keeps the one
 # whose clipped, floored T-step output is closest (squared error) to the activations. At
 # small T the steps are coarse, and the best threshold is a compromise between clipping
 # large values and flooring small ones. Below: the search on the first layer.
@@ -323,7 +332,8 @@ savefig(fig, run, "08_comparison.png")
 #    divided by T. Why is it not zero?
 # 2. **The cost of a pre-run.** Count the image-steps a COS run takes with
 #    `icsnn_np.runs.progress.tracking` and check that it is (rho + T) per image; then compute the
-#    firing rate per step with and without the pre-run's spikes.
+#    firing rate per step with and without the pre-run's spikes, and the spikes per image.
+#    Why is the rate per step about the same while the spike count is not?
 # 3. **SRP in the first layer.** Show that with direct coding SRP never silences a
 #    first-layer neuron whose ANN output is positive (a proof and a measurement). Why does
 #    that fail in deeper layers?
@@ -346,6 +356,7 @@ see(f"at {Ts[0]} total steps every method beats plain conversion",
 finish(run)
 
 # %% [markdown]
-# That is the end of the tutorial. `python -m icsnn_np.compare --checkpoint vgg_cpu` measures
-# all of this on 2,000 test images; the README says which method wins at which T and by how
-# much.
+# Next: `09_the_rounding_floor_and_qcfs.py`, the T-level ANN as a reference level for all of
+# these methods, and an ANN trained for conversion (QCFS). `python -m icsnn_np.compare
+# --checkpoint vgg_cpu` measures all of this on 2,000 test images; the README says which
+# method wins at which T and by how much.
