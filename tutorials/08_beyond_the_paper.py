@@ -202,16 +202,16 @@ for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
 # %%
 acts = relu_outputs(net.model, calib)
 fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
-for T in run.pick([4, 16], [4, 8, 32], in_class=[4, 32]):
+for k, T in enumerate(run.pick([4, 16], [4, 8, 32], in_class=[4, 32])):
     th, cands, errors = mse_threshold(acts[0], T, extra=(v_th[0],))
     order = np.argsort(cands)
     ax[0].plot(np.array(cands)[order], np.array(errors)[order], label=f"T = {T}")
-    ax[0].plot([th], [min(errors)], "k.")
+    ax[0].plot([th], [min(errors)], "kv", ms=7, label="its minimum: the MSE V_th" if k == 0 else None)
     result(f"mse_vth_over_quantile_layer1_T{T}", th / v_th[0])
-ax[0].axvline(v_th[0], color="k", ls="--", label=f"p-quantile (p = {net.p})")
-ax[0].set_xlabel("candidate V_th (layer 1)")
-ax[0].set_ylabel("mean squared error")
-ax[0].set_yscale("log")
+ax[0].axvline(v_th[0], color="k", ls="--", label=f"p-quantile V_th (p = {net.p})")
+ax[0].set(xlabel="candidate V_th (layer 1)", yscale="log",
+          ylabel="mean squared error\n(T-step output vs ANN, layer 1)",
+          title="(a) the search on layer 1: error of each candidate V_th")
 ax[0].legend(fontsize=8)
 ratios = []
 for l, a in enumerate(acts):
@@ -223,6 +223,7 @@ ax[1].bar(np.arange(L), ratios)
 ax[1].axhline(1.0, color="k", ls="--")
 ax[1].set_xticks(np.arange(L), [f"layer {l + 1}" for l in range(L)])
 ax[1].set_ylabel(f"MSE V_th / p-quantile V_th (T = {T_E})")
+ax[1].set_title(f"(b) every layer: the MSE choice at T = {T_E} over the p-quantile (dashed: equal)")
 fig.tight_layout()
 savefig(fig, run, "08_mse_threshold_search.png")
 
@@ -280,6 +281,11 @@ def curve(variant, thr):
 
 
 others = [v for v in dict.fromkeys(r["variant"] for r in res["rows"]) if v != "snn"]
+COLOURS = {"c-snn": "C1", "i-snn": "C2", "ic-snn": "C3", "ic-snn-fp": "C4", "snn-calib": "C5",
+           "cos-layer": "C6", "cos": "C8", "srp": "C9"}              # C7, grey, is the reference's
+ticks = sorted({m["steps"] for r in res["rows"] for m in r["T"].values()})
+keep = [t for t in ticks if t & (t - 1) == 0]                    # powers of 2, then the others
+keep += [t for t in ticks if t not in keep and min((abs(np.log2(t / c)) for c in keep), default=1) >= 0.3]
 low = min(curve(v, t)[1].min() for v in others for t in searches)
 high = max([res["ann_acc"]] + [curve(v, t)[1].max() for v in others for t in searches])
 ncol = 4
@@ -303,13 +309,12 @@ for k, a in enumerate(axes.flat):
         for thr, ls in (("quantile", "-"), ("mse", "--"))[:len(searches)]:
             steps, acc = curve(v, thr)
             a.errorbar(steps, acc, yerr=binomial_se(acc, res["n_test"]), fmt="o" + ls, capsize=3,
-                       color=f"C{k + (k > 6)}",      # C7 is grey, the reference's colour
+                       color=COLOURS.get(v, "C0"),   # one colour per method in every mode
                        label=f"V_th: {'p-quantile' if thr == 'quantile' else 'MSE'}")
         a.set_ylim(low - 4, high + 4)
         a.set_title(SHORT.get(v, v), fontsize=10)
     a.set_xscale("log", base=2)
-    ticks = sorted({m["steps"] for r in res["rows"] for m in r["T"].values()})
-    a.set_xticks(ticks, [str(t) for t in ticks])
+    a.set_xticks(keep, [str(t) for t in keep])                  # labels that do not collide
     a.grid(alpha=0.3)
     if k + ncol > len(others):                       # the lowest panel of its column
         a.tick_params(labelbottom=True)
