@@ -73,7 +73,8 @@ for k, v in enumerate(PAPER_VARIANTS):
     dodge = 2.0 ** (0.04 * (k - 1.5))                     # side by side, error bars apart
     ax.errorbar(np.array(Ts) * dodge, vals, yerr=binomial_se(vals, n_test), fmt="o-",
                 color=colors[v], capsize=3, label=VARIANTS[v].label)
-ax.set(xscale="log", xlabel="time steps T", ylabel=f"test accuracy (%), {n_test} images of the slice",
+ax.set_xscale("log", base=2)                                    # base 2: no minor labels
+ax.set(xlabel="time steps T", ylabel=f"test accuracy (%), {n_test} images of the slice",
        title=f"Fig. 5 on {net.name} (error bars: 1 s.e.)")
 ax.set_xticks(Ts, [str(T) for T in Ts])
 ax.legend(fontsize=8)
@@ -286,8 +287,7 @@ savefig(fig, run, "07_spike_raster.png")
 # %%
 x_img = x_test[:run.pick(10, 20, in_class=10)]
 ann_out = relu_outputs(net.model, [x_img])               # per layer (N, C, H, W), host
-show = [0, LR]
-rmse, bias, hists = {}, {}, {}
+show, rmse, bias, hists = [0, LR], {}, {}, {}          # layers 1 and 3
 y_edges, x_edges = np.linspace(-3, 3, 25), {}          # y: quarter spikes; x: 1/T, below
 for T in Ts:              # in a column 1/T wide each count k spans one whole spike: no holes
     x_edges[T] = np.r_[-1 / T, 1e-12, np.arange(1, int(1.3 * T) + 2) / T]   # zeros: own column

@@ -27,9 +27,9 @@
 #   round-to-nearest is not the best quantiser of a layer for the network's answer, so
 #   these can lose less.
 # * **uneven spikes.** In the SNN a neuron's input changes from step to step, so its count
-#   is not the rounding of its mean: the unevenness error (SRP's subject) moves each neuron
-#   by a spike or so either way. On average it costs accuracy, but nothing makes the SNN's
-#   result the T-level ANN's minus something.
+#   is not the rounding of its mean: the unevenness error (SRP's subject) moves a neuron's
+#   count by a spike or more, either way. On average it costs accuracy, but nothing makes
+#   the SNN's result the T-level ANN's minus something.
 #
 # Bu et al. (QCFS, ICLR 2022) move the reference instead: they *train* the ANN with the
 # rounding in it, the clip-floor-shift activation with L levels and a threshold λ learned per
