@@ -3,8 +3,10 @@
 A reader cannot use ``/home/me/runs/x.npz`` or ``C:\\Users\\me``: committed notebooks,
 results, READMEs and code record paths relative to the repository (or a bundled model's
 name). This test scans every tracked text file (``git ls-files``), notebooks and JSON by
-their decoded strings, for absolute paths under home, temporary and work folders and for
-drive letters. It does not scan itself: its patterns would match.
+their decoded strings (metadata and keys included), and the text inside every tracked
+``.npz`` (a checkpoint's JSON header, ``__meta__``, and any string array), for absolute
+paths under home, temporary and work folders and for drive letters. It does not scan
+itself: its patterns would match.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from icsnn_np.cli.common import recorded_command
@@ -27,22 +30,28 @@ PATTERNS = (UNIX, DRIVE, ECHOED)
 BINARY = (".npz", ".npy", ".png", ".gif", ".jpg", ".pdf", ".gz", ".bin")
 
 
-def tracked_text_files():
+def tracked_files():
     try:
         names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                                check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: git ls-files lists nothing to scan")
+    return [n for n in names if (ROOT / n).is_file()]
+
+
+def tracked_text_files():
     me = Path(__file__).resolve().relative_to(ROOT).as_posix()
-    return [n for n in names if n != me and not n.endswith(BINARY) and (ROOT / n).is_file()]
+    return [n for n in tracked_files() if n != me and not n.endswith(BINARY)]
 
 
 def strings(value):
-    """Every string in a decoded JSON document (a notebook's sources and outputs)."""
+    """Every string in a decoded JSON document, keys included (a notebook's sources, outputs
+    and metadata; a checkpoint's header)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
-        for v in value.values():
+        for k, v in value.items():
+            yield str(k)
             yield from strings(v)
     elif isinstance(value, list):
         for v in value:
@@ -55,6 +64,47 @@ def machine_paths(name: str, text: str) -> list[str]:
         text = "\n".join(strings(json.loads(text)))      # "\\n" in the file is a newline here
     return [f"{name}: {m.group(0)!r} in {text[max(0, m.start() - 40):m.end() + 40]!r}"
             for pattern in PATTERNS for m in pattern.finditer(text)]
+
+
+def npz_text(path) -> str:
+    """The text inside one ``.npz``, one string a line: its JSON header's strings
+    (``__meta__``, UTF-8 bytes stored as uint8) and every string array. numpy refuses object
+    arrays here (allow_pickle=False): a tracked archive must not need pickle to be read."""
+    out = []
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            a = z[key]
+            if key == "__meta__":
+                out += strings(json.loads(a.tobytes().decode("utf-8")))
+            elif a.dtype.kind in "US":
+                out += [str(x) for x in a.ravel()]
+    return "\n".join(out)
+
+
+def test_no_tracked_npz_header_names_a_machine_folder():
+    names = [n for n in tracked_files() if n.endswith(".npz")]
+    assert names, "no tracked .npz found: the scan would pass vacuously"
+    found = [f for n in names for f in machine_paths(n, npz_text(ROOT / n))]
+    assert not found, "absolute machine paths inside .npz files:\n" + "\n".join(found[:20])
+
+
+def test_the_npz_scan_reads_headers_and_string_arrays(tmp_path):
+    header = {"arch": "x", "train_config": {"out": "/root/runs/m.npz", "data_dir": None}}
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, w=np.zeros(3, np.float16), note=np.array("made in /home/me/icsnn"),
+             __meta__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    found = machine_paths("bad.npz", npz_text(bad))
+    assert len(found) == 2 and any("/root/" in f for f in found) and any("/home/" in f for f in found)
+    good = tmp_path / "good.npz"
+    header["train_config"]["out"] = "runs/m.npz"
+    np.savez(good, w=np.zeros(3), __meta__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    assert not machine_paths("good.npz", npz_text(good))
+
+
+def test_a_notebook_is_scanned_by_its_metadata_and_keys_too():
+    meta = {"jupytext": {"text_representation": {"path": "/tmp/x/a.py"}}, "kernelspec": {"name": "py"}}
+    assert len(machine_paths("a.ipynb", json.dumps({"cells": [], "metadata": meta}))) == 1
+    assert machine_paths("a.ipynb", json.dumps({"metadata": {"/home/me/runs": 1}}))
 
 
 def test_no_tracked_file_names_a_machine_folder():

@@ -150,7 +150,7 @@ print(f"energy per accumulate {E_AC_PJ} pJ, per multiply-accumulate {E_MAC_PJ} p
 # | family (paper section) | how | strength | weakness (as the paper sees it) |
 # |---|---|---|---|
 # | **synaptic plasticity** (Sec. 2.1) | learning rules from biology: Hebbian, STDP (spike-timing-dependent plasticity), SBP | biologically plausible, local | applied to shallow networks of three to five layers; hard to scale deeper |
-# | **surrogate-gradient backpropagation** (Sec. 2.2) | backpropagation through the T steps; the spike's derivative (zero almost everywhere) is replaced by a smooth stand-in | few time steps | costly training (memory and time grow with T); the stand-in gradients accumulate approximation errors |
+# | **surrogate-gradient backpropagation** (Sec. 2.2) | backpropagation through the T steps; the spike's derivative (zero almost everywhere) is replaced by a smooth stand-in | few time steps | work goes into shaping the gradient function rather than the SNN itself; the stand-in gradients accumulate approximation errors |
 # | **ANN-to-SNN conversion** (Sec. 2.3) | train an ordinary ReLU network, copy its weights, replace each ReLU by an IF neuron, choose thresholds | no SNN training, ANN accuracy at large T | needs many time steps: at small T accuracy collapses |
 #
 # The paper files *hybrids* under conversion (Sec. 2.3): Rathi et al. (its ref. [37]) convert
@@ -158,7 +158,9 @@ print(f"energy per accumulate {E_AC_PJ} pJ, per multiply-accumulate {E_MAC_PJ} p
 # costly training. So do methods that change the ANN for the sake of conversion: QCFS (Bu et
 # al., its ref. [14]) trains the ANN with a quantised clip-floor-shift activation instead of
 # the ReLU, OPI (Bu et al., ref. [38]) trains a clipping bound in the ANN and derives the
-# neurons' optimal initial potential from it. Conversion's problem is latency: the paper's
+# neurons' optimal initial potential from it. (A cost the paper does not list in Sec. 2.2,
+# but a common remark: backpropagation through T steps keeps every step's state, so its
+# memory and time grow with T.) Conversion's problem is latency: the paper's
 # Table 2 shows robust threshold balancing on VGG16 losing 82.71 points of accuracy at T = 16.
 #
 # **IC-SNN is a conversion method that trains nothing after the ANN**: it keeps the ANN as is
@@ -172,8 +174,10 @@ print(f"energy per accumulate {E_AC_PJ} pJ, per multiply-accumulate {E_MAC_PJ} p
 #   `spikingjelly/activation_based/ann2snn/recipes/rate_coding.py`: `HalfThresholdIFNode`
 #   resets to V_th/2; the layer-wise path has no such option; checked in its GitHub source,
 #   version 2.0.0.dev1);
-# * **SNN Calibration** (Li et al. 2021; not in the paper) sets v(0) per channel from the gap
-#   between ANN and SNN outputs, also without training (step 8).
+# * **SNN Calibration** (Li et al. 2021; not in the paper) corrects the converted network from
+#   the gap between ANN and SNN outputs on training images, also without training: its
+#   *light* pipeline adds a per-channel correction to the bias (a current every step), its
+#   *advanced* pipeline sets v(0) per *neuron* (step 8).
 #
 # ## The pipeline (after the paper's Fig. 4)
 
@@ -244,6 +248,19 @@ savefig(fig, run, "00_pipeline.png")
 # v(T) mod V_th, *this course's reading* of the "remainder" the text describes), and how big
 # C must be (V_th/(2T) as printed, or V_th/2, *this course's* correction, step 6).
 #
+# **Citing the paper** (the article's own citation line: *Mathematics* 2023, 11(1), 58):
+#
+#     @article{li2023icsnn,
+#       author  = {Li, Cuixia and Shang, Zhiquan and Shi, Li and Gao, Wenlong and Zhang, Shuyan},
+#       title   = {{IC-SNN}: Optimal {ANN2SNN} Conversion at Low Latency},
+#       journal = {Mathematics},
+#       year    = {2023},
+#       volume  = {11},
+#       number  = {1},
+#       pages   = {58},
+#       doi     = {10.3390/math11010058}
+#     }
+#
 # ## Notation: the paper's Table 1 in code
 #
 # | paper | code | meaning |
@@ -270,7 +287,10 @@ savefig(fig, run, "00_pipeline.png")
 # * **soft reset**: after a spike subtract V_th from v (the paper's choice); a *hard reset*
 #   would set v to 0 and throw the excess away.
 # * **threshold balancing**: choose V_th per layer so the layer's values fit under it
-#   (p-quantile of its ReLU outputs over training images, Rueckauer et al. 2017).
+#   (the paper cites Diehl et al. 2015, weight and threshold balancing by the maximum
+#   activation, its ref. [27], and Rueckauer et al. 2017, a percentile instead of the
+#   maximum, ref. [28]; this package takes the p-quantile of the ReLU outputs over training
+#   images).
 # * **direct coding**: the (normalised) image is the first layer's constant input current
 #   at every step (the package's default). **rate coding**: the image becomes random spikes
 #   whose rate is the pixel intensity (Bernoulli sampling is the package's choice; the paper

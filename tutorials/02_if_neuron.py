@@ -64,7 +64,8 @@ ax[0].step(np.r_[0, t_axis], np.r_[0.0, v_after], where="post", color="C0", labe
 ax[0].plot(t_axis, v_temp, "o", color="C1", ms=4, label="v_temp(t) before the spike test")
 ax[0].axhline(V_TH, color="red", ls="--", label="V_th")
 ax[0].set_ylabel("membrane potential / V_th")
-ax[0].legend(loc="upper right", fontsize=8)
+ax[0].set_ylim(top=1.8)                                   # a free band for the legend
+ax[0].legend(loc="upper center", ncol=3, fontsize=8)
 ax[0].set_title(f"IF neuron, constant input I = {I_DEMO} V_th")
 ax[1].vlines(t_axis[np.array(spikes)], 0, 1, color="k")
 ax[1].set_yticks([])

@@ -181,6 +181,16 @@ panels = [["SNN", "C-SNN literal", "C-SNN half"],
 for a, names, title in zip(ax[:2], panels, ["(a) C-SNN: compensation only",
                                             "(b) IC-SNN: Alg. 2 reading + compensation"]):
     a.axhline(ann, color="k", ls="--", label="ANN")
+    a.set_ylabel(f"test accuracy (%), {n_test} images")
+    if len(Ts) == 1:                   # one T (class mode): one bar per variant, not a T axis
+        vals = [acc[name, Ts[0]] for name in names]
+        a.bar(range(len(names)), vals, yerr=binomial_se(vals, n_test), capsize=4, width=0.6,
+              color=[styles[name][-2:].lstrip("-:") for name in names], alpha=0.8)
+        a.set_xticks(range(len(names)), [name.replace(" ", "\n", 1).replace("+", " +\n") for name in names],
+                     fontsize=9)
+        a.set(title=f"{title}, T = {Ts[0]}", ylim=(0, 100))
+        a.legend(fontsize=8, loc="upper left")
+        continue
     for k, name in enumerate(names):
         vals = [acc[name, T] for T in Ts]
         dodge = 2.0 ** (0.04 * (k - (len(names) - 1) / 2))      # side by side, error bars apart
@@ -189,7 +199,6 @@ for a, names, title in zip(ax[:2], panels, ["(a) C-SNN: compensation only",
     a.set_xscale("log", base=2)
     a.set_xticks(Ts, [str(T) for T in Ts])
     a.set_xlabel("time steps T")
-    a.set_ylabel(f"test accuracy (%), {n_test} images")
     a.set_title(title)
     a.legend(fontsize=8, loc="best")
 ax[2].errorbar(alphas, sweep, yerr=binomial_se(sweep, n_test), fmt="o-", color="grey", capsize=3,

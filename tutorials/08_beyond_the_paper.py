@@ -25,7 +25,7 @@
 # | IC-SNN (the paper, Alg. 3) | v(0) = R + C per layer | v(T) on training images | none |
 # | SNN Calibration, light (Li et al. 2021) | the input current: + V_th/(2T) + mean(ANN - SNN) per channel, every step | images, the ANN | none |
 # | SNN Calibration, advanced | v(0) per neuron = T x mean(ANN - SNN), + V_th/(2T) every step | images, the ANN | none |
-# | COS (Hao et al., ICLR 2023) | v(0) per image and neuron: -V_th, 0, +V_th | the image's rho steps, layer by layer | L rho steps |
+# | COS (Hao et al., ICLR 2023) | v(0) per image and neuron: -V_th, 0, +V_th (the code: at least V_th, §2) | the image's rho steps, layer by layer | L rho steps |
 # | SRP (Hao et al., AAAI 2023) | the spikes: v(tau) <= 0 may not fire | the image's tau steps | tau steps |
 # | MSE thresholds (SNN Calibration) | V_th per layer, chosen for T | training images | none |
 #
@@ -117,8 +117,15 @@ savefig(fig, run, "08_error_by_layer.png")
 # Started at v(0) = V_th/2, a neuron whose spike count is the ANN's *rounded* output ends
 # with v(T) in [0, V_th] (Eq. 11). One spike too many leaves v(T) < 0, one too few
 # v(T) > V_th. COS reads that residual after a short pre-run of rho steps of the image and
-# moves v(0) by exactly one threshold, which removes or adds exactly one spike. On one
-# neuron with currents in [0, V_th]:
+# moves v(0) down (a neuron that fired and ended below 0) or up (one that ended at or above
+# V_th). The official code (github.com/hzc1208/ANN2SNN_COS, `modules.py`, `MPLayer`, commit
+# ecb3587) fires on v >= V_th and shifts by max(1, v_temp_min - 0.999) thresholds down,
+# v_temp_min the lowest potential (in V_th) at which the neuron fired in the pre-run, and by
+# max(1, 1.001 - v_max) up, v_max its highest potential on a step it did not fire: one
+# threshold, widened just enough that the shift still removes (adds) a spike. The package's
+# `cos_rule` shifts by exactly V_th and fires on v > V_th (our reading). With currents in
+# [0, V_th], as on the neuron below, no potential reaches 2 V_th and the widening never
+# applies: one threshold removes or adds exactly one spike.
 
 # %%
 rng = np.random.default_rng(0)
@@ -164,8 +171,9 @@ for l, (v, count, (v_start, _)) in enumerate(seen):
 # %% [markdown]
 # ## 3. SRP: silencing the neurons the ANN would silence
 #
-# SRP's analysis: the largest share of the low-latency error is a neuron that fires although
-# its ANN output is zero (uneven input: early positive current, later negative). Started
+# SRP's analysis is of the *unevenness* error (spikes arriving unevenly in time), which it
+# splits into four cases: the largest share is a neuron that fires although its ANN output
+# is zero (early positive current, later negative). Started
 # at V_th/2, such a neuron shows it by v(tau) <= 0 after tau steps; SRP forbids it to fire
 # for the T counted steps. How often is a silenced neuron really an ANN zero?
 
@@ -185,7 +193,8 @@ for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
 # ## 4. MSE thresholds: V_th chosen for the T you will run
 #
 # Threshold balancing takes a p-quantile of each layer's ANN activations, whatever T. SNN
-# Calibration instead tries about 100 candidates, max x (1 - 0.01 i), and keeps the one
+# Calibration instead tries 95 candidates, max x (1 - 0.01 i) for i = 0 .. 94 (its official
+# code, `find_threshold_mse` in `models/spiking_layer.py`), and keeps the one
 # whose clipped, floored T-step output is closest (squared error) to the activations. At
 # small T the steps are coarse, and the best threshold is a compromise between clipping
 # large values and flooring small ones. Below: the search on the first layer.
@@ -193,16 +202,16 @@ for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
 # %%
 acts = relu_outputs(net.model, calib)
 fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
-for T in run.pick([4, 16], [4, 8, 32], in_class=[4, 32]):
+for k, T in enumerate(run.pick([4, 16], [4, 8, 32], in_class=[4, 32])):
     th, cands, errors = mse_threshold(acts[0], T, extra=(v_th[0],))
     order = np.argsort(cands)
     ax[0].plot(np.array(cands)[order], np.array(errors)[order], label=f"T = {T}")
-    ax[0].plot([th], [min(errors)], "k.")
+    ax[0].plot([th], [min(errors)], "kv", ms=7, label="its minimum: the MSE V_th" if k == 0 else None)
     result(f"mse_vth_over_quantile_layer1_T{T}", th / v_th[0])
-ax[0].axvline(v_th[0], color="k", ls="--", label=f"p-quantile (p = {net.p})")
-ax[0].set_xlabel("candidate V_th (layer 1)")
-ax[0].set_ylabel("mean squared error")
-ax[0].set_yscale("log")
+ax[0].axvline(v_th[0], color="k", ls="--", label=f"p-quantile V_th (p = {net.p})")
+ax[0].set(xlabel="candidate V_th (layer 1)", yscale="log",
+          ylabel="mean squared error\n(T-step output vs ANN, layer 1)",
+          title="(a) the search on layer 1: error of each candidate V_th")
 ax[0].legend(fontsize=8)
 ratios = []
 for l, a in enumerate(acts):
@@ -214,6 +223,7 @@ ax[1].bar(np.arange(L), ratios)
 ax[1].axhline(1.0, color="k", ls="--")
 ax[1].set_xticks(np.arange(L), [f"layer {l + 1}" for l in range(L)])
 ax[1].set_ylabel(f"MSE V_th / p-quantile V_th (T = {T_E})")
+ax[1].set_title(f"(b) every layer: the MSE choice at T = {T_E} over the p-quantile (dashed: equal)")
 fig.tight_layout()
 savefig(fig, run, "08_mse_threshold_search.png")
 
@@ -271,6 +281,11 @@ def curve(variant, thr):
 
 
 others = [v for v in dict.fromkeys(r["variant"] for r in res["rows"]) if v != "snn"]
+COLOURS = {"c-snn": "C1", "i-snn": "C2", "ic-snn": "C3", "ic-snn-fp": "C4", "snn-calib": "C5",
+           "cos-layer": "C6", "cos": "C8", "srp": "C9"}              # C7, grey, is the reference's
+ticks = sorted({m["steps"] for r in res["rows"] for m in r["T"].values()})
+keep = [t for t in ticks if t & (t - 1) == 0]                    # powers of 2, then the others
+keep += [t for t in ticks if t not in keep and min((abs(np.log2(t / c)) for c in keep), default=1) >= 0.3]
 low = min(curve(v, t)[1].min() for v in others for t in searches)
 high = max([res["ann_acc"]] + [curve(v, t)[1].max() for v in others for t in searches])
 ncol = 4
@@ -294,13 +309,12 @@ for k, a in enumerate(axes.flat):
         for thr, ls in (("quantile", "-"), ("mse", "--"))[:len(searches)]:
             steps, acc = curve(v, thr)
             a.errorbar(steps, acc, yerr=binomial_se(acc, res["n_test"]), fmt="o" + ls, capsize=3,
-                       color=f"C{k + (k > 6)}",      # C7 is grey, the reference's colour
+                       color=COLOURS.get(v, "C0"),   # one colour per method in every mode
                        label=f"V_th: {'p-quantile' if thr == 'quantile' else 'MSE'}")
         a.set_ylim(low - 4, high + 4)
         a.set_title(SHORT.get(v, v), fontsize=10)
     a.set_xscale("log", base=2)
-    ticks = sorted({m["steps"] for r in res["rows"] for m in r["T"].values()})
-    a.set_xticks(ticks, [str(t) for t in ticks])
+    a.set_xticks(keep, [str(t) for t in keep])                  # labels that do not collide
     a.grid(alpha=0.3)
     if k + ncol > len(others):                       # the lowest panel of its column
         a.tick_params(labelbottom=True)
@@ -323,7 +337,8 @@ savefig(fig, run, "08_comparison.png")
 #    divided by T. Why is it not zero?
 # 2. **The cost of a pre-run.** Count the image-steps a COS run takes with
 #    `icsnn_np.runs.progress.tracking` and check that it is (rho + T) per image; then compute the
-#    firing rate per step with and without the pre-run's spikes.
+#    firing rate per step with and without the pre-run's spikes, and the spikes per image.
+#    Why is the rate per step about the same while the spike count is not?
 # 3. **SRP in the first layer.** Show that with direct coding SRP never silences a
 #    first-layer neuron whose ANN output is positive (a proof and a measurement). Why does
 #    that fail in deeper layers?
@@ -346,6 +361,7 @@ see(f"at {Ts[0]} total steps every method beats plain conversion",
 finish(run)
 
 # %% [markdown]
-# That is the end of the tutorial. `python -m icsnn_np.compare --checkpoint vgg_cpu` measures
-# all of this on 2,000 test images; the README says which method wins at which T and by how
-# much.
+# Next: `09_the_rounding_floor_and_qcfs.py`, the T-level ANN as a reference level for all of
+# these methods, and an ANN trained for conversion (QCFS). `python -m icsnn_np.compare
+# --checkpoint vgg_cpu` measures all of this on 2,000 test images; the README says which
+# method wins at which T and by how much.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Appendix A1 (optional) — Arrays, backends and a convolution written by hand
 #
-# This appendix is not needed for the conversion story (steps 0-7); read it when you want to
+# This appendix is not needed for the conversion story (steps 0-9); read it when you want to
 # know what the layers under the ANN do, or what the package's fast engine changes.
 #
 # **After this appendix you can**
@@ -13,7 +13,8 @@
 # * say what the fast engine (`icsnn_np/fast/`) changes (Winograd F(4x4, 3x3), channels-last
 #   buffers, threads) and check it against the teaching path: the same spikes.
 #
-# Run: `python tutorials/A1_arrays_and_convolution.py --quick` (seconds) or `--full`.
+# Run: `python tutorials/A1_arrays_and_convolution.py --quick` (seconds, a smoke test),
+# `--class` (a lecture; the same as full mode here, a second or two) or `--full`.
 
 # %%
 import time

@@ -25,6 +25,7 @@ never to ``tutorials/figures/``; a full run refreshes the committed figures ther
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -86,6 +87,7 @@ class Run:
     xp: object           # the array module of that backend
     checkpoint: str | None = None
     t0: float = 0.0      # start time, for `finish`
+    load0: float | None = None   # the machine's load at the start, for `finish`
 
     @property
     def quick(self) -> bool:
@@ -131,7 +133,59 @@ def setup(description: str, argv=None) -> Run:
               checkpoint=a.checkpoint, t0=time.perf_counter())
     print(f"# {description} -- {mode} mode, {a.backend} backend, figures -> {shown(out)}")
     print(BANNERS[mode])
+    if mode == "class" and a.backend == "numpy":
+        print(apply_threads(*choose_threads(usable_cores(), load_average(), os.environ)))
+    run.load0 = load_average()
     return run
+
+
+# --------------------------------------------------------------------------- threads, load
+THREAD_VARS = ("ICSNN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                            # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable processes), None where there is none."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):                 # Windows
+        return None
+
+
+def choose_threads(cores: int, load: float | None, env) -> tuple[int | None, str]:
+    """Class mode's thread count: one per core it may use, never more than the cores the
+    load leaves free (at least one), so that on a shared machine its threads do not queue
+    behind other work and spin. A thread variable already set (``THREAD_VARS``) wins:
+    (None, note). Returns (threads or None, the one-line note to print)."""
+    mine = [f"{v}={env[v]}" for v in THREAD_VARS if env.get(v, "").strip()]
+    if mine:
+        return None, f"# threads: as set by {', '.join(mine)} (class mode chooses only when none is set)"
+    free = cores if load is None else cores - int(round(load))
+    n = max(1, min(cores, free))
+    seen = "load unknown" if load is None else f"1-min load {load:.2f}, {max(free, 0)} free"
+    return n, (f"# threads: {n} ({cores} cores usable, {seen}); to choose yourself, set "
+               f"ICSNN_NUM_THREADS=N (or OPENBLAS_NUM_THREADS=N) before running")
+
+
+def apply_threads(n: int | None, note: str) -> str:
+    """Give the fast engine ``n`` workers and the BLAS ``n`` threads (None: leave both)."""
+    if n is None:
+        return note
+    from icsnn_np.fast.blas import openblas  # noqa: PLC0415
+    from icsnn_np.fast.threads import num_workers  # noqa: PLC0415
+    os.environ["ICSNN_NUM_THREADS"] = str(n)           # read by the fast engine's workers
+    num_workers.cache_clear()                          # in case something asked already
+    lib = openblas()
+    if lib is not None:
+        lib.set_threads(n)                             # the teaching path's BLAS calls
+    return note
 
 
 def shown(path: Path) -> str:
@@ -163,8 +217,12 @@ def solved(k: int, answer: str) -> None:
 
 
 def finish(run: Run) -> None:
-    """Print the wall time of the run (the README's timings are these lines)."""
-    print(f"done in {time.perf_counter() - run.t0:.1f} s ({run.mode} mode)")
+    """Print the wall time of the run (the README's timings are these lines) and, beside
+    it, the machine's load at start and end: a time on a busy machine says so."""
+    load1 = load_average()
+    load = "" if load1 is None or run.load0 is None else (
+        f"; machine load {run.load0:.2f} -> {load1:.2f} (1-min average, {usable_cores()} cores)")
+    print(f"done in {time.perf_counter() - run.t0:.1f} s ({run.mode} mode){load}")
 
 
 def _show(path: Path) -> None:

@@ -88,7 +88,7 @@ def test_step_runs_and_shows_what_it_claims(name, outdir):
     assert r["see"], f"{name} prints no 'what you should see' conclusions"
     failed = [claim for verdict, claim in r["see"] if verdict != "yes"]
     assert not failed, f"{name}: the quick run does not show: {failed}"
-    assert re.search(r"^done in [\d.]+ s \(quick mode\)$", r["stdout"], re.M)
+    assert re.search(r"^done in [\d.]+ s \(quick mode\)(; machine load .*)?$", r["stdout"], re.M)
     assert r["stdout"].count("QUICK MODE IS A SMOKE TEST") == 1     # says so, in one banner line
     assert r["figures"], f"{name} wrote no figure"
     for path in r["figures"]:
@@ -199,7 +199,8 @@ def test_step_shows_its_effect_in_class_mode(name, tmp_path):
                            str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r"^done in [\d.]+ s \(class mode\)$", proc.stdout, re.M)
+    assert re.search(r"^done in [\d.]+ s \(class mode\)(; machine load .*)?$", proc.stdout, re.M)
+    assert re.search(r"^# threads: ", proc.stdout, re.M), "class mode says how many threads it chose"
     failed = re.findall(r"^SEE \[NO\] (.*)$", proc.stdout, re.M)
     assert not failed and "SEE [yes]" in proc.stdout, f"{name}: class mode does not show: {failed}"
 

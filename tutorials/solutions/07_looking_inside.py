@@ -66,8 +66,13 @@ solved(1, f"loss {cell['loss']:.2f} +- {se:.2f} points at T = 16 (paper 2.97 on 
 # v(0) = 0: the charge 0.37 t passes V_th at t = 3 (1.11). v(0) = 0.5625 V_th: 0.5625 + 0.37 t
 # passes it at t = 2 (1.3025). One step earlier in layer 1. A neuron of layer 2 gets no input
 # at all until layer 1 fires, and then needs its own steps to reach its threshold: the
-# delays add up layer after layer, so the gap between SNN and IC-SNN grows with depth (every
-# layer of IC-SNN saves its own steps). We check both: the neuron, and the per-layer gap.
+# delays add up, so the deep layers' gap between SNN and IC-SNN is larger than layer 1's
+# (every layer of IC-SNN saves its own steps). It need not grow layer after layer: Fig. 6
+# averages over the neurons that fired at all, and which ones fire changes from layer to
+# layer and between SNN and IC-SNN (IC-SNN's head start lets weak, late neurons fire too,
+# which raises its mean). In full mode (T = 32, 100 images) the gaps are 3.70, 5.14, 5.42,
+# 6.10, 6.68 and 5.96 steps: they rise to layer 5 and fall at layer 6. We check the neuron,
+# and that every deeper layer's gap exceeds layer 1's.
 
 # %%
 def first_spike(I, v0, T=8):
@@ -88,8 +93,10 @@ for v in ("snn", "ic-snn"):
     first[v] = np.array([rec["first_spike"][rec["first_spike"] > 0].mean() for rec in layers])
 gap = first["snn"] - first["ic-snn"]
 print("SNN - IC-SNN mean first-spike step per layer:", np.round(gap, 2))
-assert gap[-1] > gap[0] > 0
-solved(2, f"step 3 vs step 2; the per-layer gap grows from {gap[0]:.1f} to {gap[-1]:.1f} steps")
+assert gap[0] > 0 and all(g > gap[0] for g in gap[1:])
+falls = [l + 1 for l in range(1, len(gap)) if gap[l] < gap[l - 1]]
+solved(2, f"step 3 vs step 2; every deeper layer's gap exceeds layer 1's {gap[0]:.1f} steps (largest "
+          f"{gap.max():.1f}); " + (f"it falls at layer(s) {falls}" if falls else "it grows at every layer"))
 
 # %% [markdown]
 # ## Exercise 3: spikes and energy
