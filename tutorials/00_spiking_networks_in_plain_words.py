@@ -14,6 +14,14 @@
 # figures. Everything later in the course builds on the words defined here.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyBboxPatch
@@ -22,7 +30,7 @@ from _common import finish, host, result, savefig, see, setup
 from icsnn_np.neurons import IFNode
 from icsnn_np.runs.stats import E_AC_PJ, E_MAC_PJ
 
-run = setup("Step 0: spiking networks in plain words")
+run = setup("Step 0: spiking networks in plain words", mode=MODE)
 xp = run.xp
 
 # %% [markdown]

@@ -34,6 +34,14 @@
 # of the layers (`TrainConfig.engine`, "fast" by default; the same functions, tested equal).
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import tempfile
 from pathlib import Path
 
@@ -46,7 +54,7 @@ from icsnn_np.models import build_model
 from icsnn_np.io.preprocess import normalize
 from icsnn_np.runs.training import TrainConfig, evaluate, train
 
-run = setup("Step 1: train a small ANN")
+run = setup("Step 1: train a small ANN", mode=MODE)
 xp = run.xp
 
 # %% [markdown]

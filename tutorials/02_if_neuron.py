@@ -24,13 +24,21 @@
 # into the next layer, see step 4).
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 from _common import finish, host, result, savefig, see, setup
 from icsnn_np.neurons import IFNode
 
-run = setup("Step 2: the integrate-and-fire neuron")
+run = setup("Step 2: the integrate-and-fire neuron", mode=MODE)
 xp = run.xp
 
 # %% [markdown]

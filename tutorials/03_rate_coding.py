@@ -24,6 +24,14 @@
 # feeds the first layer (s(t) - mean)/std: its time average tends to the normalised image.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -34,7 +42,7 @@ from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.io.preprocess import channel_stats, normalize
 from icsnn_np.simulate import rate_encode
 
-run = setup("Step 3: direct and rate coding")
+run = setup("Step 3: direct and rate coding", mode=MODE)
 xp = run.xp
 
 # %% [markdown]
@@ -55,7 +63,7 @@ x = normalize(img, mean, std, xp)
 p = img[0].astype(np.float64) / 255.0                        # (3, 32, 32) intensity
 panels, rmse = [("original", p)], {}
 for T in [1, 32, 128, 1024]:
-    coded = host(rate_encode(x, mean, std, t0=0, Tc=T, seed=0))      # (T, 3, 32, 32) normalised
+    coded = np.concatenate([host(rate_encode(x, mean, std, t, seed=0)) for t in range(T)])  # (T, 3, 32, 32)
     bits = coded * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1)  # back to 0 / 1 spikes
     avg = bits.mean(axis=0)
     rmse[T] = float(np.sqrt(np.mean((avg - p) ** 2)))
@@ -87,7 +95,7 @@ savefig(fig, run, "03_rate_coded_images.png")
 
 # %%
 steps = run.pick([1, 2, 4, 8], [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64])
-coded = host(rate_encode(x, mean, std, t0=0, Tc=steps[-1], seed=0))
+coded = np.concatenate([host(rate_encode(x, mean, std, t, seed=0)) for t in range(steps[-1])])
 bits = coded * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1)         # (T, 3, 32, 32) 0/1
 KEY = [((0, 0, 0), "none"), ((1, 0, 0), "R"), ((0, 1, 0), "G"), ((0, 0, 1), "B"),
        ((1, 1, 0), "R+G"), ((1, 0, 1), "R+B"), ((0, 1, 1), "G+B"), ((1, 1, 1), "R+G+B")]
@@ -128,7 +136,7 @@ save_gif(frames, run, "03_rate_coding.gif", ms_per_frame=400)
 net = get_model(run, ds)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=run.pick(100, 200))
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
 ann = ann_accuracy(net.model, x_test, y_test)
 result("ann_acc", ann)
 Ts = run.pick([8, 32], [8, 32])

@@ -29,6 +29,14 @@
 # mode; the tiny quick-mode model stores none, so 0.99), and the figure below compares p.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -38,7 +46,7 @@ from icsnn_np.convert import balance_thresholds, convert, relu_outputs
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.simulate import simulate
 
-run = setup("Step 4: threshold balancing and conversion")
+run = setup("Step 4: threshold balancing and conversion", mode=MODE)
 xp = run.xp
 
 # %% [markdown]
@@ -101,7 +109,7 @@ snn = convert(net.model)
 print("IF nodes:", ", ".join(n.name for n in snn.nodes))
 print("weights shared with the ANN:",
       snn.nodes[0].source.params["weight"] is net.model.children["features"][0].params["weight"])
-ths = balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+ths = balance_thresholds(snn, net.model, calib, p=net.p)
 for l, th in enumerate(ths):
     print(f"layer {l + 1}: V_th = {float(th):.3f}  (max activation {acts[l].max():.3f}, "
           f"{100 * (acts[l] > float(th)).mean():.2f}% of the outputs above it)")
@@ -134,12 +142,12 @@ p_grid = sorted(run.pick({0.9, 0.99, 0.999, 1.0, net.p}, {0.9, 0.99, 0.999, 1.0,
                          in_class={0.9, 0.99, 1.0, net.p}))
 acc_p = {}
 for p in p_grid:
-    balance_thresholds(snn, net.model, calib, p=p, xp=xp)
+    balance_thresholds(snn, net.model, calib, p=p)
     for T in T_p:
         acc_p[p, T] = accs[T] if (p == net.p and T in accs) else snn_accuracy(snn, x_test, y_test, T, cfg)[0]
         print(f"p = {p}: T = {T}: {acc_p[p, T]:.2f}%")
         result(f"snn_acc_p{p}_T{T}", acc_p[p, T])
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)     # back to the model's p
+balance_thresholds(snn, net.model, calib, p=net.p)     # back to the model's p
 
 fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
 ax[0].axhline(ann, color="k", ls="--", label="ANN")

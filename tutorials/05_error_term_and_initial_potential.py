@@ -24,6 +24,14 @@
 # `eq11_rate(mean_current, v0, v_T, v_th, T)` and `error_term(v0, v_T, v_th, T)`.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -35,10 +43,10 @@ from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.init_mem import alg1_weight_init, alg2_data_init, record_v_T
 from icsnn_np.neurons import IFNode, eq11_rate, error_term
-from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.engine import use_engine
 from icsnn_np.simulate import simulate
 
-run = setup("Step 5: the error term and the initial potential")
+run = setup("Step 5: the error term and the initial potential", mode=MODE)
 xp = run.xp
 
 ds = load_slice()
@@ -46,7 +54,8 @@ net = get_model(run, ds)
 n_test = run.pick(100, 200)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=n_test)
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
+use_engine(snn, "fast")      # every run of this SNN (Alg. 2's too) on the fast engine: same spikes (A1)
 v_th = [float(host(n.v_th)) for n in snn.nodes]
 L = len(snn.nodes)
 
@@ -216,14 +225,13 @@ T_INIT = run.pick([8], [8, 16], in_class=[8])
 readings = {}
 for T in T_INIT:
     snn.set_v0(zeros)
-    v_T = record_v_T(snn, calib, T, sim=simulator("fast"))   # per layer (n_calib, ...) host arrays
+    v_T = record_v_T(snn, calib, T)   # per layer (n_calib, ...) host arrays
     readings[T] = {                                       # what alg2_data_init computes, per reading
         "raw": [float(v.mean()) for v in v_T],
         "remainder": [float(np.mod(v, th).mean()) for v, th in zip(v_T, v_th)],
         "clip": [float(np.clip(v, 0, th).mean()) for v, th in zip(v_T, v_th)],
     }
-    via_alg2 = [float(host(a)) for a in alg2_data_init(snn, calib, T, reading="remainder",
-                                                       sim=simulator("fast"))]
+    via_alg2 = [float(host(a)) for a in alg2_data_init(snn, calib, T, reading="remainder")]
     assert np.allclose(via_alg2, readings[T]["remainder"], rtol=1e-5), (via_alg2, readings[T])
     if T == T_INIT[0]:
         ncol = min(3, L)

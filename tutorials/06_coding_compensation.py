@@ -33,6 +33,14 @@
 # Alg. 2's readings from step 5.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -42,10 +50,10 @@ from icsnn_np.convert import balance_thresholds, convert
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
 from icsnn_np.init_mem import alg2_data_init, alg3_ic_init, compensation
 from icsnn_np.neurons import error_term
-from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.engine import use_engine
 from icsnn_np.simulate import simulate
 
-run = setup("Step 6: coding compensation and IC-SNN")
+run = setup("Step 6: coding compensation and IC-SNN", mode=MODE)
 xp = run.xp
 
 ds = load_slice()
@@ -53,8 +61,8 @@ net = get_model(run, ds)
 n_test = run.pick(100, 200)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=n_test)
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
-FAST = simulator("fast")         # Alg. 2/3's runs on the fast engine: the same spikes, sooner (A1)
+balance_thresholds(snn, net.model, calib, p=net.p)
+use_engine(snn, "fast")         # Alg. 2/3's runs on the fast engine: the same spikes, sooner (A1)
 v_th = [float(host(n.v_th)) for n in snn.nodes]
 L = len(snn.nodes)
 
@@ -106,9 +114,9 @@ R_over = {}
 for comp in ("literal", "half"):
     C = compensation(snn, T_A, comp)                   # lines 4-6: v(0) = C in every layer
     snn.set_v0(C)
-    R = alg2_data_init(snn, calib, T_A, reading="remainder", sim=FAST)   # line 7: Alg. 2 on it
+    R = alg2_data_init(snn, calib, T_A, reading="remainder")   # line 7: Alg. 2 on it
     final = [r + c for r, c in zip(R, C)]              # lines 8-10: R + C
-    check = alg3_ic_init(snn, calib, T_A, comp=comp, reading="remainder", sim=FAST)
+    check = alg3_ic_init(snn, calib, T_A, comp=comp, reading="remainder")
     assert np.allclose([float(host(a)) for a in final], [float(host(a)) for a in check])
     R_over[comp] = [float(host(r)) / th for r, th in zip(R, v_th)]
     for l in range(L):
@@ -146,10 +154,9 @@ variants = {
     "SNN":                       lambda T: [0.0] * L,
     "C-SNN literal":             lambda T: compensation(snn, T, "literal"),
     "C-SNN half":                lambda T: compensation(snn, T, "half"),
-    "IC-SNN remainder+literal":  lambda T: alg3_ic_init(snn, calib, T, comp="literal", sim=FAST),
-    "IC-SNN remainder+half":     lambda T: alg3_ic_init(snn, calib, T, comp="half", sim=FAST),
-    "IC-SNN raw+literal":        lambda T: alg3_ic_init(snn, calib, T, comp="literal", reading="raw",
-                                                        sim=FAST),
+    "IC-SNN remainder+literal":  lambda T: alg3_ic_init(snn, calib, T, comp="literal"),
+    "IC-SNN remainder+half":     lambda T: alg3_ic_init(snn, calib, T, comp="half"),
+    "IC-SNN raw+literal":        lambda T: alg3_ic_init(snn, calib, T, comp="literal", reading="raw"),
 }
 acc, v0_mean = {}, {}
 for T in Ts:

@@ -14,6 +14,14 @@
 # the model's threshold quantile p (step 4); `variants.calibrate_variant` sets v(0) by name.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import json
 
 import matplotlib.pyplot as plt
@@ -24,12 +32,13 @@ from _common import (ROOT, binomial_se, finish, get_model, host, load_slice, res
                      setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, snn_accuracy
-from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.engine import use_engine
 from icsnn_np.runs.tables import PAPER_TABLES, mcnemar, unpack_correct
 from icsnn_np.simulate import simulate
-from icsnn_np.variants import PAPER_VARIANTS, VARIANTS, calibrate_variant
+from icsnn_np.beyond.methods import METHODS
+from icsnn_np.variants import LABELS, PAPER_VARIANTS, calibrate_variant
 
-run = setup("Step 7: looking inside (Figs. 5, 6, 7)")
+run = setup("Step 7: looking inside (Figs. 5, 6, 7)", mode=MODE)
 RESULTS = ROOT / "results"                   # the repository's measured tables (2,000 images)
 xp = run.xp
 
@@ -38,7 +47,8 @@ net = get_model(run, ds)
 n_test = run.pick(100, 200)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=n_test)
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
+use_engine(snn, "fast")      # every run of this SNN (Alg. 2's too) on the fast engine: same spikes (A1)
 L = len(snn.nodes)
 
 # %% [markdown]
@@ -59,10 +69,10 @@ result("ann_acc", ann)
 acc, v0s = {}, {}
 for T in Ts:
     for v in PAPER_VARIANTS:
-        v0s[v, T] = calibrate_variant(snn, v, T, calib, sim=simulator("fast"))   # A1: same spikes
+        v0s[v, T] = calibrate_variant(snn, v, T, calib)   # fast engine (A1): same spikes
         acc[v, T] = snn_accuracy(snn, x_test, y_test, T, cfg)[0]
-        print(f"T = {T:3d} {VARIANTS[v].label:7s} accuracy {acc[v, T]:6.2f}%  loss {ann - acc[v, T]:6.2f}"
-              f"   ({VARIANTS[v].summary})")
+        print(f"T = {T:3d} {LABELS[v]:7s} accuracy {acc[v, T]:6.2f}%  loss {ann - acc[v, T]:6.2f}"
+              f"   ({METHODS[v].summary})")
         result(f"fig5_acc_{v}_T{T}", acc[v, T])
 
 colors = {"snn": "k", "i-snn": "C0", "c-snn": "C1", "ic-snn": "C3"}
@@ -72,7 +82,7 @@ for k, v in enumerate(PAPER_VARIANTS):
     vals = [acc[v, T] for T in Ts]
     dodge = 2.0 ** (0.04 * (k - 1.5))                     # side by side, error bars apart
     ax.errorbar(np.array(Ts) * dodge, vals, yerr=binomial_se(vals, n_test), fmt="o-",
-                color=colors[v], capsize=3, label=VARIANTS[v].label)
+                color=colors[v], capsize=3, label=LABELS[v])
 ax.set_xscale("log", base=2)                                    # base 2: no minor labels
 ax.set(xlabel="time steps T", ylabel=f"test accuracy (%), {n_test} images of the slice",
        title=f"Fig. 5 on {net.name} (error bars: 1 s.e.)")
@@ -215,11 +225,11 @@ for v in ("snn", "ic-snn"):
     fired[v] = [(rec["first_spike"] > 0).mean() for rec in layers]
     for l in range(L):
         result(f"fig6_first_spike_{v}_layer{l + 1}", first[v][l])
-    print(f"{VARIANTS[v].label:7s} mean first-spike step per layer: {np.round(first[v], 2)}   "
+    print(f"{LABELS[v]:7s} mean first-spike step per layer: {np.round(first[v], 2)}   "
           f"fraction of neurons that fired: {np.round(fired[v], 2)}")
 fig, ax = plt.subplots(figsize=(6.5, 4))
 for v, m in [("snn", "o-"), ("ic-snn", "s-")]:
-    ax.plot(range(1, L + 1), first[v], m, color=colors[v], label=VARIANTS[v].label)
+    ax.plot(range(1, L + 1), first[v], m, color=colors[v], label=LABELS[v])
 ax.set(xticks=range(1, L + 1), xlabel="layer", ylabel="mean first-spike time step",
        title=f"Fig. 6: when neurons first fire (T = {T6}, {len(x_fs)} images)")
 ax.legend()
@@ -263,7 +273,7 @@ for a, v in zip(ax, ("snn", "ic-snn")):
     firsts = [np.argmax(s[:, j]) + 1 for j in range(len(rows)) if s[:, j].any()]
     raster_first[v] = float(np.mean(firsts)) if firsts else float("nan")
     result(f"raster_first_spike_{v}", raster_first[v])
-    a.set_title(f"{VARIANTS[v].label}: {int(s.sum())} spikes, mean first spike at step "
+    a.set_title(f"{LABELS[v]}: {int(s.sum())} spikes, mean first spike at step "
                 f"{raster_first[v]:.1f}")
     a.set(xlabel="time step t", xlim=(0.5, T6 + 0.5))
 ax[0].set_ylabel(f"layer {LR + 1} neuron (sorted by ANN output)")
@@ -308,7 +318,7 @@ for T in Ts:              # in a column 1/T wide each count k spans one whole sp
                                             np.clip(resid, -3, 3 - 1e-9), bins=(x_edges[T], y_edges))[0]
             result(f"fig7_rmse_{v}_layer{l + 1}_T{T}", rmse[v, l, T])
             result(f"fig7_bias_spikes_{v}_layer{l + 1}_T{T}", bias[v, l, T])
-            print(f"T = {T:2d} layer {l + 1}: {VARIANTS[v].label:7s} rms(decoded - ANN) "
+            print(f"T = {T:2d} layer {l + 1}: {LABELS[v]:7s} rms(decoded - ANN) "
                   f"{rmse[v, l, T]:.4f}, mean residual {bias[v, l, T]:+.2f} spikes (0 < ANN < V_th)")
 fig, ax = plt.subplots(len(Ts), 2 * len(show), figsize=(15, 3.0 * len(Ts)), squeeze=False,
                        sharex=True, sharey=True)
@@ -322,7 +332,7 @@ for i, T in enumerate(Ts):
         a.axhspan(-1, 0, color="C0", alpha=0.08)
         a.axhline(-1, color="k", ls=":", lw=1)
         a.axvline(1, color="grey", ls="--", lw=1)
-        a.set_title(f"T = {T}, layer {l + 1}, {VARIANTS[v].label}: mean {bias[v, l, T]:+.2f}", fontsize=9)
+        a.set_title(f"T = {T}, layer {l + 1}, {LABELS[v]}: mean {bias[v, l, T]:+.2f}", fontsize=9)
 fig.supylabel("decoded - ANN (spikes)")
 fig.supxlabel("ANN output / V_th")
 fig.colorbar(mesh, ax=ax, label="neurons x images", pad=0.01, fraction=0.02)

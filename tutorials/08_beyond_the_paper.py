@@ -46,6 +46,14 @@
 # steps; `cos` is our whole-network reading, rho steps), and so must every comparison.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -57,10 +65,10 @@ from icsnn_np.beyond.thresholds import mse_threshold, quantisation_error
 from icsnn_np.runs.compare import ROWS, at_total, run_methods, winners
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
 from icsnn_np.neurons import IFNode
-from icsnn_np.runs.engine import simulator
+from icsnn_np.runs.engine import use_engine
 from icsnn_np.runs.evaluate import ConversionConfig, calibrate
 
-run = setup("Step 8: beyond the paper, the training-free family")
+run = setup("Step 8: beyond the paper, the training-free family", mode=MODE)
 xp = run.xp
 
 ds = load_slice()
@@ -68,7 +76,8 @@ net = get_model(run, ds)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256, in_class=128),
                                    n_test=run.pick(100, 300, in_class=200))
 snn = convert(net.model)                        # the SNN remembers its ANN: snn.ann
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
+use_engine(snn, "fast")                         # its runs on the fast engine: same spikes (A1)
 L = len(snn.nodes)
 v_th = [float(host(n.v_th)) for n in snn.nodes]
 T_E = run.pick(4, 8)                            # the T of sections 1-3
@@ -93,7 +102,7 @@ ann_few = relu_outputs(net.model, [x_few])
 mean_err = {}
 for label, v, kw in methods:
     sim = calibrate(snn, v, T_E, calib, ConversionConfig(p=net.p, **kw))   # COS, SRP: with the pre-run
-    errs = layer_errors(snn, [x_few], T_E, ann_outputs=ann_few, sim=sim)
+    errs = layer_errors(snn, [x_few], T_E, ann_outputs=ann_few, run=sim)
     mean_err[label] = [float(np.abs(e).mean()) / th for e, th in zip(errs, v_th)]
     print(f"{label:16s} mean |ANN - SNN| per channel / V_th, layers 1..{L}: "
           + " ".join(f"{e:.3f}" for e in mean_err[label]))
@@ -161,7 +170,7 @@ def watch(rule):
 
 
 snn.set_v0([th / 2 for th in v_th])
-simulate_prerun(snn, x_few, T_E, PreRun(rho, watch(cos_rule)), sim=simulator("fast"))
+simulate_prerun(snn, x_few, T_E, PreRun(rho, watch(cos_rule)))
 for l, (v, count, (v_start, _)) in enumerate(seen):
     shift = (host(v_start) - v_th[l] / 2) / v_th[l]
     print(f"COS layer {l + 1}: v(0) moved down by V_th for {100 * np.mean(shift < 0):.1f}% of "
@@ -179,7 +188,7 @@ for l, (v, count, (v_start, _)) in enumerate(seen):
 
 # %%
 seen.clear()
-simulate_prerun(snn, x_few, T_E, PreRun(rho, watch(srp_rule)), sim=simulator("fast"))
+simulate_prerun(snn, x_few, T_E, PreRun(rho, watch(srp_rule)))
 precision = []
 for l, ((v, _, (_, gate)), a) in enumerate(zip(seen, ann_few)):
     off = ~host(gate).astype(bool)

@@ -46,6 +46,14 @@
 # `python -m icsnn_np.train --activation qcfs --levels L` and the bundled `vgg_cpu_qcfs`.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import copy
 import json
 
@@ -57,14 +65,14 @@ from _common import (ROOT, binomial_se, finish, get_model, host, load_slice, res
 from icsnn_np.backend import to_device
 from icsnn_np.beyond.qcfs import QCFS, initial_lams, qcfs_layers, with_qcfs
 from icsnn_np.beyond.quantised import quantised_ann
-from icsnn_np.io.checkpoint import load_checkpoint, resolve_checkpoint
+from icsnn_np.runs.checkpoints import load_model
 from icsnn_np.io.preprocess import augment, batches, normalize
 from icsnn_np.neurons import IFNode
 from icsnn_np.optim import SGD, train_step
 from icsnn_np.runs.engine import training_network
 from icsnn_np.runs.evaluate import ConversionConfig, ann_accuracy, calibrate, convert_balanced, snn_accuracy
 
-run = setup("Step 9: the T-level ANN as a reference level, and QCFS")
+run = setup("Step 9: the T-level ANN as a reference level, and QCFS", mode=MODE)
 xp = run.xp
 ds = load_slice()
 
@@ -142,7 +150,7 @@ if run.quick:
     qmodel.eval()
     qname = "tiny network, QCFS fine-tuned on the slice"
 else:
-    qmodel, header = load_checkpoint(resolve_checkpoint("vgg_cpu_qcfs"))
+    qmodel, header = load_model("vgg_cpu_qcfs")
     qmodel.to(xp).eval()
     L = header["levels"]
     qname = f"vgg_cpu_qcfs (L = {L})"

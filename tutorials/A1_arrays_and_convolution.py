@@ -17,6 +17,14 @@
 # `--class` (a lecture; the same as full mode here, a second or two) or `--full`.
 
 # %%
+# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
+# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
+MODE = "full"
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
+
 import time
 
 import matplotlib.pyplot as plt
@@ -25,9 +33,10 @@ import numpy as np
 from _common import (finish, get_model, host, load_slice, result, savefig, see, setup,
                      split_data)
 from icsnn_np.backend import to_device, to_host
-from icsnn_np.layers import AvgPool2d, Conv2d, conv2d_naive
+from icsnn_np.layers import AvgPool2d, Conv2d
+from icsnn_np.testing.reference import conv2d_naive
 
-run = setup("Appendix A1: arrays, backends and convolution")
+run = setup("Appendix A1: arrays, backends and convolution", mode=MODE)
 xp = run.xp                  # numpy, or cupy with --backend cupy
 
 # %% [markdown]
@@ -53,7 +62,7 @@ print("on the device:", type(x).__module__, x.shape)
 #
 #     y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * xpad[n, c, i*s + u, j*s + v]
 #
-# `icsnn_np.layers.conv2d_naive` is exactly this, with Python loops over n, o, i, j. It is
+# `icsnn_np.testing.reference.conv2d_naive` is exactly this, with Python loops over n, o, i, j. It is
 # slow, and obviously right.
 #
 # ## im2col: every patch becomes a row
@@ -118,7 +127,7 @@ layer = Conv2d(C, O, 3, stride=1, padding=1)
 layer.params["weight"][...] = wr
 layer.params["bias"][...] = br
 layer.to(xp).eval()
-y_layer = to_host(layer(to_device(xr.astype(np.float32), xp)))   # device -> host: sync point
+y_layer = to_host(layer.forward(to_device(xr.astype(np.float32), xp)))   # device -> host: sync point
 diff_layer = float(np.abs(y_layer - conv2d_naive(xr, wr, br, 1, 1)).max())
 print(f"icsnn_np.layers.Conv2d (float32) vs naive: max diff {diff_layer:.2e}")
 result("conv_layer_vs_naive_maxdiff", diff_layer)
@@ -126,7 +135,7 @@ result("conv_layer_vs_naive_maxdiff", diff_layer)
 pool = AvgPool2d(2)
 N_, C_, H_, W_ = xr.shape                        # a 2x2 average, written the obvious way:
 by_hand = xr.reshape(N_, C_, H_ // 2, 2, W_ // 2, 2).mean(axis=(3, 5))    # each 2x2 block's mean
-diff_pool = float(np.abs(to_host(pool(to_device(xr, xp))) - by_hand).max())
+diff_pool = float(np.abs(to_host(pool.forward(to_device(xr, xp))) - by_hand).max())
 print(f"AvgPool2d vs naive: max diff {diff_pool:.2e}")
 result("avgpool_vs_naive_maxdiff", diff_pool)
 
@@ -176,7 +185,7 @@ from icsnn_np.runs.engine import simulator  # noqa: E402
 net = get_model(run, ds)
 calib, x_test, _ = split_data(run, ds, net, n_calib=64, n_test=run.pick(10, 20))
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
 timing = {}
 for engine in ("reference", "fast"):
     t0 = time.perf_counter()

@@ -101,19 +101,19 @@ class Run:
         return full if self.mode == "full" or in_class is _FULL else in_class
 
 
-def setup(description: str, argv=None) -> Run:
-    """Parse the tutorial's command line. Unknown arguments (e.g. a Jupyter kernel's) are
-    ignored, so in a notebook this picks full mode; ``setup(..., ["--class"])`` picks class
-    mode and ``setup(..., ["--quick"])`` quick mode."""
+def setup(description: str, argv=None, mode: str | None = None) -> Run:
+    """Parse the tutorial's command line. A mode flag given there (--quick, --class, --full)
+    wins; else ``mode`` (a notebook's ``MODE = ...`` line), else full mode. Unknown arguments
+    (e.g. a Jupyter kernel's) are ignored."""
     p = argparse.ArgumentParser(description=description)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true",
+    flags = p.add_mutually_exclusive_group()
+    flags.add_argument("--quick", action="store_true",
                       help="seconds, a smoke test: a tiny model, few images, small T (what CI "
                            "runs); figures go to a temporary folder unless --out is given")
-    mode.add_argument("--class", dest="in_class", action="store_true",
+    flags.add_argument("--class", dest="in_class", action="store_true",
                       help="about a minute: the bundled model at fewer T and settings, enough to "
                            "see the effect; figures go to a temporary folder unless --out is given")
-    mode.add_argument("--full", action="store_true",
+    flags.add_argument("--full", action="store_true",
                       help="minutes: the bundled trained model (the default); figures refresh "
                            "tutorials/figures/ unless --out is given")
     p.add_argument("--out", default=None, help="folder for the figures")
@@ -121,7 +121,9 @@ def setup(description: str, argv=None) -> Run:
     p.add_argument("--checkpoint", default=None,
                    help="full mode: use this model (from `python -m icsnn_np.train`) instead")
     a, _ = p.parse_known_args(argv)
-    mode = "quick" if a.quick else "class" if a.in_class else "full"
+    mode = "quick" if a.quick else "class" if a.in_class else "full" if a.full else mode or "full"
+    if mode not in BANNERS:
+        raise SystemExit(f"MODE must be one of {', '.join(BANNERS)}, not {mode!r}")
     if a.out:
         out = Path(a.out)
     elif mode != "full":                    # never the committed figures

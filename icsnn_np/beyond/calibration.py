@@ -59,17 +59,18 @@ def with_currents(snn: SNN) -> SNN:
     return cal, currents
 
 
-def layer_errors(snn: SNN, batches, T: int, ann_outputs=None, per: str = "channel"):
+def layer_errors(snn: SNN, batches, T: int, ann_outputs=None, per: str = "channel", run=None):
     """Per IF node, the mean output error ANN activation - SNN output (spikes x V_th / T):
     [Calib]'s e^(l), averaged over images and positions per channel (C, 1, 1) / feature (F,)
     (``per="channel"``), or over images only, per neuron (``per="neuron"``). Host float64.
-    ``ann_outputs``: ``relu_outputs(snn.ann, batches)``, to save recomputing them."""
+    ``ann_outputs``: ``relu_outputs(snn.ann, batches)``, to save recomputing them; ``run``
+    (``simulate``'s signature, e.g. a method's ``runs.evaluate.Run``; default ``snn.run``)."""
     T = check_T(T)
     ann = relu_outputs(need_ann(snn, "layer_errors"), batches) if ann_outputs is None \
         else ann_outputs
     decoded = [[] for _ in snn.nodes]
     for xb in batches:
-        for acc, rec in zip(decoded, snn.run(xb, T, record=True).layers):
+        for acc, rec in zip(decoded, (run(snn, xb, T, record=True) if run else snn.run(xb, T, record=True)).layers):
             acc.append(rec["decoded"])
     out = []
     for node, a, d in zip(snn.nodes, ann, decoded):

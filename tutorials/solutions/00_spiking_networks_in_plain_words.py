@@ -64,7 +64,7 @@ ds = load_slice()
 net = get_model(run, ds)
 calib, x_test, _ = split_data(run, ds, net, n_calib=64, n_test=20)
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=run.xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
 rate = simulate(snn, x_test, 32, count=True).firing_rate()
 print(f"break-even: {spikes_even:.2f} spikes per neuron, rate {rate_even:.3f} at T = 32; "
       f"measured rate of the converted {net.name}: {rate:.3f}")

@@ -25,7 +25,7 @@ def coded_average(img_uint8, T, seed=0, x_norm=None):
     """The time average of T steps of Bernoulli spikes of ``img_uint8`` (N, 3, H, W) (or of
     the normalised batch ``x_norm``), in [0, 1]."""
     x_norm = normalize(img_uint8, mean, std) if x_norm is None else x_norm
-    coded = host(rate_encode(x_norm, mean, std, t0=0, Tc=T, seed=seed))
+    coded = np.concatenate([host(rate_encode(x_norm, mean, std, t, seed)) for t in range(T)])
     bits = coded * std.reshape(1, 3, 1, 1) + mean.reshape(1, 3, 1, 1)    # (T*N, 3, H, W) 0/1
     return bits.reshape(T, len(img_uint8), *bits.shape[1:]).mean(axis=0)
 

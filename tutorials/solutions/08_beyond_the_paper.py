@@ -13,7 +13,7 @@ from _common import finish, get_model, host, load_slice, setup, solved, split_da
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs  # noqa: E402
 from icsnn_np.beyond.calibration import layer_errors  # noqa: E402
 from icsnn_np.beyond.prerun import PreRun, cos_prerun, simulate_prerun, srp_rule  # noqa: E402
-from icsnn_np.runs.engine import simulator  # noqa: E402
+from icsnn_np.runs.engine import use_engine  # noqa: E402
 from icsnn_np.runs.progress import tracking  # noqa: E402
 from icsnn_np.simulate import simulate  # noqa: E402
 
@@ -23,7 +23,7 @@ ds = load_slice()
 net = get_model(run, ds)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=run.pick(48, 200))
 snn = convert(net.model)
-balance_thresholds(snn, net.model, calib, p=net.p, xp=xp)
+balance_thresholds(snn, net.model, calib, p=net.p)
 v_th = [float(host(n.v_th)) for n in snn.nodes]
 T = run.pick(4, 8)
 
@@ -70,7 +70,7 @@ solved(1, "the error left is mean(v(T) after - v(T) before) / T per channel, by 
 rho = 4
 snn.set_v0(half)
 with tracking(1, lambda s: None) as done:
-    res = simulate_prerun(snn, x_test, T, cos_prerun(rho), sim=simulator("fast"), count=True)
+    res = simulate_prerun(use_engine(snn, "fast"), x_test, T, cos_prerun(rho), count=True)
 per_image = done.done / len(x_test)
 n_neurons = len(x_test) * sum(res.neurons)
 counted_only = sum(res.spikes) / (n_neurons * T)

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from _common import finish, get_model, load_slice, setup, solved, split_data  # noqa: E402
 from icsnn_np.beyond.qcfs import QCFS, initial_lams, with_qcfs  # noqa: E402
 from icsnn_np.beyond.quantised import quantised_ann  # noqa: E402
-from icsnn_np.io.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
+from icsnn_np.runs.checkpoints import load_model  # noqa: E402
 from icsnn_np.runs.evaluate import (ConversionConfig, ann_accuracy, calibrate,  # noqa: E402
                                     convert_balanced, snn_correct)
 from icsnn_np.runs.tables import mcnemar  # noqa: E402
@@ -51,7 +51,7 @@ if run.quick:
     L = 4
     qmodel = with_qcfs(copy.deepcopy(net.model), L, initial_lams(net.model, calib))
 else:
-    qmodel, header = load_checkpoint(resolve_checkpoint("vgg_cpu_qcfs"))
+    qmodel, header = load_model("vgg_cpu_qcfs")
     qmodel.to(run.xp)
     L = header["levels"]
 qmodel.eval()
