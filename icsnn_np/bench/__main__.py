@@ -1,4 +1,6 @@
-"""``python -m icsnn_np.bench``: run the benchmarks, print the tables, write JSON + Markdown.
+"""Benchmark the fast engine against PyTorch (where installed): SNN inference, a training step,
+the convolution GEMMs against a plain matmul, T scaling; print the tables, write JSON + Markdown.
+The defaults take about four minutes on 2 CPU cores.
 
     python -m icsnn_np.bench --out results/bench --force     # the committed table
     python -m icsnn_np.bench                       # runs/bench.{json,md} (not tracked)
@@ -28,7 +30,10 @@ import time
 from pathlib import Path
 
 from ..cli import common as cli
+from ..cli import options
+from ..runs.provenance import provenance
 from ..io.files import atomic_write_all
+from ..backend import get_xp
 from .parts import BenchConfig, agreement_seeds, run
 from .report import agreement_md, machine_md, table
 
@@ -66,19 +71,26 @@ def main(argv=None):
     return cli.run(_main, argv, kept="nothing was written (the results are written at the end)")
 
 
-def _main(argv):
-    p = cli.ArgumentParser(prog="python -m icsnn_np.bench", description=__doc__.split("\n\n")[0])
+EXAMPLES = """\
+  python -m icsnn_np.bench --quick --no-torch --out runs/b       # ~20 s: runs/b.json, runs/b.md
+  python -m icsnn_np.bench --only snn train --repeats 3          # ~3 min, against PyTorch
+  python -m icsnn_np.bench --out results/bench --force           # the committed table: ~4 min"""
+
+
+def parser():
+    p = options.parser("bench", __doc__, EXAMPLES)
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (a smoke run of seconds); writes to a temporary folder unless --out")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"], help="array library")
     p.add_argument("--out", default=None, metavar="STEM",
                    help="writes STEM.json and STEM.md (default runs/bench; --quick: a temporary "
                         "folder); a name ending in .json or .md is taken as its stem")
     p.add_argument("--force", action="store_true", help="replace the outputs if they exist")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
     p.add_argument("--md", default=None, help="markdown tables elsewhere (default: STEM.md)")
     p.add_argument("--repeats", type=cli.count("--repeats"), default=None,
-                   help="timed calls after the warm-up")
-    p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk")
+                   help="timed calls after the warm-up (default: the size's own)")
+    p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk (default: the engine's)")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch columns")
     p.add_argument("--only", nargs="+", default=["snn", "gemm", "train", "T"],
                    choices=["snn", "gemm", "train", "T"], help="parts to run (snn always runs)")
@@ -86,7 +98,11 @@ def _main(argv):
                    help="instead: count prediction disagreements with PyTorch over N weight seeds")
     p.add_argument("--blas-core", default=None, metavar="NAME",
                    help="re-run with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX)")
-    a = p.parse_args(argv)
+    return p
+
+
+def _main(argv):
+    a = parser().parse_args(argv)
     if a.agreement_seeds and not a.torch:
         raise ValueError("--agreement-seeds compares with PyTorch: not with --no-torch")
     if a.agreement_seeds:
@@ -124,8 +140,9 @@ def _bench(a, cfg, out, md_path, command):
         return 0
     cli.log_stderr(f"benchmarking on {a.backend}")
     res = run(cfg, only=tuple(a.only), log=cli.log_stderr)
+    res["provenance"] = provenance(command.strip(), get_xp(a.backend))
     text = table(res)
-    print(text)
+    print(json.dumps(res, default=float) if a.json else text)
     _write(out, md_path, res, f"# Benchmark\n\nCommand: `{command.strip()}` ({res['seconds']:.0f} s)\n\n"
                               f"{machine_md(res['machine'])}\n\n{text}\n")
     cli.log_stderr(f"wrote {out} and {md_path}")

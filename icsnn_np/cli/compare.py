@@ -33,7 +33,7 @@ EXAMPLES = """\
       --out results/methods_vgg_cpu                 # the committed table: ~1 h, needs CIFAR-10"""
 
 
-def parse_args(argv):
+def parser():
     p = options.parser("compare", __doc__, EXAMPLES)
     options.model_data(p, n_test=2000, validation=True)
     options.conversion(p, T=(4, 8, 16, 32), thresholds=("layer", "mse"), variants=[r[1] for r in ROWS])
@@ -44,7 +44,11 @@ def parse_args(argv):
                    help="do not also run COS/SRP at T = S - prerun (equal total steps)")
     options.running(p)
     options.outputs(p, resume=True, what="<out>.json, .md, .png (default runs/methods_<model>)")
-    a = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    a = parser().parse_args(argv)
     a.out = a.out or f"runs/methods_{Path(a.checkpoint).stem.removesuffix('_cifar10')}"
     if len(a.p or ()) > 1:
         raise ValueError("compare runs one --p (a sweep of p is reproduce's)")

@@ -30,19 +30,19 @@ EXAMPLES = """\
   python -m icsnn_np.demo --variants ic-snn --T 8 --n-test 50 --export-snn runs/snn.npz   # ~10 s"""
 
 
-def parse_args(argv):
+def parser():
     p = options.parser("demo", __doc__, EXAMPLES)
     options.model_data(p, dataset="cifar10-slice", checkpoint=None)
     p.add_argument("--calib-from", default="train", choices=CALIB_SOURCES,
                    help="train: the training images of --dataset; cifar10-slice: the bundled slice's "
                         "(then --dataset cifar10 needs its test batch only)")
-    options.conversion(p, several=False)
+    options.conversion(p)
     p.add_argument("--channelwise", action="store_true", help="0.1's spelling of --thresholds channel")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"], help="input coding")
     p.add_argument("--reading", default=READING, choices=READINGS, help="Alg. 2 reading")
     p.add_argument("--granularity", default="layer", choices=GRANULARITIES, help="v(0) granularity")
     p.add_argument("--comp", default="literal", choices=COMPENSATIONS, help="coding compensation size")
-    p.add_argument("--block", default="node", choices=["node", "paper"],
+    p.add_argument("--block", nargs="+", default=["node"], choices=["node", "paper"],
                    help="ResNets: own V_th and v(0) per IF node, or the paper's per block")
     options.running(p)
     p.add_argument("--model", default=None, type=cli.choice(sorted(MODELS), "model"),
@@ -58,8 +58,15 @@ def parse_args(argv):
     p.add_argument("--export-snn", default=None, metavar="PATH",
                    help="write the converted SNN of the one variant and T run (docs/export.md)")
     options.outputs(p, what="<out>.json and <out>.md (default: none, the table goes to stdout)")
-    p.set_defaults(checkpoint=None)
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    a = parser().parse_args(argv)
+    if len(a.p or ()) > 1 or len(a.thresholds) > 1 or len(a.block) > 1:
+        raise ValueError("the demo runs one --p, --thresholds and --block (a sweep is reproduce's)")
+    a.p, a.thresholds, a.block = (a.p or [None])[0], a.thresholds[0], a.block[0]
+    return a
 
 
 def main(argv=None):

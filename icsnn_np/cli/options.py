@@ -66,16 +66,14 @@ def model_data(p, dataset="cifar10", n_test=1000, n_calib=256, checkpoint="vgg_c
                        help="measure on N held-out training images instead of the test set")
 
 
-def conversion(p, T=(32,), thresholds=("layer",), variants=("snn", "i-snn", "c-snn", "ic-snn"),
-               several=True):
-    """How the SNN is made: time steps, threshold rule and quantile, variants, readings.
-    ``several``: the command runs every value given (a sweep), else one is asked for."""
+def conversion(p, T=(32,), thresholds=("layer",), variants=("snn", "i-snn", "c-snn", "ic-snn")):
+    """How the SNN is made: time steps, threshold rule and quantile, variants, readings. Every
+    command takes several values of each (reproduce sweeps them; demo and compare run one)."""
     p.add_argument("--T", type=steps(), nargs="+", default=list(T),
                    help=f"time steps (one or more, each 1 .. {MAX_T})")
-    p.add_argument("--p", type=quantile(), nargs="+" if several else None, default=None,
+    p.add_argument("--p", type=quantile(), nargs="+", default=None,
                    help="threshold quantile in (0, 1]; default: the p stored with the model, else 0.99")
-    p.add_argument("--thresholds", nargs="+" if several else None, type=thresholds_arg,
-                   default=list(thresholds) if several else thresholds[0],
+    p.add_argument("--thresholds", nargs="+", type=thresholds_arg, default=list(thresholds),
                    help="layer: the paper's p-quantile per layer; channel: per channel (ours); "
                         "mse: SNN Calibration's search at each T")
     p.add_argument("--variants", nargs="+", type=choice(METHODS, "variant"), default=list(variants),

@@ -37,7 +37,7 @@ rows (--rows N, or --variants by name):
 """ + "\n".join(f"  {i:2d}  {label}" for i, (label, _, _) in enumerate(ROWS))
 
 
-def parse_args(argv):
+def parser():
     p = options.parser("reproduce", __doc__, EXAMPLES)
     options.model_data(p, n_test=2000, validation=True)
     options.conversion(p, T=(8, 16, 32, 64, 128), variants=sorted({r[1] for r in ROWS}, key=str))
@@ -55,7 +55,11 @@ def parse_args(argv):
                    help="compensation of the main C-SNN and IC-SNN rows")
     options.running(p)
     options.outputs(p, resume=True, what="<out>.json, .md, .png (default runs/<checkpoint>_<dataset>)")
-    a = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    a = parser().parse_args(argv)
     if a.rows and any(i >= len(ROWS) for i in a.rows):
         raise ValueError(f"--rows takes numbers 0..{len(ROWS) - 1} (listed in --help)")
     a.out = a.out or (f"runs/{Path(a.checkpoint).stem}_{a.dataset}" + ("_validation" if a.validation else ""))

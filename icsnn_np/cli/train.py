@@ -1,12 +1,12 @@
-"""``python -m icsnn_np.train``: train a ReLU ANN with hand-written SGD (runs/training.py).
-
-Progress (one line per epoch, and within a long epoch every EVERY_S seconds) goes to stderr.
-An existing ``--out`` is replaced only with ``--force`` (or continued with ``--resume``).
-
-    python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 20 --out runs/vgg_cpu.npz
+"""Train a ReLU ANN (or a QCFS one) with the hand-written layers and SGD: the paper's recipe,
+scaled to --epochs. A validation split is held out of the training images and picks the best
+epoch (<out>_best.npz); the test set is scored for reporting only. Progress, one line per
+epoch, goes to stderr; the summary (or --json) to stdout. The training loop itself is
+icsnn_np.runs.training.
 """
 from __future__ import annotations
 
+import json
 import sys
 
 from ..io.data import DATASETS
@@ -14,6 +14,13 @@ from ..models import MODELS
 from ..runs.engine import ENGINES
 from ..runs.training import ACTIVATIONS, INITS, TrainConfig, train
 from . import common as cli
+from . import options
+
+EXAMPLES = """\
+  python -m icsnn_np.train --dataset cifar10-slice --epochs 1 --train-limit 200 --out runs/tiny   # ~10 s
+  python -m icsnn_np.train --dataset cifar10 --model vgg_cpu --epochs 18 --out runs/vgg_cpu   # ~40 min
+  python -m icsnn_np.train --dataset cifar10 --activation qcfs --levels 8 --init-from vgg_cpu \\
+      --epochs 10 --lr 0.02 --out runs/vgg_cpu_qcfs                                         # ~25 min"""
 
 
 def main(argv=None):
@@ -21,27 +28,23 @@ def main(argv=None):
     return cli.run(_main, argv)
 
 
-def _main(argv):
-    p = cli.ArgumentParser(prog="python -m icsnn_np.train", description="Train a ReLU ANN with hand-written SGD.")
-    d = TrainConfig()
+def parser():
+    p, d = options.parser("train", __doc__, EXAMPLES), TrainConfig()
     p.add_argument("--dataset", default=d.dataset, type=cli.choice(DATASETS, "dataset"),
-                   help="cifar10 | cifar100 | cifar10-slice")
+                   help=" | ".join(DATASETS))
     p.add_argument("--model", default=d.model, type=cli.choice(sorted(MODELS), "model"),
-                   help="vgg_cpu | vgg16_cpu | vgg16 | resnet20")
-    p.add_argument("--epochs", type=cli.count("--epochs"), default=d.epochs)
-    p.add_argument("--batch-size", type=cli.count("--batch-size"), default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=d.seed)
-    p.add_argument("--backend", default=d.backend, choices=["numpy", "cupy"])
-    p.add_argument("--engine", default=d.engine, choices=ENGINES,
-                   help="fast (default: Winograd convs, threads) or reference (the teaching layers)")
-    p.add_argument("--no-augment", dest="augment", action="store_false")
+                   help=" | ".join(sorted(MODELS)))
     p.add_argument("--data-dir", default=None, help="folder holding the CIFAR files (default $ICSNN_DATA)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
+    p.add_argument("--epochs", type=cli.count("--epochs"), default=d.epochs, help="epochs to train")
+    p.add_argument("--batch-size", type=cli.count("--batch-size"), default=d.batch_size, help="images per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no random crop and flip (the paper's augmentation is on by default)")
     p.add_argument("--train-limit", type=cli.count("--train-limit"), default=None,
-                   help="use only the first N training images (N >= 1)")
+                   help="use only the first N training images")
     p.add_argument("--milestones", type=cli.count("a milestone epoch"), nargs="+", default=[],
                    help="epochs at which lr is divided by 5 (default: the paper's, scaled)")
     p.add_argument("--warmup", type=cli.count("--warmup", minimum=0), default=d.warmup,
@@ -49,28 +52,43 @@ def _main(argv):
     p.add_argument("--init", default=d.init, choices=INITS,
                    help="weight initialisation: he, or fixup for BatchNorm-free ResNets")
     p.add_argument("--activation", default=d.activation, choices=ACTIVATIONS,
-                   help="relu (the paper) or qcfs (Bu et al. 2022: quantisation-clip-floor-shift "
-                        "with a trainable threshold; needs --levels)")
-    p.add_argument("--levels", type=cli.count("--levels"), default=None,
-                   help="QCFS quantisation levels L")
+                   help="relu (the paper) or qcfs (Bu et al. 2022, trainable threshold; needs --levels)")
+    p.add_argument("--levels", type=cli.count("--levels"), default=None, help="QCFS quantisation levels L")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                   help="start from this checkpoint's weights and normalisation (fine-tuning; "
-                        "with --activation qcfs each λ starts at the layer's 0.999-quantile; a "
+                   help="start from this checkpoint's weights and normalisation (fine-tuning; a "
                         "QCFS checkpoint goes on as QCFS at its own L)")
     p.add_argument("--val-size", type=cli.count("--val-size"), default=None, metavar="N",
-                   help="training images held out for validation, on which the best checkpoint "
-                        "is chosen (default: a tenth, at most 5,000)")
+                   help="training images held out for validation (default: a tenth, at most 5,000)")
     p.add_argument("--val-seed", type=cli.count("--val-seed", minimum=0), default=d.val_seed,
-                   help="draws the validation images (default 0, apart from --seed)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from --out and its _resume.npz")
-    p.add_argument("--out", default=d.out, help="checkpoint path (best by validation accuracy is saved as <stem>_best.npz)")
-    p.add_argument("--force", action="store_true",
-                   help="replace the checkpoints of an earlier run at --out (else refused)")
-    a = p.parse_args(argv)
+                   help="draws the validation images")
+    p.add_argument("--backend", default=d.backend, choices=["numpy", "cupy"], help="array library")
+    p.add_argument("--engine", default=d.engine, choices=ENGINES,
+                   help="fast (Winograd convs, threads) or reference (the teaching layers)")
+    p.add_argument("--seed", type=cli.count("--seed", minimum=0), default=d.seed,
+                   help="seeds the weights and the batches")
+    options.outputs(p, out=d.out.removesuffix(".npz"), resume=True,
+                    what="<out>.npz (last epoch) and <out>_best.npz (best on validation)")
+    return p
+
+
+def parse_args(argv):
+    a = parser().parse_args(argv)
+    a.out = options.stem_of(a.out, (".npz",)) + ".npz"
+    return a
+
+
+def _main(argv):
+    a = parse_args(argv)
+    show, log_file = a.json, a.log
+    del a.json, a.log
     cfg = TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in vars(a).items()})
     cfg.validate()                             # lr, momentum, the output paths: before any work
-    train(cfg, log=cli.log_stderr)             # progress and epoch lines: stderr
+    with cli.progress_log(log_file) as log:
+        res = train(cfg, log=log)              # progress and epoch lines: stderr
+    summary = {k: res[k] for k in ("best_acc", "best_val_acc", "best_epoch", "out", "best")}
+    print(json.dumps(summary) if show else
+          f"best: epoch {summary['best_epoch']}, validation {100 * summary['best_val_acc']:.2f} %, "
+          f"test {100 * summary['best_acc']:.2f} % -> {summary['best']}; last -> {summary['out']}")
     return 0
 
 

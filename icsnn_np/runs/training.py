@@ -33,6 +33,7 @@ from ..models import MODELS, BasicBlock, build_model
 from ..optim import SGD, lr_at, scaled_milestones, train_step
 from ..io.preprocess import augment, batched, batches, channel_stats, normalize
 from .checkpoints import load_model
+from .provenance import provenance
 from .engine import DEFAULT_ENGINE, ENGINES, training_network
 from .interrupt import kept_on_interrupt
 from .progress import FIRST_REPORT_S, EVERY_S
@@ -237,7 +238,7 @@ def _train(cfg: TrainConfig, log):
                   "drawn_from": f"the {cfg.dataset} training set, held out of training",
                   "best_chosen_by": "validation accuracy (the test set is scored for reporting only)"}
     meta = {"dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist(), "train_config": config,
-            "validation": validation,
+            "validation": validation, "provenance": provenance(f"train {cfg.model} on {cfg.dataset}", xp),
             **({"activation": "qcfs", "levels": cfg.levels} if cfg.activation == "qcfs" else {})}
     best_acc, history, start = -1.0, [], 0
     if cfg.resume:
