@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 
+from . import _moved
 from ._version import __version__
 # The core's main calls (NumPy only; imported here, so that ``icsnn_np.convert`` and
 # ``icsnn_np.simulate`` are the functions, not the modules of the same names).
@@ -49,6 +50,8 @@ API = {
     "ann_accuracy": "runs.evaluate", "snn_accuracy": "runs.evaluate",
     "use_engine": "runs.engine", "export_snn": "runs.export", "METHODS": "beyond.methods",
 }
+_moved.install()        # 0.1's module names (icsnn_np.checkpoint, ...) for this version, warned
+
 __all__ = ["__version__", "IFNode", "eq11_rate", "error_term", "simulate", "rate_encode", "convert",
            "balance_thresholds", "relu_outputs", "alg1_weight_init", "alg2_data_init",
            "alg3_ic_init", "compensation", "calibrate_variant", "PAPER_VARIANTS", "VARIANTS",

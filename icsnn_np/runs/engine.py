@@ -12,16 +12,19 @@ experiments (this layer, every command) defaults to ``fast``: the same thing, so
 
 Before each run the engine checks T and the images once, estimates the memory it needs
 (resources.py: a run that cannot fit is refused with the chunk or batch that would) and
-reports its progress (progress.py; the fast engine after every chunk of time steps).
+reports its progress as it goes (progress.py: after every step, or chunk of steps), so a
+long simulation shows an ETA early.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 
 from ..checks import check_choice
 from ..fast.engine import DEFAULT_CHUNK, simulate_fast
 from ..fast.layers import accelerate
 from ..fast.threads import hold_blas
+from ..module import Module
 from ..simulate import check_input, simulate
 from .progress import advance
 from .inputs import check_image_size
@@ -29,6 +32,19 @@ from .resources import check_memory
 
 ENGINES = ("reference", "fast")
 DEFAULT_ENGINE = "fast"
+
+
+class Tick(Module):
+    """Passes the output layer's input through, and counts one step of ``n`` images
+    (progress.py): the teaching loop reports its progress step by step, unchanged."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, h):
+        advance(self.n)
+        return h
 
 
 class Engine:
@@ -51,10 +67,10 @@ class Engine:
         if self.check:
             check_memory(snn, x, T, self.name, self.chunk, kw.get("count", False),
                          kw.get("record", False))
-        if self.name == "reference":
-            res = simulate(snn, x, T, **kw)
-            advance(len(x) * T)                    # progress.py: image-steps done
-            return res
+        if self.name == "reference":             # the teaching loop, with a step counter at its end
+            ticked = copy.copy(snn)
+            ticked.flat = snn.flat + [Tick(len(x))]
+            return simulate(ticked, x, T, **kw)
         chunk = DEFAULT_CHUNK if self.chunk is None else self.chunk
         return simulate_fast(snn, x, T, chunk=chunk, progress=advance, **kw)
 
