@@ -23,10 +23,11 @@
 # balanced weights and thresholds by the *maximum* activation, and Rueckauer et al. 2017, who
 # took a *percentile* instead) sets V_th^l to the p-quantile of layer l's ReLU outputs over
 # training images: most values fit under the threshold, the rare outliers are clipped. The
-# paper uses p in [0.9, 0.99] (Sec. 4.1.3); the package's default is p = 0.99. **The bundled model carries its own p = 0.9995**,
-# chosen on 1,000 held-out training images (`results/p_validation.md`): on this 6-layer
-# network 0.99 clips too much. The tutorials use the p stored with the model (0.9995 in full
-# mode; the tiny quick-mode model stores none, so 0.99), and the figure below compares p.
+# paper uses p in [0.9, 0.99] (Sec. 4.1.3); the package's default is p = 0.99. **The
+# bundled model carries its own p = 0.9995**, chosen on 1,000 held-out training images
+# (`results/p_validation.md`): on this 6-layer network 0.99 clips too much. The tutorials
+# use the p stored with the model (0.9995 in full mode; the tiny quick-mode model stores
+# none, so 0.99), and the figure below compares p.
 
 # %%
 # How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:

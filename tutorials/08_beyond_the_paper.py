@@ -370,7 +370,7 @@ see(f"at {Ts[0]} total steps every method beats plain conversion",
 finish(run)
 
 # %% [markdown]
-# Next: `09_the_rounding_floor_and_qcfs.py`, the T-level ANN as a reference level for all of
+# Next: `09_the_t_level_ann_and_qcfs.py`, the T-level ANN as a reference level for all of
 # these methods, and an ANN trained for conversion (QCFS). `python -m icsnn_np.compare
 # --checkpoint vgg_cpu` measures all of this on 2,000 test images; the README says which
 # method wins at which T and by how much.

@@ -70,8 +70,9 @@ solved(1, f"loss {cell['loss']:.2f} +- {se:.2f} points at T = 16 (paper 2.97 on 
 # (every layer of IC-SNN saves its own steps). It need not grow layer after layer: Fig. 6
 # averages over the neurons that fired at all, and which ones fire changes from layer to
 # layer and between SNN and IC-SNN (IC-SNN's head start lets weak, late neurons fire too,
-# which raises its mean). In full mode (T = 32, 100 images) the gaps are 3.70, 5.14, 5.42,
-# 6.10, 6.68 and 5.96 steps: they rise to layer 5 and fall at layer 6. We check the neuron,
+# which raises its mean). In full mode (T = 32, 100 images) the gaps are 3.71, 5.13, 5.42,
+# 6.10, 6.68 and 5.96 steps (from unrounded means; step 7's printed means give 3.70 and 5.14
+# for the first two): they rise to layer 5 and fall at layer 6. We check the neuron,
 # and that every deeper layer's gap exceeds layer 1's.
 
 # %%
