@@ -1,9 +1,9 @@
 """ANN -> SNN conversion (Sec. 3.1): every ReLU becomes an IF node; thresholds by balancing.
 
 ``convert(model)`` rebuilds the module tree with each ``ReLU`` replaced by an ``IFNode``,
-*sharing* the ANN's weights. Threshold balancing (Sec. 3.1, 4.1.3; max-based in Diehl et al.
-2015, the percentile of Rueckauer et al. 2017): V_th^l = the p-quantile of layer l's ReLU
-outputs over training images. ``snn.run(x, T)`` steps the SNN with ``snn.engine`` (the
+*sharing* the ANN's weights. Threshold balancing (Sec. 3.1, 4.1.3, refs. [27, 28]: Diehl et
+al. 2015 by the maximum, Rueckauer et al. 2017 a percentile): V_th^l = the p-quantile of layer
+l's ReLU outputs over training images. ``snn.run(x, T)`` steps the SNN with ``snn.engine`` (the
 teaching ``simulate``, unless e.g. ``runs.engine.use_engine`` plugged in the fast one).
 """
 from __future__ import annotations

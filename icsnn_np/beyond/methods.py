@@ -173,7 +173,7 @@ METHODS.update({
                            True, OFFICIAL),
     "cos": Method("COS, whole network (ours)", "v(0) = V_th/2 -/+ V_th per image after rho "
                   "pre-run steps of the whole network", cos, prerun="network"),
-    "cos-layer": Method("COS (layer by layer, as published)", "v(0) = V_th/2 -/+ V_th per image, "
+    "cos-layer": Method("COS (layer by layer as its code; shift 1 V_th, fires on >)", "v(0) = V_th/2 -/+ V_th per image, "
                         "each layer after rho steps on the calibrated layers below", cos_layer,
                         prerun="layer"),
     "srp": Method("SRP (residual potential)", "v(0) = V_th/2; silenced where v <= 0 after tau "

@@ -162,8 +162,9 @@ def cos_rule(v, spike_count, v0, v_th):
     neuron: v_start = v(0) - V_th where v(rho) < 0 and the neuron fired, v(0) + V_th where
     v(rho) > V_th, else v(0).
 
-    Readings: the shift is exactly V_th (the code widens it in rare cases: see
-    tutorial 8); "> V_th" because our neurons fire on v > V_th (Eq. 6; the code's on >=).
+    Readings: the shift is exactly V_th; the official code (ANN2SNN_COS ``MPLayer``, commit
+    ecb3587) shifts by max(1, v_temp_min - 0.999) V_th down and max(1, 1.001 - v_max) V_th up
+    (tutorial 8, section 2), and fires on >=, ours on v > V_th (Eq. 6).
     """
     shift = (v > v_th).astype(v.dtype) - ((v < 0) & (spike_count > 0)).astype(v.dtype)
     return v0 + shift * v_th, None

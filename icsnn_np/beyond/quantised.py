@@ -1,6 +1,6 @@
 """The T-level ANN: what an SNN would compute without unevenness (a reference, beyond the
 paper). Every ReLU becomes the clip-floor-shift quantiser of QCFS (Bu et al., ICLR 2022) at
-its IF node's V_th: the rounding no choice of v(0) removes.
+its IF node's V_th: a reference level, not a bound.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def quantised_ann(snn: SNN, T: int, shift: float = 0.5):
     """The SNN's ANN with every ReLU replaced by a ``Quantiser`` at that node's V_th: what the
     SNN would compute if every neuron received its input evenly (each step's input equal to
     the mean) and started at v(0) = shift V_th. A reference for the comparison: its loss is
-    the quantisation error of T levels at these thresholds, which layer-wide v(0) methods do
-    not remove (per-channel or per-image v(0) shift the levels and can beat it; V_th choice,
-    or QCFS training of the ANN, moves it). Shares the ANN's weights.
+    the quantisation error of T levels at these thresholds, which one start at V_th/2 does not
+    remove; per-layer, per-channel or per-image v(0) change the rounding and can beat it (V_th
+    choice, or QCFS training of the ANN, moves it). Shares the ANN's weights.
     """
     nodes = {n.name: n for n in snn.nodes}
     ann = need_ann(snn, "the quantised ANN")

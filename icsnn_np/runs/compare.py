@@ -35,7 +35,7 @@ ROWS = [
     ("SNN Calibration (light)", "snn-calib", {}),
     ("SNN Calibration (advanced)", "snn-calib-adv", {}),
     ("SNN Calibration, v(0) form (ablation, ours)", "snn-calib-v0", {}),
-    ("COS (layer by layer, as published)", "cos-layer", {}),
+    ("COS (layer by layer as its code; shift 1 V_th, fires on >)", "cos-layer", {}),
     ("COS, whole network (ours)", "cos", {}),
     ("SRP (residual potential)", "srp", {}),
 ]
@@ -163,7 +163,7 @@ def markdown(res: dict, meta: dict) -> str:
              f"by layer: {res['prerun']} per IF layer); each row's total is T + its pre-run. "
              f"The *quantised ANN* rows are no SNN: the ANN with every ReLU replaced by its T-level "
              f"rounding at the same V_th (QCFS's clip-floor-shift), what an SNN whose every neuron "
-             f"received its input evenly would compute; per-channel or per-image v(0) can beat it.",
+             f"received its input evenly would compute; per-layer, per-channel or per-image v(0) can beat it.",
              "", "## Loss by counted T (the papers' convention: pre-run steps not in T)", "",
              "| Method | V_th | pre-run | total steps | " + " | ".join(f"T{t}-L" for t in Ts) + " |",
              "|---|---|---|---|" + "---|" * len(Ts)]

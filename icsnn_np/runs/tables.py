@@ -179,7 +179,7 @@ def markdown(res: dict, meta: dict) -> str:
         lines.append(f"| {r['label']} |" + (f" {r.get('setting', '')} |" if multi else "")
                      + f" {rd} | {r['comp'] if _uses(v, 'comp') else '-'} | {res['ann_acc']:.2f} | "
                      + " | ".join(cells) + " |")
-    for setting, quant in res.get("quantised_ann", {}).items():     # the rounding floor
+    for setting, quant in res.get("quantised_ann", {}).items():     # the T-level ANN (reference)
         cells = [f"{res['ann_acc'] - quant[str(t)]:.2f}" if str(t) in quant else "" for t in Ts]
         lines.append("| *T-level ANN (no SNN): each ReLU rounded to T levels of its V_th* |"
                      + (f" {setting} |" if multi else "") + f" - | - | {res['ann_acc']:.2f} | "
