@@ -30,14 +30,9 @@
 # none, so 0.99), and the figure below compares p.
 
 # %%
-# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
-# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
-MODE = "full"
-import os  # noqa: E402
-import sys  # noqa: E402
-
-sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
-
+MODE = "full"   # "quick": seconds, a tiny model; "class": about a minute; "full": minutes, all
+import os, sys  # noqa: E401,E402 - _common.py's folder: the repository root or tutorials/
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -9,25 +9,17 @@
 #   layer start sending information at once;
 # * compare a layer's decoded SNN output with the ANN's, neuron by neuron (Fig. 7).
 #
-# Settings: the package defaults (Alg. 2 reading `remainder`, this course's; compensation
-# `literal`, as printed; one v(0) per layer; direct coding, where the paper rate-codes) and
-# the model's threshold quantile p (step 4); `variants.calibrate_variant` sets v(0) by name.
+# Settings: the package defaults (Alg. 2 reading `remainder`, ours; compensation `literal`; one
+# v(0) per layer; direct coding, where the paper rate-codes), the model's p; `calibrate_variant`.
 
 # %%
-# How much to run: "quick" (seconds: a tiny model, a smoke test), "class" (about a minute:
-# the bundled model at fewer settings), "full" (minutes: the real numbers and the figures).
-MODE = "full"
-import os  # noqa: E402
-import sys  # noqa: E402
-
-sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")   # _common.py's folder
-
+MODE = "full"   # "quick": seconds, a tiny model; "class": about a minute; "full": minutes, all
+import os, sys  # noqa: E401,E402 - _common.py's folder: the repository root or tutorials/
+sys.path.insert(0, "tutorials" if os.path.isdir("tutorials") else ".")
 import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-
 from _common import (ROOT, binomial_se, finish, get_model, host, load_slice, result, savefig, see,
                      setup, split_data)
 from icsnn_np.convert import balance_thresholds, convert, relu_outputs
@@ -41,15 +33,13 @@ from icsnn_np.variants import LABELS, PAPER_VARIANTS, calibrate_variant
 run = setup("Step 7: looking inside (Figs. 5, 6, 7)", mode=MODE)
 RESULTS = ROOT / "results"                   # the repository's measured tables (2,000 images)
 xp = run.xp
-
 ds = load_slice()
 net = get_model(run, ds)
 n_test = run.pick(100, 200)
 calib, x_test, y_test = split_data(run, ds, net, n_calib=run.pick(64, 256), n_test=n_test)
 snn = convert(net.model)
 balance_thresholds(snn, net.model, calib, p=net.p)
-use_engine(snn, "fast")      # every run of this SNN (Alg. 2's too) on the fast engine: same spikes (A1)
-L = len(snn.nodes)
+use_engine(snn, "fast"); L = len(snn.nodes)   # its runs (Alg. 2's too) on the fast engine (A1)
 
 # %% [markdown]
 # ## Fig. 5: accuracy against T

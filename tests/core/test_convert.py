@@ -1,5 +1,7 @@
 """ANN -> SNN conversion (weights shared, every ReLU an IF node with its driving layer) and
 threshold balancing (the p-quantile of each ReLU's outputs, layer- or channel-wise)."""
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,6 @@ from helpers import F64, tiny_resnet, tiny_vgg
 from icsnn_np.convert import layer_threshold
 from icsnn_np.beyond import thresholds as thresholds_mod
 from icsnn_np.beyond.thresholds import channel_threshold, positive_quantiles
-from icsnn_np import convert as convert_mod
 from icsnn_np.backend import to_device, to_host, xp_of
 from icsnn_np.io.batchnorm import BatchNorm2d
 from icsnn_np.convert import SNN, balance_thresholds, convert, relu_outputs, robust_quantile
@@ -19,6 +20,8 @@ from icsnn_np.models import BasicBlock, resnet20
 from icsnn_np.module import Sequential
 from icsnn_np.neurons import IFNode
 from icsnn_np.simulate import simulate
+
+convert_mod = importlib.import_module("icsnn_np.convert")   # the module (icsnn_np.convert: the function)
 
 
 def vgg_like(seed=0):
