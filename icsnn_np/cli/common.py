@@ -37,6 +37,15 @@ ERRORS = (ValueError, CheckpointError, DatasetError, BackendError, TrainingDiver
           MemoryError)
 
 
+def check_resumable(stem, log, force: bool, resume: bool):
+    """``check_outputs`` for a run that keeps its measurements in ``<stem>.partial.json`` as
+    it goes: its outputs may be replaced with ``--force``, or continued with ``--resume``."""
+    partial = with_ext(stem, ".partial.json")
+    check_outputs(stem, log, exts=(".partial.json",), force=True)
+    check_outputs(stem, force=force or (resume and partial.is_file()),
+                  hint=f" (or --resume, if an interrupted run left {partial.name})")
+
+
 def log_stderr(s: str):
     """Progress and notes: stderr, flushed (shows at once when stderr is a file or a pipe)."""
     print(s, file=sys.stderr, flush=True)

@@ -52,10 +52,7 @@ def parse_args(argv):
     a.out = a.out or f"runs/methods_{Path(a.checkpoint).stem.removesuffix('_cifar10')}"
     if len(a.p or ()) > 1:
         raise ValueError("compare runs one --p (a sweep of p is reproduce's)")
-    partial = cli.with_ext(a.out, ".partial.json")
-    cli.check_outputs(a.out, a.log, exts=(".partial.json",), force=True)
-    cli.check_outputs(a.out, force=a.force or (a.resume and partial.is_file()),
-                      hint=f" (or --resume, if an interrupted run left {partial.name})")
+    cli.check_resumable(a.out, a.log, a.force, a.resume)
     return a
 
 

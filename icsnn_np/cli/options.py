@@ -120,10 +120,12 @@ def deprecated(old: str, new: str):
     print(f"note: {old} is the 0.1 spelling, kept for this version: use {new}", file=sys.stderr)
 
 
-def stem_of(out: str, suffixes) -> str:
-    """``--out`` as a stem: 0.1 took a file name with its suffix, still accepted (a note)."""
+def stem_of(out: str, suffixes, note: bool = True) -> str:
+    """``--out`` as a stem: 0.1 took a file name with its suffix, still accepted (with a note
+    where the suffix could mislead)."""
     for s in suffixes:
         if out.endswith(s):
-            deprecated(f"--out {out}", f"--out {out[:-len(s)]} (a stem)")
+            if note:
+                deprecated(f"--out {out}", f"--out {out[:-len(s)]} (a stem)")
             return out[:-len(s)]
     return out

@@ -63,10 +63,7 @@ def parse_args(argv):
     if a.rows and any(i >= len(ROWS) for i in a.rows):
         raise ValueError(f"--rows takes numbers 0..{len(ROWS) - 1} (listed in --help)")
     a.out = a.out or (f"runs/{Path(a.checkpoint).stem}_{a.dataset}" + ("_validation" if a.validation else ""))
-    partial = cli.with_ext(a.out, ".partial.json")
-    cli.check_outputs(a.out, a.log, exts=(".partial.json",), force=True)
-    cli.check_outputs(a.out, force=a.force or (a.resume and partial.is_file()),
-                      hint=f" (or --resume, if an interrupted run left {partial.name})")
+    cli.check_resumable(a.out, a.log, a.force, a.resume)
     return a
 
 

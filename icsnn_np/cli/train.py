@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from ..io.data import DATASETS
 from ..models import MODELS
@@ -73,7 +74,10 @@ def parser():
 
 def parse_args(argv):
     a = parser().parse_args(argv)
-    a.out = options.stem_of(a.out, (".npz",)) + ".npz"
+    if Path(a.out).is_dir():
+        raise ValueError(f"--out {a.out} is an existing folder; name a stem (--out {Path(a.out) / 'model'} "
+                         f"writes {Path(a.out) / 'model.npz'} and {Path(a.out) / 'model_best.npz'})")
+    a.out = options.stem_of(a.out, (".npz",), note=False) + ".npz"    # X.npz names that file
     return a
 
 
