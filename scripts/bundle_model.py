@@ -123,8 +123,8 @@ def _bundle(a, model, header, mean, std):
             print(f"{name}: CIFAR-10 test {accs[name][0]:.2f}%  bundled slice test {accs[name][1]:.2f}%")
         drop = abs(accs["float32"][0] - accs["float16"][0])
         if drop > a.max_drop:
-            print(f"float16 storage changes test accuracy by {drop:.2f} points: not bundled")
-            return 1
+            raise ValueError(f"float16 storage changes test accuracy by {drop:.2f} points (more "
+                             f"than --max-drop {a.max_drop}): not bundled; raise --max-drop to bundle it")
         # the header's accuracy is that of the weights it holds: the float16 ones, as shipped
         meta.update(test_acc=round(accs["float16"][0] / 100, 6),
                     test_acc_float32=round(accs["float32"][0] / 100, 6))

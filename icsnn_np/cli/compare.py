@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..backend import get_xp
 from ..io.data import load_dataset
+from ..io.files import failed_write_note
 from ..io.checkpoint import check_fits_data, resolve_checkpoint
 from ..runs.checkpoints import load_model
 from ..runs.compare import ROWS, markdown, plot, run_methods
@@ -69,7 +70,8 @@ def _main(argv):
         memo = Partial(cli.with_ext(a.out, ".partial.json"), fingerprint, resume=a.resume,
                        n_images=a.validation or a.n_test, labels={r[0] for r in ROWS})
         with kept_on_interrupt(lambda: f"no table was written; {memo.kept()}"):
-            rc = _compare(a, argv, log, memo)
+            with failed_write_note(memo.kept):             # the measurements are kept
+                rc = _compare(a, argv, log, memo)
         memo.finish()
     return rc
 

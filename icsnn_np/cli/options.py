@@ -31,7 +31,8 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
     and examples kept as written."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
+        if action.default in (None, False) or "default" in (action.help or "") or \
+                (action.nargs == 0 and action.const is False):          # a store_false flag
             return action.help
         return super()._get_help_string(action)
 

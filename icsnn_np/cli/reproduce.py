@@ -18,6 +18,7 @@ from pathlib import Path
 from ..backend import get_xp
 from ..io.checkpoint import check_fits_data, resolve_checkpoint
 from ..io.data import load_dataset
+from ..io.files import failed_write_note
 from ..runs.checkpoints import load_model
 from ..runs.evaluate import ConversionConfig, estimate, preflight, quantile_for, threshold_rule
 from ..runs.interrupt import kept_on_interrupt
@@ -91,7 +92,8 @@ def _main(argv):
         with kept_on_interrupt(kept):
             if len(memo):
                 log(f"resuming: {len(memo)} measurements from {memo.path}")
-            rc = _reproduce(a, argv, path, log, memo)
+            with failed_write_note(memo.kept):             # the measurements are kept
+                rc = _reproduce(a, argv, path, log, memo)
         memo.finish()
     return rc
 

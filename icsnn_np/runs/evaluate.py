@@ -102,6 +102,8 @@ class ConversionConfig:
 
     def validate(self):
         self.T = tuple(check_T(t) for t in self.T)
+        if not self.T:
+            raise ValueError("T must list at least one number of time steps")
         for v in self.variants:
             check_choice(v, METHODS, "variant")
         check_choice(self.coding, CODINGS, "input coding")
@@ -311,7 +313,8 @@ def evaluate_conversion(model, x_calib, x_test, y_test, cfg: ConversionConfig | 
     ann = ann_accuracy(model, x_test, y_test, what="the test batch (x_test)")
     snn, ths = convert_balanced(model, calib, cfg)
     thresholds = Thresholds(snn, calib)
-    log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images; thresholds (p={cfg.p}): "
+    rule = "trained QCFS λ; p unused" if qcfs_layers(model) else f"p={cfg.p}"
+    log(f"ANN accuracy {ann:.2f}% on {len(x_test)} test images; thresholds ({rule}): "
         + ", ".join(f"{float(np.max(to_host(np.asarray(t) if np.ndim(t) == 0 else t))):.3g}" for t in ths))
     table = {v: {} for v in cfg.variants}
     n_cal = min(cfg.n_calib, len(x_calib))

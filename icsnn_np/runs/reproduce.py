@@ -140,6 +140,9 @@ def check_sweep(model, x_calib, base: ConversionConfig, ps, thresholds, blocks, 
     if len(blocks) > 1 and not any(type(m).__name__ == "BasicBlock" for _, m in model.named_modules()):
         raise ValueError(f"--block {' '.join(blocks)}: this network has no residual blocks, so "
                          f"every block treatment builds the same SNN; keep one")
+    if len(ps) > 1 and any(type(m).__name__ == "QCFS" for _, m in model.named_modules()):
+        raise ValueError("a QCFS-trained ANN converts with its trained λ as V_th: p is unused, so a "
+                         "sweep of --p would measure one network; give one --p (or none)")
     calib = batched(x_calib[:base.n_calib], base.batch_size)
     seen = {}
     for thr, p, block, cfg in sweep_configs(base, ps, thresholds, blocks):
