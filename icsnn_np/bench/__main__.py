@@ -91,7 +91,7 @@ def parser():
     p.add_argument("--repeats", type=cli.count("--repeats"), default=None,
                    help="timed calls after the warm-up (default: the size's own)")
     p.add_argument("--chunk", type=cli.count("--chunk"), default=None, help="time steps per engine chunk (default: the engine's)")
-    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch columns")
+    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch columns (default: they run where PyTorch is installed)")
     p.add_argument("--only", nargs="+", default=["snn", "gemm", "train", "T"],
                    choices=["snn", "gemm", "train", "T"], help="parts to run (snn always runs)")
     p.add_argument("--agreement-seeds", type=cli.count("--agreement-seeds"), default=None, metavar="N",
