@@ -48,8 +48,10 @@ def backend_module(name):
     without CuPy and a GPU)."""
     if name == "standin":
         return plug_standin()          # a testing aid, plugged into the backend from outside
-    if name == "cupy" and load_cupy() is None:
-        pytest.skip(_NO_GPU)
+    if name == "cupy":                 # the real CuPy, never a stand-in another test left plugged
+        backend.cupy, backend.cupy_error = None, None
+        if load_cupy() is None:
+            pytest.skip(_NO_GPU)
     return get_xp(name)
 
 

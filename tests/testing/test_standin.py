@@ -24,8 +24,17 @@ from icsnn_np.testing import cupy_standin
 from icsnn_np.testing.plug import plug_standin, unplug_standin
 
 cp = cupy_standin
-plug_standin()
 T_ = cp.TRANSFERS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def plugged():
+    """The stand-in plugged into the backend for this module's tests, the backend's state
+    restored after (a stand-in left plugged would mask CuPy in the GPU rows elsewhere)."""
+    saved = backend.cupy, backend.cupy_error
+    plug_standin()
+    yield
+    backend.cupy, backend.cupy_error = saved
 
 
 # --------------------------------------------------------------------------- the rules
