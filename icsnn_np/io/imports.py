@@ -372,6 +372,11 @@ def import_state_dict(tensors: dict, arch: str, num_classes: int | None = None,
         has_bn = any(k.endswith(".running_mean") for k in tensors)
         if has_bn != arch.endswith("_bn") and (arch + "_bn" in ALL_MODELS or arch.endswith("_bn")):
             other = arch + "_bn" if has_bn else arch[:-3]
+            try:                              # hint only at an arch that would fit the file
+                match_state_dict(build_any(other, num_classes=num_classes, dtype=dtype), tensors,
+                                 source=source)
+            except CheckpointError:
+                raise e from None
             raise CheckpointError(f"{e} (the file {'has' if has_bn else 'has no'} BatchNorm "
                                   f"statistics: try arch {other!r})") from e
         raise

@@ -81,9 +81,12 @@ class TrainConfig:
         check_choice(self.engine, ENGINES, "engine")
         check_choice(self.init, INITS, "init")
         check_choice(self.activation, ACTIVATIONS, "activation")
+        if self.activation == "qcfs" and self.levels is None and self.init_from:
+            header, _ = read_checkpoint(resolve_checkpoint(self.init_from))   # a QCFS one: its L
+            self.levels = header.get("levels") if header.get("activation") == "qcfs" else None
         if (self.activation == "qcfs") != (self.levels is not None):
             raise ValueError("--levels goes with --activation qcfs (the QCFS quantisation levels L), "
-                             "and only with it")
+                             "and only with it (a QCFS --init-from gives its own L)")
         if self.levels is not None:
             check_count(self.levels, "QCFS levels L")
         check_count(self.epochs, "epochs")

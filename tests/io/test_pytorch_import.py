@@ -315,3 +315,18 @@ def test_real_pytorch_export(tmp_path, which):
     np.testing.assert_array_equal(read_safetensors(tmp_path / "bf16.safetensors")[0]["w"],
                                   w.bfloat16().float().numpy())
     np.testing.assert_array_equal(float32_to_bf16(w.numpy()), bits)
+
+
+def test_the_batchnorm_hint_names_only_an_arch_that_fits():
+    """A plain file of another width loaded as vgg_cpu_bn: the error does not send the user to
+    'vgg_cpu' (which would fail the same way); a plain vgg_cpu file loaded as vgg_cpu_bn does."""
+    from icsnn_np.io.checkpoint import CheckpointError
+    from icsnn_np.io.imports import import_state_dict
+    from icsnn_np.models import build_model
+    other = {k: np.asarray(v) for k, v in build_model("vgg16_cpu").state_dict().items()}
+    with pytest.raises(CheckpointError) as info:
+        import_state_dict(other, "vgg_cpu_bn")
+    assert "try arch" not in str(info.value)
+    same = {k: np.asarray(v) for k, v in build_model("vgg_cpu").state_dict().items()}
+    with pytest.raises(CheckpointError, match="try arch 'vgg_cpu'"):
+        import_state_dict(same, "vgg_cpu_bn")

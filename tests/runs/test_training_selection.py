@@ -112,3 +112,14 @@ def test_qcfs_checkpoint_goes_on_at_its_L_and_its_header_accuracy_is_measured(tm
     ds = load_dataset("cifar10-slice")
     acc = evaluate(model, ds.x_test, ds.y_test, np.float32(head["mean"]), np.float32(head["std"]), np)
     assert acc == head["test_acc"]
+
+
+def test_continuing_a_qcfs_checkpoint_takes_its_own_L():
+    """``--activation qcfs --init-from <QCFS checkpoint>`` without ``--levels``: its L (8)."""
+    from icsnn_np.runs.training import TrainConfig
+    cfg = TrainConfig(dataset="cifar10-slice", activation="qcfs", init_from="vgg_cpu_qcfs",
+                      epochs=1, out="runs/never_written.npz").validate()
+    assert cfg.levels == 8
+    with pytest.raises(ValueError, match="--levels goes with --activation qcfs"):
+        TrainConfig(dataset="cifar10-slice", activation="qcfs", epochs=1,
+                    out="runs/never_written.npz").validate()
