@@ -29,7 +29,7 @@ from . import options
 
 EXAMPLES = """\
   python -m icsnn_np.compare --checkpoint vgg_cpu --dataset cifar10-slice --n-test 50 --T 8 \\
-      --variants snn ic-snn cos-layer --thresholds layer                              # ~1 min
+      --variants snn ic-snn cos-layer --thresholds layer                              # ~10 s
   python -m icsnn_np.compare --checkpoint vgg_cpu --n-test 2000 --T 4 8 16 32 \\
       --out results/methods_vgg_cpu                 # the committed table: ~1 h, needs CIFAR-10"""
 

@@ -31,7 +31,7 @@ from . import common as cli
 from . import options
 
 EXAMPLES = """\
-  python -m icsnn_np.reproduce --dataset cifar10-slice --n-test 100 --T 8 16 --rows 0 1 2 3   # ~1 min
+  python -m icsnn_np.reproduce --dataset cifar10-slice --n-test 100 --T 8 16 --rows 0 1 2 3   # ~20 s
   python -m icsnn_np.reproduce --checkpoint resnet20 --n-test 2000 \\
       --out results/resnet20_cifar10 --force          # a committed table: ~1 h, needs CIFAR-10
 rows (--rows N, or --variants by name):
