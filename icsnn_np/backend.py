@@ -53,7 +53,7 @@ def xp_of(a):
 
 def to_device(a, xp):
     """Copy a host array onto ``xp``'s device (``xp``: an array module or a backend name)."""
-    xp = get_xp(xp) if isinstance(xp, str) else xp
+    xp = xp if hasattr(xp, "asarray") else get_xp(xp)     # a module, or a backend's name
     return np.asarray(a) if xp is np else xp.asarray(a)
 
 

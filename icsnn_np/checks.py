@@ -51,7 +51,7 @@ def check_threshold(v_th, where: str = "IF node"):
     fires; either way the layer turns into a constant. Returns v_th."""
     host = np.asarray(to_host(v_th) if hasattr(v_th, "shape") else v_th)   # sync point: once
     if not np.issubdtype(host.dtype, np.number) or not np.all(np.isfinite(host)):
-        raise ValueError(f"{where}: threshold V_th has NaN or inf; it must be finite and > 0")
+        raise ValueError(f"{where}: threshold V_th has NaN or inf, or is no number ({host.dtype}); it must be > 0")
     if not np.all(host > 0):
         raise ValueError(f"{where}: threshold V_th has a value <= 0 ({host.min():g}); it must be > 0")
     return v_th

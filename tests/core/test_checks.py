@@ -65,3 +65,13 @@ def test_check_threshold(xp):
         check_threshold(float("nan"))
     with pytest.raises(ValueError, match="threshold V_th has NaN or inf"):
         check_threshold("high")
+
+
+def test_a_bool_threshold_and_a_bad_backend_say_what_they_are():
+    """``IFNode(True)``'s V_th is named as no number (not only "NaN"); ``to_device(x, 42)``
+    says which backends there are (0.1: AttributeError)."""
+    from icsnn_np.backend import to_device as dev
+    with pytest.raises(ValueError, match=r"is no number \(bool\)"):
+        check_threshold(True)
+    with pytest.raises(ValueError, match="unknown backend 42; choose one of numpy, cupy"):
+        dev(np.zeros(2), 42)
