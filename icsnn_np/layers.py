@@ -3,7 +3,7 @@
 A convolution is *im2col + one matrix product*: ``im2col`` copies every k x k input patch
 into a column, so a batch's convolution is ``W (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)``; its
 backward is two more products and the adjoint scatter ``col2im``. Loops run over the k*k
-kernel offsets only (the four-loop definition: ``testing.reference.conv2d_naive``).
+kernel offsets only (the four-loop definition it is checked against: the test aid ``conv2d_naive``).
 """
 from __future__ import annotations
 
