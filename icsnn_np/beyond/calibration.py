@@ -40,7 +40,8 @@ class StepCurrent(Module):
         self.current = current
 
     def forward(self, x):
-        return x + self.current
+        # in x's dtype: a float64 correction must not turn a float32 SNN into a float64 one
+        return x + xp_of(x).asarray(self.current, dtype=x.dtype)
 
 
 def with_currents(snn: SNN) -> SNN:

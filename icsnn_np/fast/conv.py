@@ -42,6 +42,7 @@ class FastConv2d(Twin, Conv2d):
 
     algo = "auto"
     _wino_cache = None
+    relu_input = False      # its input is a ReLU's output: backward applies (x > 0) to dx
 
     def _few(self) -> bool:
         return self.in_channels < FEW_CHANNELS
@@ -203,9 +204,15 @@ class FastConv2d(Twin, Conv2d):
             self.grads["bias"] += db
         if few:
             self.grads["weight"] += dWm.reshape(self.params["weight"].shape)
-            return dx if input_grad else None
+            return self._gate(dx, x) if input_grad else None
         self.grads["weight"] += dWm.reshape(O, k, k, C).transpose(0, 3, 1, 2)
-        return dxh.transpose(0, 3, 1, 2) if input_grad else None
+        return self._gate(dxh.transpose(0, 3, 1, 2), x) if input_grad else None
+
+    def _gate(self, dx, x):
+        """dx * (x > 0) in place when a ReLU feeds this conv (``fuse_relu_masks``)."""
+        if self.relu_input:
+            xp_of(dx).multiply(dx, x > 0, out=dx)
+        return dx
 
     def _backward_winograd(self, x, grad, input_grad=True):
         """Backward of a Winograd conv: dW by the adjoint of the Winograd forward, dx as the
@@ -222,5 +229,6 @@ class FastConv2d(Twin, Conv2d):
             return None
         w_flip = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)   # (C, O, 3, 3)
         dxh = xp.empty(xh.shape, dtype=g.dtype)
-        winograd.conv3x3(g, winograd.transform_weights(w_flip), None, dxh)
+        winograd.conv3x3(g, winograd.transform_weights(w_flip), None, dxh,
+                         gate=xh if self.relu_input else None)
         return dxh.transpose(0, 3, 1, 2)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..backend import xp_of
 from ..layers import AvgPool2d, Conv2d, ReLU
-from ..module import rebuild
+from ..module import Sequential, rebuild
 from ..neurons import IFNode
 from .conv import FastConv2d
 from .neurons import FastIFNode
@@ -30,12 +30,18 @@ def split(fn, a):
 
 
 class FastReLU(Twin, ReLU):
-    """max(x, 0) in x's memory order, over threads, into preallocated arrays."""
+    """max(x, 0) in x's memory order, over threads, into preallocated arrays.
+
+    ``fused`` (set by ``fuse_relu_masks``): the layer after it applies the mask (x > 0) in its
+    own backward, so this one keeps no mask and its backward passes the gradient on."""
+
+    fused = False
 
     def forward(self, x):
         xp = xp_of(x)
         out = xp.empty_like(x)                               # keeps the memory order
-        mask = self._mask = xp.empty_like(x, dtype=bool) if self.training else None
+        keep = self.training and not self.fused
+        mask = self._mask = xp.empty_like(x, dtype=bool) if keep else None
 
         def relu(n0, n1):
             xp.maximum(x[n0:n1], 0, out=out[n0:n1])
@@ -48,6 +54,8 @@ class FastReLU(Twin, ReLU):
         return out
 
     def backward(self, grad):
+        if self.fused:
+            return grad                  # the next layer's backward multiplied by (x > 0)
         xp = xp_of(grad)
         dx = xp.empty_like(grad)
         split(lambda n0, n1: xp.multiply(grad[n0:n1], self._mask[n0:n1], out=dx[n0:n1]), grad)
@@ -58,6 +66,7 @@ class FastAvgPool2d(Twin, AvgPool2d):
     """Average pooling in x's memory order, over threads, into a reusable output."""
 
     _channels_last = False
+    relu_input = False          # its input is a ReLU's output: backward applies (x > 0)
 
     def forward(self, x, out=None):
         """x: (N, C, H, W) -> (N, C, Ho, Wo); ``out`` as for FastConv2d."""
@@ -81,6 +90,7 @@ class FastAvgPool2d(Twin, AvgPool2d):
         split(pool, x)
         if self.training:
             self._shape, self._channels_last = x.shape, is_channels_last(x)
+            self._input = x if self.relu_input else None
         return out
 
     def backward(self, grad):
@@ -100,11 +110,13 @@ class FastAvgPool2d(Twin, AvgPool2d):
                 for i in range(k):
                     for j in range(k):
                         d[:, :, i::s, j::s] = gs
-                return
-            d[...] = 0
-            for i in range(k):
-                for j in range(k):
-                    d[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += gs
+            else:
+                d[...] = 0
+                for i in range(k):
+                    for j in range(k):
+                        d[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += gs
+            if self.relu_input:          # the ReLU before it: d * (x > 0), while d is in cache
+                xp.multiply(d, self._input[n0:n1] > 0, out=d)
 
         split(spread, dx)
         return dx
@@ -133,4 +145,18 @@ def accelerate(tree, algo: str = "auto"):
             t.algo = algo
         return t
 
-    return rebuild(tree, leaf)
+    return fuse_relu_masks(rebuild(tree, leaf))
+
+
+def fuse_relu_masks(tree):
+    """Where a ReLU feeds a conv or an average pool directly (next in one Sequential), that
+    layer's backward multiplies its dx by (x > 0) block by block, while dx is in cache, and
+    the ReLU's backward passes the gradient on: no mask kept, no extra pass over memory, no
+    new dx. The same products as ``grad * mask``, so the same gradients bit for bit."""
+    for _, m in tree.named_modules():
+        if isinstance(m, Sequential):
+            kids = list(m.children.values())
+            for a, b in zip(kids, kids[1:]):
+                if type(a) is FastReLU and type(b) in (FastConv2d, FastAvgPool2d):
+                    a.fused = b.relu_input = True
+    return tree

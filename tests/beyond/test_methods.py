@@ -547,3 +547,21 @@ def test_the_quantised_ann_is_the_first_layer_of_a_half_started_snn(name):
                                rtol=0, atol=1e-12)
     assert all(m.params[k] is a for (_, m, k), a in
                zip(q.named_parameters(), [m.params[k] for _, m, k in net.named_parameters()]))
+
+
+@pytest.mark.parametrize("form", ["light", "advanced", "v0"])
+def test_snn_calibration_keeps_a_float32_network_in_float32(form):
+    """The corrections are found in float64 on the host, but the calibrated SNN runs in the
+    network's dtype: no float64 current turns every layer after it into float64."""
+    net = tiny_vgg(2, dtype=np.float32)
+    x = images(n=6).astype(np.float32)
+    snn = convert(net)
+    balance_thresholds(snn, net, [x], p=0.9)
+    fn = {"light": snn_calibration, "advanced": snn_calibration_advanced,
+          "v0": snn_calibration_v0}[form]
+    out = fn(snn, [x], 4)
+    sim = out if form != "v0" else snn
+    res = simulate(sim, x, 4, keep_v=True)
+    assert res.output.dtype == np.float32
+    assert all(rec["v_T"].dtype == np.float32 for rec in res.layers)
+    assert StepCurrent(np.ones(3)).forward(np.zeros((2, 3), np.float32)).dtype == np.float32

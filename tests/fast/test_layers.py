@@ -209,3 +209,34 @@ def test_fast_layers_on_backend_agree_with_numpy(xp, rng):
 
     for a, b in zip(run(xp), run(np)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("algo", ["auto", "im2col"])
+def test_relu_masks_fused_into_the_next_layers_backward_give_the_same_gradients(rng, two_workers, algo):
+    """A ReLU that feeds a conv or a pool keeps no mask; that layer's backward multiplies its
+    dx by (x > 0): bit for bit the gradients of the unfused twins, in float32 too."""
+    x = rng.normal(size=(4, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 5, size=4)
+    grads = []
+    for fuse in (True, False):
+        model = layer_zoo(3, dtype=np.float32)
+        net = accelerate(model, algo)
+        kids = list(net.children.values())
+        assert [type(k).__name__ for k in kids[:5]] == ["FastConv2d", "FastReLU", "FastConv2d",
+                                                         "FastReLU", "FastAvgPool2d"]
+        assert kids[1].fused and kids[2].relu_input and kids[3].fused and kids[4].relu_input
+        assert not kids[0].relu_input
+        if not fuse:
+            for _, m in net.named_modules():
+                m.fused = m.relu_input = False
+        net.train()
+        net.zero_grad()
+        _, dlogits = cross_entropy(net.forward(x), y)
+        dx = net.backward(dlogits)
+        assert (kids[1]._mask is None) == fuse
+        grads.append((dx, {f"{n}.{k}": np.array(m.grads[k]) for n, m, k in model.named_parameters()}))
+    (dx_f, g_f), (dx_u, g_u) = grads
+    np.testing.assert_array_equal(dx_f, dx_u)
+    assert g_f.keys() == g_u.keys() and len(g_f) > 4
+    for k in g_f:
+        np.testing.assert_array_equal(g_f[k], g_u[k], err_msg=k)
