@@ -18,6 +18,13 @@ Measures in one run, on the same network, weights and inputs:
     twins.py    the PyTorch twins         report.py    targets and tables
     __main__.py the command line
 
-Timing: one warm-up call, then ``--repeats`` calls; best and median are reported (ratios use
-the best). PyTorch gets as many threads as the BLAS under NumPy.
+Timing: ours and PyTorch alternate. For SNN inference, one warm-up call each of the fast
+engine, the fast engine with im2col convs and PyTorch, then ``--repeats`` rounds of one call
+each in that order (training: ours, PyTorch); each row reports the median and the range
+(min-max) of its calls, and ratios are ratios of medians. The slow teaching path (the
+"reference" rows), the convolutions against the matmul and the T sweep are timed in a row
+after one warm-up (GEMM rates from medians; the T sweep from the fastest call). PyTorch gets
+as many threads as the BLAS under NumPy. The machine record holds the CPU, its cores and
+data caches, the BLAS's kernels and threads, the fast engine's threads and the load average
+before and after.
 """

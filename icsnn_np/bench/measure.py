@@ -12,6 +12,8 @@ import numpy as np
 
 from ..backend import backend_name
 from ..fast.blas import openblas
+from ..fast.cache import cache_sizes
+from ..fast.threads import num_workers
 
 
 def sync(xp):
@@ -19,28 +21,57 @@ def sync(xp):
         xp.cuda.Stream.null.synchronize()      # sync point: wait for queued GPU work
 
 
-def time_it(fn, repeats: int, xp=np, warmup: bool = True) -> dict:
-    """One warm-up call, then ``repeats`` timed calls: seconds (best, median, all).
+def spread(ts) -> dict:
+    """Seconds of repeated calls: median, min, max and all (``best`` is min, for old readers)."""
+    ts = [float(t) for t in ts]
+    if not ts:
+        raise ValueError("no timed calls: spread needs at least one time")
+    return {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "best": min(ts),
+            "all": ts}
 
-    On CuPy the time is taken between CUDA events on the device, not on the host clock.
-    """
+
+def _seconds(fn, xp=np, clock=time.perf_counter) -> float:
+    """Seconds of one call of ``fn``: the host clock on NumPy, CUDA events on CuPy (there the
+    time is taken on the device, not on the host)."""
+    if xp is np:
+        t0 = clock()
+        fn()
+        return clock() - t0
+    start, end = xp.cuda.Event(), xp.cuda.Event()
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()                          # sync point: read the events
+    return xp.cuda.get_elapsed_time(start, end) / 1e3
+
+
+def time_it(fn, repeats: int, xp=np, warmup: bool = True, clock=time.perf_counter) -> dict:
+    """One warm-up call, then ``repeats`` timed calls in a row: ``spread`` of their seconds."""
     if warmup:
         fn()
         sync(xp)
-    ts = []
+    return spread([_seconds(fn, xp, clock) for _ in range(max(1, repeats))])
+
+
+def time_alternating(calls, repeats: int, clock=time.perf_counter) -> dict:
+    """Time several callables in turn, so that they share the machine's state and load.
+
+    ``calls``: (name, fn, xp) in order. One warm-up call of each in that order, then
+    ``repeats`` rounds of one timed call of each in that order (a, b, a, b, ... for two).
+    Returns {name: spread of its seconds}; each call is timed as ``time_it`` would.
+    """
+    calls = list(calls)
+    names = [c[0] for c in calls]
+    if not calls or len(set(names)) != len(names):
+        raise ValueError(f"time_alternating needs callables with distinct names, got {names}")
+    for _, fn, xp in calls:
+        fn()
+        sync(xp)
+    ts = {name: [] for name in names}
     for _ in range(max(1, repeats)):
-        if xp is np:
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        else:
-            start, end = xp.cuda.Event(), xp.cuda.Event()
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()                  # sync point: read the events
-            ts.append(xp.cuda.get_elapsed_time(start, end) / 1e3)
-    return {"best": min(ts), "median": statistics.median(ts), "all": ts}
+        for name, fn, xp in calls:
+            ts[name].append(_seconds(fn, xp, clock))
+    return {name: spread(v) for name, v in ts.items()}
 
 
 class Contention:
@@ -120,7 +151,18 @@ def blas_info() -> dict:
                         "OpenBLAS's own choice of kernels (OPENBLAS_CORETYPE unset)")}
 
 
+def load_avg() -> list | None:
+    """The 1, 5 and 15 minute load averages, None where the OS has none."""
+    try:
+        return [float(v) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info(xp) -> dict:
+    """What the numbers depend on: the CPU (model, cores, data caches), the BLAS (kernels,
+    threads), the fast engine's thread count, versions, and the load average before (the run
+    adds the one after)."""
     cpu = platform.processor() or ""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -130,8 +172,10 @@ def machine_info(xp) -> dict:
                  f"{fields.get('Thread(s) per core', '?').strip()} thread(s)/core")
     except (OSError, subprocess.SubprocessError):
         cores = f"{os.cpu_count()} CPUs"
-    info = {"cpu": cpu, "cores": cores, "python": platform.python_version(), "numpy": np.__version__,
-            "blas": blas_info(), "backend": backend_name(xp), "load_avg_before": list(os.getloadavg())}
+    info = {"cpu": cpu, "cores": cores, "cpu_count": os.cpu_count(), "caches": cache_sizes(),
+            "python": platform.python_version(), "numpy": np.__version__, "blas": blas_info(),
+            "engine_threads": num_workers(), "backend": backend_name(xp),
+            "load_avg_before": load_avg()}
     try:
         import torch  # noqa: PLC0415 - optional, only for the comparison columns
         info["torch"] = torch.__version__

@@ -1,7 +1,6 @@
 """The four measurements of the benchmark (see the package docstring) and agreement over seeds."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -18,7 +17,8 @@ from ..models import build_model, vgg
 from ..optim import SGD, cross_entropy
 from ..io.preprocess import batched, channel_stats, normalize
 from ..simulate import simulate
-from .measure import Contention, machine_info, peak_bytes, time_it, tracemalloc_sees_numpy
+from .measure import (Contention, load_avg, machine_info, peak_bytes, time_alternating, time_it,
+                      tracemalloc_sees_numpy)
 from .report import check_targets
 from .twins import import_torch, torch_model, torch_snn
 
@@ -90,27 +90,17 @@ def conv_shapes(flat, chw):
 
 
 # --------------------------------------------------------------------------- 1. SNN inference
+def rates(n: float, key: str, t: dict) -> dict:
+    """``{key}_rate`` (n / the median seconds) and ``{key}_rate_range`` [n / max, n / min]."""
+    return {f"{key}_rate": n / t["median"], f"{key}_rate_range": [n / t["max"], n / t["min"]]}
+
+
 def bench_snn(cfg, xp, x_cal, x, torch, res):
     snn = balanced_snn(bench_model(cfg.model).to(xp), x_cal, xp)
     run = lambda **kw: simulate_fast(snn, x, cfg.T, chunk=cfg.chunk, **kw)  # noqa: E731
-    ours = time_it(run, cfg.repeats, xp)
-    out = to_host(run().output)
-    counted = run(count=True)
-    exact = time_it(lambda: run(algo="im2col"), cfg.repeats, xp)   # float32 rounding of a direct conv
-    out_exact = to_host(run(algo="im2col").output)
-    ref = time_it(lambda: simulate(snn, x, cfg.T), cfg.reference_repeats, xp)
-    out_ref = to_host(simulate(snn, x, cfg.T).output)
-    n = x.shape[0] * cfg.T
-    r = {"model": cfg.model, "batch": int(x.shape[0]), "T": cfg.T, "chunk": cfg.chunk,
-         "ours_s": ours, "ours_rate": n / ours["best"],
-         "im2col_s": exact, "im2col_rate": n / exact["best"],
-         "reference_s": ref, "reference_rate": n / ref["best"],
-         "reference_agreement": float((out_ref.argmax(1) == out.argmax(1)).mean()),
-         "firing_rate_per_layer": [s / (n * k) for s, k in zip(counted.spikes, counted.neurons)]}
-    # direct coding: the convs before the first IF node run once, the others every step
-    flops = sum(f * (1 if i < snn.first else cfg.T) * x.shape[0]
-                for i, _, _, f in conv_shapes(snn.flat, x.shape[1:]))
-    r["engine_conv_gflops"] = flops / ours["best"] / 1e9
+    # im2col convs: the float32 rounding of a direct convolution, beside Winograd's
+    calls = [("ours", run, xp), ("im2col", lambda: run(algo="im2col"), xp)]
+    trun = None
     if torch is not None:
         device = "cuda" if xp is not np else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
@@ -119,19 +109,42 @@ def bench_snn(cfg, xp, x_cal, x, torch, res):
             trun = torch_snn(torch, snn, device)
             xt = torch.as_tensor(to_host(x), device=device)
             tsync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
-            theirs = time_it(lambda: (trun(xt, cfg.T), tsync()), cfg.repeats)
-            tout = trun(xt, cfg.T).cpu().numpy()
-            top2 = np.sort(tout, axis=1)[:, -2:]
-            r.update(torch_s=theirs, torch_rate=n / theirs["best"],
-                     ratio=theirs["best"] / ours["best"],
-                     agreement=float((tout.argmax(1) == out.argmax(1)).mean()),
-                     max_abs_output_diff=float(np.abs(tout - out).max()),
-                     im2col_ratio=theirs["best"] / exact["best"],
-                     im2col_agreement=float((tout.argmax(1) == out_exact.argmax(1)).mean()),
-                     im2col_max_abs_output_diff=float(np.abs(tout - out_exact).max()),
-                     reference_ratio=theirs["best"] / ref["best"],
-                     # how close the nearest call is: PyTorch's top-1 minus top-2 output
-                     smallest_top2_margin=float((top2[:, 1] - top2[:, 0]).min()))
+            calls.append(("torch", lambda: (trun(xt, cfg.T), tsync()), np))   # host clock
+    # ours, im2col and PyTorch in turn, round after round: the same load for each
+    t = time_alternating(calls, cfg.repeats)
+    ours, exact = t["ours"], t["im2col"]
+    out = to_host(run().output)
+    counted = run(count=True)
+    out_exact = to_host(run(algo="im2col").output)
+    ref = time_it(lambda: simulate(snn, x, cfg.T), cfg.reference_repeats, xp)
+    out_ref = to_host(simulate(snn, x, cfg.T).output)
+    n = x.shape[0] * cfg.T
+    r = {"model": cfg.model, "batch": int(x.shape[0]), "T": cfg.T, "chunk": cfg.chunk,
+         "timing": "alternating" if len(calls) > 1 else "in a row",
+         "order": [c[0] for c in calls], "repeats": cfg.repeats,
+         "ours_s": ours, **rates(n, "ours", ours), "im2col_s": exact, **rates(n, "im2col", exact),
+         "reference_s": ref, **rates(n, "reference", ref),
+         "reference_agreement": float((out_ref.argmax(1) == out.argmax(1)).mean()),
+         "firing_rate_per_layer": [s / (n * k) for s, k in zip(counted.spikes, counted.neurons)]}
+    # direct coding: the convs before the first IF node run once, the others every step
+    flops = sum(f * (1 if i < snn.first else cfg.T) * x.shape[0]
+                for i, _, _, f in conv_shapes(snn.flat, x.shape[1:]))
+    r["engine_conv_gflops"] = flops / ours["median"] / 1e9
+    if trun is not None:
+        theirs = t["torch"]
+        tout = trun(xt, cfg.T).cpu().numpy()
+        top2 = np.sort(tout, axis=1)[:, -2:]
+        r.update(torch_s=theirs, **rates(n, "torch", theirs),
+                 ratio=theirs["median"] / ours["median"],
+                 agreement=float((tout.argmax(1) == out.argmax(1)).mean()),
+                 max_abs_output_diff=float(np.abs(tout - out).max()),
+                 im2col_ratio=theirs["median"] / exact["median"],
+                 im2col_agreement=float((tout.argmax(1) == out_exact.argmax(1)).mean()),
+                 im2col_max_abs_output_diff=float(np.abs(tout - out_exact).max()),
+                 # timed apart from PyTorch (too slow to alternate): a rougher ratio
+                 reference_ratio=theirs["median"] / ref["median"],
+                 # how close the nearest call is: PyTorch's top-1 minus top-2 output
+                 smallest_top2_margin=float((top2[:, 1] - top2[:, 0]).min()))
     res["snn"] = r
     return snn
 
@@ -145,7 +158,7 @@ def bench_gemm(cfg, xp, snn, x, res):
     b = to_device(rng.standard_normal((n, n), dtype=np.float32), xp)
     c = xp.empty((n, n), dtype=np.float32)
     mm = time_it(lambda: xp.matmul(a, b, out=c), cfg.repeats, xp)   # the BLAS with all its threads
-    plain = 2 * n ** 3 / mm["best"] / 1e9
+    plain = 2 * n ** 3 / mm["median"] / 1e9
     rows = cfg.chunk * x.shape[0]              # the engine feeds a chunk of steps at once
     fast = fast_snn(snn)
     layers, tot_f, tot_t, tot_w = [], 0, 0.0, 0.0
@@ -163,21 +176,25 @@ def bench_gemm(cfg, xp, snn, x, res):
             t = time_it(lambda: m.forward(inp, out=out), cfg.repeats, xp)
             m.algo = "auto"                    # what the engine runs (Winograd where it applies)
             tw = time_it(lambda: m.forward(inp, out=out), cfg.repeats, xp) if m.uses_winograd() else t
+        gf, gw = f * rows / t["median"] / 1e9, f * rows / tw["median"] / 1e9
         layers.append({"layer": f"Conv2d({m.in_channels}, {m.out_channels}, k={m.kernel_size}, "
                                 f"s={m.stride}, p={m.padding})", "input": [rows, C, H, W],
-                       "gflops": f * rows / t["best"] / 1e9, "s": t,
-                       "winograd": bool(tw is not t), "engine_gflops": f * rows / tw["best"] / 1e9,
-                       "engine_s": tw})
+                       "gflops": gf, "fraction_of_matmul": gf / plain, "s": t,
+                       "winograd": bool(tw is not t), "engine_gflops": gw,
+                       "engine_fraction_of_matmul": gw / plain, "engine_s": tw})
         tot_f += f * rows
-        tot_t += t["best"]
-        tot_w += tw["best"]
+        tot_t += t["median"]
+        tot_w += tw["median"]
         inp = out = None                       # free the big arrays before the next layer
     conv = tot_f / tot_t / 1e9 if tot_t else float("nan")
+    engine_layers = tot_f / tot_w / 1e9 if tot_w else float("nan")
     res["gemm"] = {"matmul_n": n, "matmul_s": mm, "matmul_gflops": plain, "conv_layers": layers,
                    "conv_gflops": conv, "conv_fraction_of_matmul": conv / plain,
-                   "engine_layers_gflops": tot_f / tot_w / 1e9 if tot_w else float("nan"),
+                   "engine_layers_gflops": engine_layers,
+                   "engine_layers_fraction_of_matmul": engine_layers / plain,
                    "engine_conv_gflops": res["snn"]["engine_conv_gflops"],
-                   "engine_fraction_of_matmul": res["snn"]["engine_conv_gflops"] / plain}
+                   "engine_fraction_of_matmul": res["snn"]["engine_conv_gflops"] / plain,
+                   "timing": "median of each layer's calls in a row; GFLOP/s from medians"}
 
 
 # --------------------------------------------------------------------------- 3. training
@@ -195,12 +212,12 @@ def bench_train(cfg, xp, xt, yt, torch, res):
     tm = torch_model(torch, model) if torch is not None and xp is np else None
     fast, losses = accelerate(model), []
     opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4)
-    with hold_blas():
-        ours = time_it(lambda: _train_step(fast, opt, xt, yt, losses), cfg.repeats, xp)
-    ref = time_it(lambda: _train_step(model, opt, xt, yt, []), cfg.reference_repeats, xp)
-    r = {"model": cfg.train_model, "batch": int(xt.shape[0]), "ours_s": ours,
-         "ours_rate": xt.shape[0] / ours["best"], "reference_s": ref,
-         "reference_rate": xt.shape[0] / ref["best"]}
+
+    def ostep():
+        with hold_blas():                    # ours only: PyTorch keeps its threads between
+            _train_step(fast, opt, xt, yt, losses)
+
+    calls = [("ours", ostep, xp)]
     if tm is not None:
         topt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         x_t, y_t = torch.as_tensor(to_host(xt)), torch.as_tensor(to_host(yt))
@@ -213,12 +230,23 @@ def bench_train(cfg, xp, xt, yt, torch, res):
             topt.step()
             tlosses.append(float(loss.detach()))
 
-        theirs = time_it(tstep, cfg.repeats)
-        r.update(torch_s=theirs, torch_rate=xt.shape[0] / theirs["best"],
-                 ratio=theirs["best"] / ours["best"], reference_ratio=theirs["best"] / ref["best"],
-                 first_loss_ours=float(to_host(losses[0])), first_loss_torch=tlosses[0])
+        calls.append(("torch", tstep, np))
     elif torch is not None:
         res["notes"].append("the PyTorch training column runs on the numpy backend only")
+    t = time_alternating(calls, cfg.repeats)         # ours, PyTorch, ours, PyTorch, ...
+    ours = t["ours"]
+    ref = time_it(lambda: _train_step(model, opt, xt, yt, []), cfg.reference_repeats, xp)
+    n = xt.shape[0]
+    r = {"model": cfg.train_model, "batch": int(n),
+         "timing": "alternating" if len(calls) > 1 else "in a row",
+         "order": [c[0] for c in calls], "repeats": cfg.repeats,
+         "ours_s": ours, **rates(n, "ours", ours), "reference_s": ref, **rates(n, "reference", ref)}
+    if tm is not None:
+        theirs = t["torch"]
+        r.update(torch_s=theirs, **rates(n, "torch", theirs),
+                 ratio=theirs["median"] / ours["median"],
+                 reference_ratio=theirs["median"] / ref["median"],    # timed apart: rougher
+                 first_loss_ours=float(to_host(losses[0])), first_loss_torch=tlosses[0])
     res["train"] = r
 
 
@@ -288,7 +316,7 @@ def run(cfg: BenchConfig, only=("snn", "gemm", "train", "T"), log=print) -> dict
             log(f"  {part} done ({time.perf_counter() - t0:.0f}s)")
     res["targets"] = check_targets(res)
     res["seconds"] = time.perf_counter() - t0
-    res["machine"]["load_avg_after"] = list(os.getloadavg())
+    res["machine"]["load_avg_after"] = load_avg()
     if any(v is not None and v > 0.25 for v in busy.values()):
         res["notes"].append("other processes used the CPU during the run (cores busy per part: "
                             + ", ".join(f"{k} {v:.2f}" for k, v in busy.items() if v is not None)

@@ -17,6 +17,7 @@ tests/test_fast.py):
     threads.py   NumPy releases the GIL: slices of a layer's work on Python threads, with
                  the BLAS held to one thread while the engine runs (and restored after)
     blas.py      the OpenBLAS NumPy loaded: its thread count and kernels
+    cache.py     the CPU's data cache sizes (L1d, L2, L3), from Linux's sysfs
 
 Importing this package changes nothing: threads start and the BLAS is held only while a
 fast simulation or training step runs.

@@ -46,6 +46,34 @@ def test_quick_bench_writes_json_and_table(quick):
     assert "SNN inference" in printed
 
 
+def test_quick_bench_alternates_and_reports_medians(quick):
+    """Both timed parts alternate ours with PyTorch (where installed); rates and ratios come
+    from the medians; the machine record names the caches and the engine's threads."""
+    res, folder, _ = quick
+    torch = bool(res["machine"]["torch"])
+    for part, order, n in (("snn", ["ours", "im2col"] + ["torch"] * torch,
+                            res["snn"]["batch"] * res["snn"]["T"]),
+                           ("train", ["ours"] + ["torch"] * torch, res["train"]["batch"])):
+        r = res[part]
+        assert r["order"] == order and r["timing"] == ("alternating" if len(order) > 1 else "in a row")
+        for side in ["ours"] + ["torch"] * torch:
+            s = r[f"{side}_s"]
+            assert len(s["all"]) == r["repeats"] == 1 and s["min"] <= s["median"] <= s["max"]
+            assert r[f"{side}_rate"] == pytest.approx(n / s["median"])
+            assert r[f"{side}_rate_range"] == pytest.approx([n / s["max"], n / s["min"]])
+        if torch:
+            assert r["ratio"] == pytest.approx(r["torch_s"]["median"] / r["ours_s"]["median"])
+    if torch:
+        assert "rounds of alternating calls (fast engine, fast engine with im2col convs, PyTorch)" \
+            in (folder / "bench.md").read_text()
+    m = res["machine"]
+    assert set(m["caches"]) == {"L1d", "L2", "L3"} and m["engine_threads"] >= 1
+    assert m["load_avg_after"] is None or len(m["load_avg_after"]) == 3
+    g = res["gemm"]
+    assert all(layer["fraction_of_matmul"] == pytest.approx(layer["gflops"] / g["matmul_gflops"])
+               for layer in g["conv_layers"])
+
+
 def test_quick_without_out_writes_to_a_temporary_folder(quick, tmp_path, monkeypatch, capsys):
     """``--quick`` alone must not overwrite the committed results/bench.json."""
     res, _, _ = quick
