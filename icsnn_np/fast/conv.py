@@ -5,7 +5,7 @@ gradients (``layers.py``'s ``twin``) and computes the same forward and backward,
 
 * **channels-last** output (nhwc.py): the GEMM writes rows of output pixels and the next
   conv reads contiguous channel runs;
-* **blocks of images** whose im2col matrix fits in cache (IM2COL_BLOCK_BYTES), the blocks
+* **blocks of images** whose im2col matrix fits in cache (IM2COL_BLOCK_BYTES, from the L2 size), the blocks
   split over the CPU threads (threads.py), written into a reused output (``out=``);
 * **Winograd F(4x4, 3x3)** (winograd.py) for 3x3 stride-1 'same' convs with >= 16 input
   channels, forward, input gradient and weight gradient: 4x fewer multiplies, ~2x faster,
@@ -21,16 +21,18 @@ import numpy as np
 from ..backend import xp_of
 from ..layers import Conv2d, col2im, im2col
 from . import winograd
+from .cache import cache_sizes
 from .nhwc import col2im_nhwc, im2col_nhwc, is_channels_last, reusable, to_channels_last
 from .threads import parallel_for
 from .twin import Twin
 
 # On the CPU the GEMM runs over blocks of whole images whose im2col matrix is about this
-# big, so the block is still in cache when the GEMM reads it. The block holds a power-of-two
+# big (None: 4 x the L2 cache read from the machine, cache.py; 4 MB where unknown), so the
+# block is still in cache when the GEMM reads it. The block holds a power-of-two
 # number of images, so a batch of N images and a batch of T*N (the SNN engine's time chunk)
 # are cut alike whenever that power of two divides N: every image meets the same GEMM calls
 # and gets bit-identical results in both. On a GPU one block holds the whole batch.
-IM2COL_BLOCK_BYTES = 4 << 20
+IM2COL_BLOCK_BYTES = None
 # Inputs with fewer channels (the RGB image) use the channel-major im2col: copying runs of
 # C < FEW_CHANNELS floats channels-last would cost more than the GEMM.
 FEW_CHANNELS = 16
@@ -83,7 +85,9 @@ class FastConv2d(Twin, Conv2d):
         if xp_of(x) is not np:
             return x.shape[0]
         K = x.shape[1] * self.kernel_size ** 2
-        nb = max(1, IM2COL_BLOCK_BYTES // (Ho * Wo * K * x.itemsize))
+        l2 = cache_sizes()["L2"]
+        size = IM2COL_BLOCK_BYTES or (4 * l2 if l2 else 4 << 20)
+        nb = max(1, size // (Ho * Wo * K * x.itemsize))
         return 1 << (nb.bit_length() - 1)
 
     def _blocks(self, x, Ho, Wo, nb, lo, hi):

@@ -32,6 +32,7 @@ import threading
 import numpy as np
 
 from ..backend import xp_of
+from .cache import cache_sizes
 from .threads import parallel_for
 
 # F(4x4, 3x3) from the Toom-Cook construction with interpolation points 0, 1, -1, 1/2, -2
@@ -58,9 +59,16 @@ A_T = np.array([[1, 1, 1, 1, 1, 0],
                 [0, 1, -1, 1 / 8, -8, 1]], dtype=np.float64)
 M_OUT, TILE = 4, 6          # outputs per tile side, input tile side (M_OUT + 3 - 1)
 
-# Bytes of one block's gathered input tiles: about what stays in a core's cache (measured:
-# 1-5 MB all within a few % on the layers of the benchmark VGG).
-BLOCK_BYTES = 2 << 20
+# Bytes of one block's gathered input tiles: twice a core's L2 cache, read from the machine
+# (cache.py; 2 MB where unknown). On an AMD EPYC with 1 MB of L2 per core, 1-5 MB were all
+# within a few % on the layers of the benchmark VGG. A number here overrides it (tests).
+BLOCK_BYTES = None
+
+
+def block_bytes() -> int:
+    """BLOCK_BYTES, or 2 x the L2 cache of this CPU (2 MB where unknown)."""
+    l2 = cache_sizes()["L2"]
+    return BLOCK_BYTES or (2 * l2 if l2 else 2 << 20)
 
 
 # The transforms are GEMMs with a 6x6 (4x6) matrix on the left and one very wide operand.
@@ -132,11 +140,11 @@ def _tap_span(n_tiles, off, n_in):
 
 
 def block_images(H: int, W: int, C: int, itemsize: int, n: int, gpu: bool) -> int:
-    """Images per block: a power of two near BLOCK_BYTES of tiles (CPU), all of them (GPU)."""
+    """Images per block: a power of two near ``block_bytes()`` of tiles (CPU), all (GPU)."""
     if gpu:
         return n
     th, tw = -(-H // M_OUT), -(-W // M_OUT)
-    nb = max(1, BLOCK_BYTES // (TILE * TILE * th * tw * C * itemsize))
+    nb = max(1, block_bytes() // (TILE * TILE * th * tw * C * itemsize))
     return 1 << (nb.bit_length() - 1)
 
 
@@ -280,7 +288,7 @@ def conv3x3(x_nhwc, U, bias=None, out=None, nb=None, gate=None):
     """out = conv3x3(x) + bias, channels-last: (N, H, W, C) -> (N, H, W, O).
 
     U: the transformed weights (36, C, O) (``transform_weights``); ``out`` (N, H, W, O) is
-    written when given; ``nb`` images per block (default: about BLOCK_BYTES of tiles);
+    written when given; ``nb`` images per block (default: about ``block_bytes()`` of tiles);
     ``gate`` (N, H, W, O): out *= (gate > 0) block by block (a ReLU's mask in a backward).
     """
     xp = xp_of(x_nhwc)

@@ -143,3 +143,24 @@ def test_transforms_by_column_slices_equal_one_call_bit_for_bit(monkeypatch, dty
     whole = winograd.conv3x3(x, U), winograd.conv3x3_weight_grad(x, g)
     for s, w in zip(sliced, whole):
         np.testing.assert_array_equal(s, w)
+
+
+def test_block_size_follows_the_l2_cache_of_the_machine(monkeypatch):
+    """Blocks of about 2 x L2 of tiles (a power of two of images), 2 MB where L2 is unknown;
+    the im2col conv's blocks 4 x L2 (4 MB); an explicit BLOCK_BYTES overrides the machine."""
+    from icsnn_np.fast import conv as fast_conv
+    from icsnn_np.layers import Conv2d
+    tile = 36 * 8 * 8 * 32 * 4                       # one 32x32x32 image's tiles, float32
+    conv = fast_conv.FastConv2d.of(Conv2d(32, 8, 3, 1, 1))
+    x = np.zeros((64, 32, 32, 32), np.float32)
+    seen = {}
+    for l2 in (1 << 20, 1 << 18, None):
+        monkeypatch.setattr(winograd, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
+        monkeypatch.setattr(fast_conv, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
+        seen[l2] = (winograd.block_images(32, 32, 32, 4, 64, False), conv._block_images(x, 32, 32))
+    assert seen[1 << 20][0] == 1 << ((2 << 20) // tile).bit_length() - 1 == 4
+    assert seen[1 << 18][0] == 1                     # 512 KB of tiles: one image per block
+    assert seen[None] == seen[1 << 20]               # unknown: the 2 MB / 4 MB defaults
+    assert seen[1 << 20][1] == 2 and seen[1 << 18][1] == 1      # 4 MB / 1 MB of 1.2 MB images
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 8 * tile)
+    assert winograd.block_images(32, 32, 32, 4, 64, False) == 8
