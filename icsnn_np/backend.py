@@ -2,8 +2,7 @@
 everything else writes one code path for both through ``xp`` (CuPy's "CPU/GPU agnostic code").
     xp = get_xp("numpy")            # or "cupy"
     x_dev = to_device(x_host, xp)   # host -> device (a no-op on NumPy)
-    x_host = to_host(x_dev)         # device -> host: an explicit sync point
-"""
+    x_host = to_host(x_dev)         # device -> host: an explicit sync point"""
 from __future__ import annotations
 
 import numpy as np

@@ -4,8 +4,7 @@
 *sharing* the ANN's weights. Threshold balancing (Sec. 3.1, 4.1.3, refs. [27, 28]: Diehl et
 al. 2015 by the maximum, Rueckauer et al. 2017 a percentile): V_th^l = the p-quantile of layer
 l's ReLU outputs over training images. ``snn.run(x, T)`` steps the SNN with ``snn.engine`` (the
-teaching ``simulate``, unless e.g. ``runs.engine.use_engine`` plugged in the fast one).
-"""
+teaching ``simulate``, unless e.g. ``runs.engine.use_engine`` plugged in the fast one)."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +17,7 @@ from .module import Module, Sequential, rebuild
 from .neurons import IFNode
 from .simulate import simulate
 
-# A quantile over more values than this is taken on a seeded uniform subsample of them.
-MAX_QUANTILE_SAMPLES = 1 << 24
+MAX_QUANTILE_SAMPLES = 1 << 24      # the most values a quantile is taken over (robust_quantile)
 
 
 class SNN:
@@ -45,8 +43,7 @@ class SNN:
                                  f"found {type(m).__name__}")
 
     def run(self, x, T: int, **kw):
-        """T steps on the normalised batch ``x`` with this SNN's engine and coding (``kw``:
-        count / record / keep_v, or a coding setting of its own). Returns a SimResult."""
+        """T steps on ``x`` by its engine and coding (``kw``: count, record, keep_v); a SimResult."""
         return self.engine(self, x, T, **{**self.coding, **kw})
 
     def set_v0(self, v0s):
@@ -87,8 +84,7 @@ def convert(model: Module) -> SNN:
 
 
 def relu_outputs(model: Module, x_batches):
-    """Every ReLU's outputs of the ANN (eval mode) over the normalised ``x_batches``: a list
-    over ReLUs of host arrays (N_total, ...)."""
+    """Each ReLU's outputs (eval mode) over the normalised ``x_batches``: host arrays (N_total, ...)."""
     relus = [m for _, m in model.named_modules() if isinstance(m, ReLU)]
     model.eval()
     outs = [[] for _ in relus]
@@ -96,7 +92,7 @@ def relu_outputs(model: Module, x_batches):
         for i, xb in enumerate(x_batches):
             for r, o in zip(relus, outs):
                 r.record = o                  # the ReLU appends its output to o
-            model.forward(check_batch(xb, f"calibration batch {i}"))
+            model.forward(check_batch(xb, f"calibration batch {i}", model))
             for o in outs:
                 o[-1] = to_host(o[-1])        # sync point: activations go to the host
     finally:
@@ -137,10 +133,9 @@ def layer_threshold(a, p: float, name: str):
 
 def balance_thresholds(snn: SNN, model: Module, x_batches, p: float = 0.99,
                        per_block: bool = False, rule=layer_threshold):
-    """Set each IF node's V_th by ``rule(a, p, name)`` (the paper's ``layer_threshold``, or
-    e.g. ``beyond.thresholds.channel_threshold``) from its ReLU's outputs over ``x_batches``;
-    returns them. ``per_block``: the paper's ResNet treatment, one quantile over all outputs
-    of a residual block's nodes (Sec. 4.3)."""
+    """Set each IF node's V_th by ``rule(a, p, name)`` (the paper's ``layer_threshold``, or e.g.
+    ``beyond.thresholds.channel_threshold``) from its ReLU's outputs over ``x_batches``; returns
+    them. ``per_block``: one quantile for all nodes of a residual block (ResNets, Sec. 4.3)."""
     p, xp = check_quantile(p), xp_of(next(iter(model.state_dict().values())))
     acts = relu_outputs(model, x_batches)
     for node, a in zip(snn.nodes, acts):       # a NaN quantile would be a silent threshold

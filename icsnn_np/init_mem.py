@@ -19,8 +19,7 @@ from .checks import check_choice, check_finite, check_T
 from .convert import SNN
 
 READINGS = ("raw", "remainder", "clip")
-READING = "remainder"     # measured (results/vgg_cpu_cifar10.md): ``raw`` is far below 0 and
-                          # silences the network (silent neurons end very negative)
+READING = "remainder"  # raw silences the net: silent neurons end far below 0 (results/vgg_cpu_cifar10.md)
 GRANULARITIES = ("layer", "channel", "neuron")
 COMPENSATIONS = ("literal", "half")
 

@@ -3,8 +3,7 @@
 A convolution is *im2col + one matrix product*: ``im2col`` copies every k x k input patch
 into a column, so a batch's convolution is ``W (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)``; its
 backward is two more products and the adjoint scatter ``col2im``. Loops run over the k*k
-kernel offsets only (the four-loop definition it is checked against: the test aid ``conv2d_naive``).
-"""
+kernel offsets only (the four-loop definition it is checked against: the test aid ``conv2d_naive``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -132,8 +131,7 @@ class Linear(Module):
 
 
 class ReLU(Module):
-    """max(x, 0) (Eq. 1); in a converted SNN every ReLU becomes an IF node. ``record``: a
-    list to collect the outputs in (threshold balancing reads them)."""
+    """max(x, 0) (Eq. 1); an IF node once converted. ``record``: a list for its outputs (balancing)."""
 
     record = None
 

@@ -93,7 +93,6 @@ class Module:
         return int(sum(v.size for _, m in self.named_modules() for v in m.params.values()))
 
 
-
 class Sequential(Module):
     """Run children in order; children are named "0", "1", ... or by an OrderedDict."""
 
@@ -113,8 +112,7 @@ class Sequential(Module):
         return x
 
     def backward(self, grad, input_grad: bool = True):
-        """Last child to first. ``input_grad=False``: the caller does not need dL/dx (x is the
-        data), so a first layer that can skip computing it does."""
+        """Last child to first; with ``input_grad=False`` (x is the data) a first layer may skip dL/dx."""
         layers = list(self.children.values())
         for layer in layers[:0:-1]:
             grad = layer.backward(grad)

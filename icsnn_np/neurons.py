@@ -7,8 +7,7 @@ For every neuron of a layer l, at every time step t = 1 .. T:
     v(t)      = v_temp(t) - theta(t) V_th     Eq. 3 and 5: "soft reset", by subtraction
     output    = theta(t) V_th                 threshold balancing: a spike carries V_th
 
-Summing Eq. 5 over the T steps gives Eq. 11 (``eq11_rate``), the method's identity.
-"""
+Summing Eq. 5 over the T steps gives Eq. 11 (``eq11_rate``), the method's identity."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +38,7 @@ class IFNode(Module):
         self.spike_count = self.first_spike = None
 
     def start(self, shape, xp, dtype):
-        """Allocate v = v(0) for the state ``shape`` (N, ...). V_th and v(0) are checked here,
-        once: a NaN never crosses a threshold, so it would silently silence the neuron."""
+        """Allocate v = v(0) for ``shape`` (N, ...); V_th, v(0) checked once (a NaN never fires)."""
         name = self.name or "IF node"
         if shape[0] != self.n:
             raise ValueError(f"{name}: expected a current for {self.n} samples, got {tuple(shape)}")
@@ -97,6 +95,5 @@ def eq11_rate(mean_current, v0, v_T, v_th, T: int):
     """Eq. 11, the firing rate from the mean current ``(1/T) sum_t I(t)`` (Eq. 7-10), exact up
     to rounding for any weights, inputs, thresholds, v(0) and T:
 
-        r^l = (W^l r^{l-1} V_th^{l-1} + b^l) / V_th^l  +  (v^l(0) - v^l(T)) / (T V_th^l)
-    """
+        r^l = (W^l r^{l-1} V_th^{l-1} + b^l) / V_th^l  +  (v^l(0) - v^l(T)) / (T V_th^l)"""
     return mean_current / v_th + error_term(v0, v_T, v_th, T)

@@ -10,8 +10,7 @@ PAPER_MILESTONES = (70, 130, 190, 240)
 
 
 def cross_entropy(logits, labels):
-    """Mean softmax cross-entropy of (N, K) logits and (N,) int labels, and its gradient
-    (N, K) w.r.t. the logits. The row maximum is subtracted first (log-sum-exp)."""
+    """Mean softmax cross-entropy of (N, K) logits and (N,) labels, and dloss/dlogits (N, K); log-sum-exp."""
     xp, N = xp_of(logits), logits.shape[0]
     z = logits - logits.max(axis=1, keepdims=True)
     logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))     # (N, K) log-softmax

@@ -3,8 +3,7 @@
 At every step t = 1 .. T the whole network runs once on that step's input: the weight
 layers compute their currents, each IF node integrates, fires and resets (neurons.py), and
 the output layer, which does not spike, adds its input to a running sum. The prediction is
-the argmax of its time average, out = (1/T) sum_t readout(spikes_last(t) * V_th_last).
-"""
+the argmax of its time average, out = (1/T) sum_t readout(spikes_last(t) * V_th_last)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,11 +18,10 @@ CODINGS = ("direct", "rate")
 
 def simulate(snn, x, T: int, coding: str = "direct", mean=None, std=None, seed: int = 0,
              count: bool = False, record: bool = False, keep_v: bool = False):
-    """Run ``snn`` (from ``convert``) for T steps on the normalised batch ``x`` (N, C, H, W);
-    returns a SimResult. ``coding``: ``direct`` feeds the image as a constant current at every
-    step, ``rate`` Bernoulli spikes (``rate_encode``: ``mean``/``std`` undo the normalisation,
-    ``seed`` seeds the draws). ``count`` keeps the spikes per node; ``record`` also per-neuron
-    counts, first-spike times, v(T), decoded outputs; ``keep_v`` only v(T) (for Alg. 2)."""
+    """Run ``snn`` (from ``convert``) for T steps on the normalised batch ``x`` (N, C, H, W): a
+    SimResult. ``coding``: ``direct`` feeds the image as a constant current at every step, ``rate``
+    Bernoulli spikes (``rate_encode``; ``mean``/``std`` undo the normalisation, ``seed`` seeds the
+    draws). ``count``: spikes per node; ``record``: all SimResult holds; ``keep_v``: v(T) (Alg. 2)."""
     T = check_input(snn, x, T, coding, mean, std)
     for node in snn.nodes:
         node.reset(x.shape[0], count=count, record=record)
@@ -38,12 +36,11 @@ def simulate(snn, x, T: int, coding: str = "direct", mean=None, std=None, seed: 
 
 
 def rate_encode(x_norm, mean, std, t: int, seed: int):
-    """Bernoulli rate coding of a normalised batch (N, C, H, W) at step t+1 (t from 0).
-
-    The paper rate-codes its inputs (Fig. 3) without saying how; our reading: the raw
-    intensity p = x/255 in [0, 1] is coded, s(t) ~ Bernoulli(p), and the first layer gets
-    (s(t) - mean)/std, whose time average tends to the normalised image. Draws are seeded by
-    (seed, t) on the host: every backend and engine sees the same spikes."""
+    """Bernoulli rate coding of a normalised batch (N, C, H, W) at step t+1 (t from 0). The paper
+    rate-codes its inputs (Fig. 3) without saying how; our reading: the raw intensity p = x/255
+    in [0, 1] is coded, s(t) ~ Bernoulli(p), and the first layer gets (s(t) - mean)/std, whose
+    time average tends to the normalised image. Draws are seeded by (seed, t) on the host:
+    every backend and engine sees the same spikes."""
     if mean is None or std is None:  # np.asarray(None, float32) is NaN: would run silently
         raise ValueError("rate coding needs the normalisation mean and std of the inputs")
     xp = xp_of(x_norm)
@@ -57,10 +54,7 @@ def rate_encode(x_norm, mean, std, t: int, seed: int):
 def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
     """Once, before any work: T, the coding, a finite float batch of the network's shape."""
     check_choice(coding, CODINGS, "input coding")
-    in_ch = getattr(snn.flat[0], "in_channels", None)
-    if getattr(x, "ndim", 0) != 4 or (in_ch is not None and x.shape[1] != in_ch):
-        raise ValueError(f"expected a normalised batch (N, {in_ch or 'C'}, H, W), "
-                         f"got {tuple(getattr(x, 'shape', ()))}")
+    check_batch(x, "the input batch", snn.tree)       # also its channels and size, in those terms
     if coding == "rate":                   # a NaN current never fires: refused, not run
         if mean is None or std is None:
             raise ValueError("rate coding needs the normalisation mean and std of the inputs")
@@ -73,7 +67,6 @@ def check_input(snn, x, T, coding="direct", mean=None, std=None) -> int:
                              f"with {x.shape[1]} channels: one per channel")
         if not np.all(check_finite(s, "rate coding: std") > 0) or check_finite(m, "rate coding: mean") is None:
             raise ValueError(f"rate coding: std {list(np.ravel(std))} must be > 0")
-    check_batch(x, "the input batch")
     return check_T(T)
 
 

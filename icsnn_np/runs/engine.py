@@ -27,7 +27,6 @@ from ..fast.threads import hold_blas
 from ..module import Module
 from ..simulate import check_input, simulate
 from .progress import advance
-from .inputs import check_image_size
 from .resources import check_memory
 
 ENGINES = ("reference", "fast")
@@ -63,7 +62,6 @@ class Engine:
 
     def __call__(self, snn, x, T, **kw):
         T = check_input(snn, x, T, kw.get("coding", "direct"), kw.get("mean"), kw.get("std"))
-        check_image_size(snn.tree, x, "the input batch")      # the image size, said plainly
         if self.check:
             check_memory(snn, x, T, self.name, self.chunk, kw.get("count", False),
                          kw.get("record", False))

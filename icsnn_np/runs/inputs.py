@@ -5,10 +5,9 @@ channels, labels of its classes, and outputs that stay finite.
     check_labels(y, len(x), "the test labels", model_classes(model))
     check_finite_output(logits, x, "the test batch")      # no overflow inside the network
 
-A network built for 32x32 CIFAR images that gets 64x64 ones fails deep inside, at its
-first linear layer ("Linear expects (N, 2048)"); here it is said at the door, in terms of
-images. The size a model was built for is found by shape arithmetic over its layers (each
-layer's ``out_size``), without running it.
+A network built for 32x32 CIFAR images that gets 64x64 ones would fail deep inside, at its
+first linear layer ("Linear expects (N, 2048)"); the core's ``checks.check_image_size`` says
+it at the door, in terms of images, by shape arithmetic over the layers (no run).
 """
 from __future__ import annotations
 
@@ -16,11 +15,9 @@ import numpy as np
 
 from ..backend import to_host, xp_of
 from ..checks import check_batch
-from ..layers import Conv2d, Flatten, Linear
+from ..layers import Linear
 from ..models import BasicBlock
 from ..neurons import IFNode
-
-MAX_SIDE = 1024                 # the largest image side tried when naming the size that fits
 
 
 def leaves(module):
@@ -36,61 +33,10 @@ def leaves(module):
         yield module
 
 
-def _head(model):
-    """(channels of the first conv or None, features the first Linear after a Flatten takes)."""
-    first_conv, flat = None, False
-    for m in leaves(model):
-        if isinstance(m, Conv2d) and first_conv is None:
-            first_conv = m.in_channels
-        flat = flat or isinstance(m, Flatten)
-        if isinstance(m, Linear) and flat:
-            return first_conv, m.in_features
-    return first_conv, None
-
-
-def flat_features(model, c: int, h: int, w: int):
-    """The feature count at the model's Flatten for (c, h, w) images, or None where the
-    images do not get there (a window larger than the feature map)."""
-    for m in leaves(model):
-        if isinstance(m, Flatten):
-            return c * h * w
-        if hasattr(m, "out_size"):
-            h, w = m.out_size(h, w)
-            if h < 1 or w < 1:
-                return None
-        if isinstance(m, Conv2d):
-            c = m.out_channels
-    return None
-
-
-def built_for(model, c: int):
-    """The square image side the model's first linear layer was sized for, or None."""
-    _, features = _head(model)
-    if features is None:
-        return None
-    return next((s for s in range(1, MAX_SIDE + 1) if flat_features(model, c, s, s) == features), None)
-
-
 def check_images(model, x, what: str = "the image batch"):
     """``x`` is a finite float batch (N, C, H, W) of the channels and image size ``model``
-    was built for; a ValueError in those terms otherwise. Returns x."""
-    return check_image_size(model, check_batch(x, what), what)
-
-
-def check_image_size(model, x, what: str = "the image batch"):
-    """The channels and image size of the batch (N, C, H, W) ``x`` are those ``model`` was
-    built for (shapes only: no look at the values, so no device sync). Returns x."""
-    channels, features = _head(model)
-    _, c, h, w = x.shape
-    if channels is not None and c != channels:
-        raise ValueError(f"{what}: images with {c} channel{'s' * (c != 1)}, but the model takes "
-                         f"{channels} (its first convolution's input channels)")
-    if features is not None and flat_features(model, c, h, w) != features:
-        side = built_for(model, c)
-        size = (f"{side}\u00d7{side} images" if side else
-                f"another image size ({features} features at its first linear layer)")
-        raise ValueError(f"{what}: {h}\u00d7{w} images, but the model was built for {size}")
-    return x
+    was built for; a ValueError in those terms otherwise (the core's check). Returns x."""
+    return check_batch(x, what, model)
 
 
 def model_classes(model):

@@ -1,13 +1,17 @@
 """checks.py: every argument check accepts what is valid (returning it) and names what is
 wrong in one line."""
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from icsnn_np.backend import to_device
 from icsnn_np.runs.checks import check_count
-from icsnn_np.checks import (check_choice, check_finite, check_quantile, check_T,
+from icsnn_np.checks import (check_choice, check_finite, check_image_size, check_quantile, check_T,
                              check_threshold)
 
 
@@ -75,3 +79,76 @@ def test_a_bool_threshold_and_a_bad_backend_say_what_they_are():
         check_threshold(True)
     with pytest.raises(ValueError, match="unknown backend 42; choose one of numpy, cupy"):
         dev(np.zeros(2), 42)
+
+
+def _images(side, n=1):
+    return np.random.default_rng(side).standard_normal((n, 3, side, side)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, features, other", [("vgg_cpu", "2,048", 48), ("resnet20", "64", 20)])
+def test_the_core_names_the_image_size_a_network_takes(name, features, other):
+    """64x64 images (and a 64x64 batch among 32x32 ones) into a network built for 32x32: the
+    core's simulate, balance_thresholds and Alg. 2 say so at the door, in terms of images, not
+    "Linear expects (N, 2048), got (1, 8192)" from inside; no threshold is set on the way."""
+    from icsnn_np.convert import balance_thresholds, convert
+    from icsnn_np.init_mem import alg2_data_init
+    from icsnn_np.models import build_model
+    from icsnn_np.simulate import simulate
+
+    model = build_model(name)
+    snn = convert(model)
+    want = f"the network expects 32\u00d732 images ({features} features at its first Linear), got 64\u00d764"
+    before = [n.v_th for n in snn.nodes]
+    with pytest.raises(ValueError, match=re.escape(f"calibration batch 0: {want}")):
+        balance_thresholds(snn, model, [_images(64)])
+    with pytest.raises(ValueError, match=re.escape(f"calibration batch 1: {want}")):
+        balance_thresholds(snn, model, [_images(32), _images(64)])        # mixed sizes
+    assert [n.v_th for n in snn.nodes] == before
+    balance_thresholds(snn, model, [_images(32, 2)], p=1.0)
+    with pytest.raises(ValueError, match=re.escape(f"the input batch: {want}")):
+        simulate(snn, _images(64), 2)
+    with pytest.raises(ValueError, match=re.escape(f"the input batch: {want}")):
+        alg2_data_init(snn, [_images(32), _images(64)], 2)                 # mixed sizes
+    with pytest.raises(ValueError, match=re.escape(f"expects 32\u00d732 images ({features} features at its first "
+                                                   f"Linear), got {other}\u00d7{other}")):
+        simulate(snn, _images(other), 2)
+    assert simulate(snn, _images(32), 1).output.shape == (1, 10)          # the size it takes runs
+
+
+def test_the_image_size_check_is_the_cores_own():
+    """The check lives in the core: a bare import of the core raises it, with nothing of
+    runs/ (or any other subpackage) loaded."""
+    code = """if 1:
+        import sys
+        import numpy as np
+        from icsnn_np.convert import convert
+        from icsnn_np.models import build_model
+        from icsnn_np.simulate import simulate
+        try:
+            simulate(convert(build_model("vgg_cpu")), np.zeros((1, 3, 64, 64), np.float32), 2)
+        except ValueError as error:
+            print(error)
+        print(sorted(m for m in sys.modules if m.startswith("icsnn_np.") and (m.count(".") > 1 or
+                     sys.modules[m].__file__.endswith("__init__.py"))))     # a subpackage
+    """
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONIOENCODING": "utf-8"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", cwd=root,
+                         env=env, check=True).stdout.splitlines()
+    assert out == ["the input batch: the network expects 32\u00d732 images (2,048 features at its "
+                   "first Linear), got 64\u00d764", "[]"]
+
+
+def test_check_image_size_without_a_linear_or_a_fitting_side():
+    """A network with no Linear takes any size; one whose Linear no square image fits says so."""
+    from icsnn_np.layers import Conv2d, Flatten, Linear, ReLU
+    from icsnn_np.module import Sequential
+
+    conv = Sequential(Conv2d(3, 2, 3, padding=1), ReLU())
+    assert check_image_size(conv, _images(7)).shape == (1, 3, 7, 7)
+    odd = Sequential(Conv2d(3, 2, 3, padding=1), ReLU(), Flatten(), Linear(2 * 6 * 5, 4))
+    with pytest.raises(ValueError, match=re.escape("the input batch: the network expects another image "
+                                                   "size (60 features at its first Linear), got 6\u00d76")):
+        check_image_size(odd, _images(6))
+    with pytest.raises(ValueError, match="the batch: 1-channel images, but the network's first conv takes 3"):
+        check_image_size(odd, _images(6)[:, :1], "the batch")

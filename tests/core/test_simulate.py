@@ -283,15 +283,16 @@ def test_bad_chunk_is_a_clear_error():
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_wrong_input_shape_is_a_clear_error(engine):
-    """The core says what shape it expected; the runner also names the image size."""
+    """The core names the channels and the image size the network takes, for either engine."""
     net, snn, x = converted("vgg")
-    with pytest.raises(ValueError, match=r"expected a normalised batch \(N, 3, H, W\), got \(3, 2, 4, 4\)"):
+    with pytest.raises(ValueError, match="the input batch: 2-channel images, but the network's first conv takes 3"):
         simulate(snn, x[:, :2], 4)
-    with pytest.raises(ValueError, match=r"expected a normalised batch \(N, 3, H, W\), got \(3, 2, 4, 4\)"):
+    with pytest.raises(ValueError, match="the input batch: 2-channel images, but the network's first conv takes 3"):
         run_sim(snn, x[:, :2], 4, engine=engine)
-    with pytest.raises(ValueError, match=r"the input batch: 8\u00d78 images, but the model was built for 4\u00d74"):
+    with pytest.raises(ValueError, match=r"the input batch: the network expects 4\u00d74 images \(\d+ features "
+                                         r"at its first Linear\), got 8\u00d78"):
         run_sim(snn, np.concatenate([x, x], axis=2).repeat(2, axis=3)[:, :, :8], 4, engine=engine)
-    with pytest.raises(ValueError, match="expected a normalised batch"):
+    with pytest.raises(ValueError, match=r"the input batch must be a normalised batch of images \(N, C, H, W\)"):
         run_sim(snn, x[0], 4, engine=engine)
 
 
