@@ -1,0 +1,70 @@
+"""A Winograd conv and the IF node after it, block of images by block (the SNN engine, CPU).
+
+Apart, a chunk's conv writes the currents of Tc*N images to memory (tens of MB, more than
+the caches hold) and the IF node reads them back. Together, each block of images of one
+time step is convolved (``winograd.conv3x3_block``) and integrated (``FastIFNode.integrate``)
+at once, while its current is still in cache. The blocks are those the conv alone cuts
+(``nb`` images, a power of two that divides N, so no block spans two steps), the GEMMs
+and the IF operations are the same, so the spikes are the same bit for bit
+(tests/fast/test_fused.py). The threads split the images; each runs every step of its own
+in order, as the IF node needs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import winograd
+from .conv import FastConv2d
+from .neurons import FastIFNode
+from .nhwc import empty_channels_last, is_channels_last, reusable
+from .threads import parallel_for
+
+
+def fusable(conv, node, x) -> bool:
+    """True when ``conv`` then ``node`` can run fused on the chunk ``x`` (Tc*N, C, H, W):
+    a NumPy Winograd conv on a channels-last input whose blocks never span two steps."""
+    if not (type(conv) is FastConv2d and type(node) is FastIFNode and type(x) is np.ndarray
+            and not conv.training and conv.uses_winograd() and is_channels_last(x)
+            and node.n and x.shape[0] == node.chunk * node.n):
+        return False
+    _, C, H, W = x.shape
+    nb = winograd.block_images(H, W, C, x.itemsize, x.shape[0], gpu=False)
+    return node.n % nb == 0
+
+
+def conv_if(conv: FastConv2d, node: FastIFNode, x, out=None):
+    """node.forward(conv.forward(x)) for a chunk x (Tc*N, C, H, W) (``fusable``): spikes x
+    V_th (Tc*N, O, H, W), channels-last, written into ``out`` when it fits."""
+    Tc, N = node.chunk, node.n
+    _, C, H, W = x.shape
+    O = conv.out_channels
+    xh = x.transpose(0, 2, 3, 1)                                      # (Tc*N, H, W, C)
+    U = conv._winograd_weights()
+    dtype = np.result_type(x.dtype, U.dtype)
+    U, xh = U.astype(dtype, copy=False), xh.astype(dtype, copy=False)
+    bias = conv.params.get("bias")
+    out = reusable(out, (Tc * N, O, H, W), dtype)
+    if out is None:
+        out = empty_channels_last(np, (Tc * N, O, H, W), dtype)
+    node.ensure_state(out[:N])
+    nb = winograd.block_images(H, W, C, np.dtype(dtype).itemsize, Tc * N, gpu=False)
+    th, t0 = node.v_th_dev, node.t
+    per_image = th.ndim == node.v.ndim and th.shape[0] == N
+
+    def work(b0, b1):
+        """Every step of the images of blocks b0..b1, in step order."""
+        ws = winograd.workspace(np, nb, H, W, C, O, dtype)
+        cur = np.empty((nb, H, W, O), dtype)                          # one block's current
+        fired = np.empty((nb, H, W, O), bool).transpose(0, 3, 1, 2)
+        for k in range(Tc):
+            for b in range(b0, b1):
+                j0, r0 = b * nb, k * N + b * nb
+                winograd.conv3x3_block(xh[r0:r0 + nb], U, cur, ws)
+                if bias is not None:
+                    cur += bias
+                node.integrate(j0, j0 + nb, cur.transpose(0, 3, 1, 2), fired, out[r0:r0 + nb],
+                               th[j0:j0 + nb] if per_image else th, t0 + k + 1)
+
+    parallel_for(work, N // nb, x.size * 9 * max(1, O // 8), blas=True)
+    node.t += Tc
+    return out
