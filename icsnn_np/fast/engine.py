@@ -23,7 +23,7 @@ from ..backend import xp_of
 from ..convert import SNN
 from ..simulate import collect, rate_encode
 from .conv import FastConv2d
-from .fused import conv_if, fusable
+from .fused import conv_if, fused_block
 from .layers import FastAvgPool2d, accelerate
 from .neurons import FastIFNode
 from .threads import hold_blas
@@ -85,9 +85,10 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=No
             i = 0
             while i < len(body):
                 m, nxt = body[i], body[i + 1] if i + 1 < len(body) else None
-                if fuse and fusable(m, nxt, h):
+                nb = fused_block(m, nxt, h) if fuse else 0
+                if nb:
                     # a conv and its IF node block by block, the current in cache (fused.py)
-                    h = bufs[i] = conv_if(m, nxt, h, out=bufs.get(i))
+                    h = bufs[i] = conv_if(m, nxt, h, nb, out=bufs.get(i))
                     i += 1
                 elif isinstance(m, _REUSE):
                     # overwrite this module's output of the previous chunk, long consumed: no

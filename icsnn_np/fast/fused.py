@@ -3,10 +3,14 @@
 Apart, a chunk's conv writes the currents of Tc*N images to memory (tens of MB, more than
 the caches hold) and the IF node reads them back. Together, each block of images of one
 time step is convolved (``winograd.conv3x3_block``) and integrated (``FastIFNode.integrate``)
-at once, while its current is still in cache. The blocks are those the conv alone cuts
-(``nb`` images, a power of two that divides N, so no block spans two steps), the GEMMs
-and the IF operations are the same, so the spikes are the same bit for bit
-(tests/fast/test_fused.py). The threads split the images; each runs every step of its own
+at once, while its current is still in cache. The IF operations are the same; the blocks
+are the conv's own, or fewer images where its block size does not divide N (no block may
+span two steps). Each image's tiles are rows of the block's GEMMs, and OpenBLAS sums a
+row the same way whatever rows stand beside it (measured: the same bits for blocks of
+any size down to one image, except a block of one tile, a one-row product it computes
+another way; MIN_TILES keeps those apart). So the spikes are the same bit for bit
+(tests/fast/test_fused.py). The conv alone relies on the same: its blocks of Tc*N rows mix
+two steps wherever its block size does not divide N. The threads split the images; each runs every step of its own
 in order, as the IF node needs.
 """
 from __future__ import annotations
@@ -19,22 +23,30 @@ from .neurons import FastIFNode
 from .nhwc import empty_channels_last, is_channels_last, reusable
 from .threads import parallel_for
 
+MIN_TILES = 4
 
-def fusable(conv, node, x) -> bool:
-    """True when ``conv`` then ``node`` can run fused on the chunk ``x`` (Tc*N, C, H, W):
-    a NumPy Winograd conv on a channels-last input whose blocks never span two steps."""
+
+def fused_block(conv, node, x) -> int:
+    """Images per block when ``conv`` then ``node`` can run fused on the chunk ``x``
+    (Tc*N, C, H, W), else 0: a NumPy Winograd conv on a channels-last input, blocks of the
+    conv's own size cut down to a power of two that divides N (no block spans two steps),
+    with at least MIN_TILES tiles (a one-row GEMM may take another BLAS path and round
+    otherwise)."""
     if not (type(conv) is FastConv2d and type(node) is FastIFNode and type(x) is np.ndarray
             and not conv.training and conv.uses_winograd() and is_channels_last(x)
             and node.n and x.shape[0] == node.chunk * node.n):
-        return False
+        return 0
     _, C, H, W = x.shape
-    nb = winograd.block_images(H, W, C, x.itemsize, x.shape[0], gpu=False)
-    return node.n % nb == 0
+    nb = min(winograd.block_images(H, W, C, x.itemsize, x.shape[0], gpu=False),
+             node.n & -node.n)                       # the largest power of two dividing N
+    tiles = nb * -(-H // winograd.M_OUT) * -(-W // winograd.M_OUT)
+    return nb if tiles >= MIN_TILES else 0
 
 
-def conv_if(conv: FastConv2d, node: FastIFNode, x, out=None):
-    """node.forward(conv.forward(x)) for a chunk x (Tc*N, C, H, W) (``fusable``): spikes x
-    V_th (Tc*N, O, H, W), channels-last, written into ``out`` when it fits."""
+def conv_if(conv: FastConv2d, node: FastIFNode, x, nb: int, out=None):
+    """node.forward(conv.forward(x)) for a chunk x (Tc*N, C, H, W) in blocks of ``nb``
+    images (``fused_block``): spikes x V_th (Tc*N, O, H, W), channels-last, written into
+    ``out`` when it fits."""
     Tc, N = node.chunk, node.n
     _, C, H, W = x.shape
     O = conv.out_channels
@@ -47,7 +59,6 @@ def conv_if(conv: FastConv2d, node: FastIFNode, x, out=None):
     if out is None:
         out = empty_channels_last(np, (Tc * N, O, H, W), dtype)
     node.ensure_state(out[:N])
-    nb = winograd.block_images(H, W, C, np.dtype(dtype).itemsize, Tc * N, gpu=False)
     th, t0 = node.v_th_dev, node.t
     per_image = th.ndim == node.v.ndim and th.shape[0] == N
 

@@ -43,7 +43,8 @@ def snn_and_images(dtype, n, rule=layer_threshold):
 def spy(monkeypatch):
     calls = []
     real = fused.conv_if
-    monkeypatch.setattr(fast_engine, "conv_if", lambda *a, **k: calls.append(a[2].shape) or real(*a, **k))
+    monkeypatch.setattr(fast_engine, "conv_if",
+                        lambda *a, **k: calls.append((a[2].shape, a[3])) or real(*a, **k))
     return calls
 
 
@@ -57,7 +58,7 @@ def test_fused_conv_and_if_give_the_unfused_spikes_bit_for_bit(monkeypatch, two_
     calls = spy(monkeypatch)
     kw = dict(count=True, record=True, keep_v=True, chunk=chunk)
     a = simulate_fast(snn, x, 7, fuse=True, **kw)
-    assert {s[2] for s in calls} == {8, 4}
+    assert {s[2] for s, _ in calls} == {8, 4}
     b = simulate_fast(snn, x, 7, fuse=False, **kw)
     np.testing.assert_array_equal(a.output, b.output)
     assert a.spikes == b.spikes
@@ -67,13 +68,18 @@ def test_fused_conv_and_if_give_the_unfused_spikes_bit_for_bit(monkeypatch, two_
     assert a.output.dtype == dtype
 
 
-def test_not_fused_where_a_block_would_span_two_steps(monkeypatch):
-    """N = 5 images in blocks of 2: the engine runs the conv and the node apart."""
-    monkeypatch.setattr(winograd, "BLOCK_BYTES", 2 * 36 * 4 * 16 * 4)
-    snn, x = snn_and_images(np.float32, 5)
-    calls = spy(monkeypatch)
-    out = simulate_fast(snn, x, 4).output
-    assert calls == []
-    monkeypatch.setattr(winograd, "BLOCK_BYTES", 36 * 4 * 16 * 4)      # one image per block
-    np.testing.assert_array_equal(simulate_fast(snn, x, 4).output, out)
-    assert calls
+def test_blocks_cut_to_divide_n_and_never_a_lone_tile(monkeypatch, two_workers):
+    """The 8x8 conv's blocks hold 4 images, the 4x4 conv's 16: with N = 8 they fuse in
+    blocks of 4 and 8; with N = 6 in blocks of 2 (the largest power of two dividing N), the
+    4x4 conv then apart (2 tiles); with N = 5 one image per block at 8x8 (4 tiles). The
+    same bits as unfused every time."""
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 4 * 36 * 4 * 16 * 4)
+    for n, sizes, nbs in ((8, {8, 4}, {4, 8}), (6, {8}, {2}), (5, {8}, {1})):
+        snn, x = snn_and_images(np.float32, n)
+        calls = spy(monkeypatch)
+        a = simulate_fast(snn, x, 5, count=True, keep_v=True)
+        assert {s[2] for s, _ in calls} == sizes and {b for _, b in calls} == nbs
+        b = simulate_fast(snn, x, 5, count=True, keep_v=True, fuse=False)
+        np.testing.assert_array_equal(a.output, b.output)
+        for la, lb in zip(a.layers, b.layers):
+            np.testing.assert_array_equal(la["v_T"], lb["v_T"])
