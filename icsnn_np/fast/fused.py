@@ -3,14 +3,10 @@
 Apart, a chunk's conv writes the currents of Tc*N images to memory (tens of MB, more than
 the caches hold) and the IF node reads them back. Together, each block of images of one
 time step is convolved (``winograd.conv3x3_block``) and integrated (``FastIFNode.integrate``)
-at once, while its current is still in cache. The IF operations are the same; the blocks
-are the conv's own, or fewer images where its block size does not divide N (no block may
-span two steps). Each image's tiles are rows of the block's GEMMs, and OpenBLAS sums a
-row the same way whatever rows stand beside it (measured: the same bits for blocks of
-any size down to one image, except a block of one tile, a one-row product it computes
-another way; MIN_TILES keeps those apart). So the spikes are the same bit for bit
-(tests/fast/test_fused.py). The conv alone relies on the same: its blocks of Tc*N rows mix
-two steps wherever its block size does not divide N. The threads split the images; each runs every step of its own
+at once, while its current is still in cache. The blocks are the conv's own (``nb``
+images, a power of two), used only where nb divides N so that no block spans two steps;
+the GEMMs and the IF operations are the same, so the spikes are the same bit for bit
+(tests/fast/test_fused.py). Elsewhere the conv and the node run apart. The threads split the images; each runs every step of its own
 in order, as the IF node needs.
 """
 from __future__ import annotations
@@ -28,19 +24,18 @@ MIN_TILES = 4
 
 def fused_block(conv, node, x) -> int:
     """Images per block when ``conv`` then ``node`` can run fused on the chunk ``x``
-    (Tc*N, C, H, W), else 0: a NumPy Winograd conv on a channels-last input, blocks of the
-    conv's own size cut down to a power of two that divides N (no block spans two steps),
-    with at least MIN_TILES tiles (a one-row GEMM may take another BLAS path and round
-    otherwise)."""
+    (Tc*N, C, H, W), else 0: a NumPy Winograd conv on a channels-last input whose own block
+    size divides N (no block spans two steps; cutting blocks smaller to make it divide was
+    measured slower: more, smaller GEMMs), with at least MIN_TILES tiles per block (a
+    one-row GEMM may take another BLAS path and round otherwise)."""
     if not (type(conv) is FastConv2d and type(node) is FastIFNode and type(x) is np.ndarray
             and not conv.training and conv.uses_winograd() and is_channels_last(x)
             and node.n and x.shape[0] == node.chunk * node.n):
         return 0
     _, C, H, W = x.shape
-    nb = min(winograd.block_images(H, W, C, x.itemsize, x.shape[0], gpu=False),
-             node.n & -node.n)                       # the largest power of two dividing N
+    nb = winograd.block_images(H, W, C, x.itemsize, x.shape[0], gpu=False)
     tiles = nb * -(-H // winograd.M_OUT) * -(-W // winograd.M_OUT)
-    return nb if tiles >= MIN_TILES else 0
+    return nb if node.n % nb == 0 and tiles >= MIN_TILES else 0
 
 
 def conv_if(conv: FastConv2d, node: FastIFNode, x, nb: int, out=None):

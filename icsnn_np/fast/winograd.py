@@ -71,27 +71,6 @@ def block_bytes() -> int:
     return BLOCK_BYTES or (2 * l2 if l2 else 2 << 20)
 
 
-# The transforms are GEMMs with a 6x6 (4x6) matrix on the left and one very wide operand.
-# Given a few thousand columns at a time, OpenBLAS runs them ~1.3-1.5x faster than in one
-# call (measured on the 32-channel layers, where the transforms cost more than the product
-# itself); every column is the same dot product either way, so the result is bit for bit
-# the same (tests/fast/test_winograd.py). A multiple of 64 columns.
-TRANSFORM_COLUMNS = 8192
-
-
-def small_left(a, b, out):
-    """out = a @ b for a small a (r, k) and a wide b (..., k, n), by slices of
-    TRANSFORM_COLUMNS columns on the CPU (one call on a GPU)."""
-    xp = xp_of(b)
-    n = b.shape[-1]
-    if xp is not np or n <= TRANSFORM_COLUMNS:
-        return xp.matmul(a, b, out=out)
-    for c0 in range(0, n, TRANSFORM_COLUMNS):
-        c1 = min(n, c0 + TRANSFORM_COLUMNS)
-        xp.matmul(a, b[..., c0:c1], out=out[..., c0:c1])
-    return out
-
-
 def eligible(kernel_size: int, stride: int, padding: int) -> bool:
     """The convolutions this module computes: 3x3, stride 1, padding 1 ('same')."""
     return kernel_size == 3 and stride == 1 and padding == 1
@@ -201,8 +180,8 @@ def _input_tiles(x, ws: Workspace):
         D[i, j, :, hl:hh, wl:wh] = x[:, r0:r0 + M_OUT * (hh - hl):M_OUT,
                                      c0:c0 + M_OUT * (wh - wl):M_OUT]
     # V = B^T d B, one axis at a time: two GEMMs with a 6x6 matrix
-    small_left(ws.b_t, D.reshape(TILE, -1), ws.T1.reshape(TILE, -1))
-    small_left(ws.b_t, ws.T1, ws.V.reshape(TILE, TILE, -1))
+    xp.matmul(ws.b_t, D.reshape(TILE, -1), out=ws.T1.reshape(TILE, -1))
+    xp.matmul(ws.b_t, ws.T1, out=ws.V.reshape(TILE, TILE, -1))
     return ws.V                                                   # (36, tiles, C)
 
 
@@ -225,8 +204,8 @@ def conv3x3_block(x, U, out, ws: Workspace):
     V = _input_tiles(x, ws)
     xp.matmul(V, U, out=ws.M)                                     # 36 GEMMs (tiles, C) @ (C, O)
     # Y = A^T M A, again one axis at a time
-    small_left(ws.a_t, ws.M.reshape(TILE, -1), ws.Z.reshape(M_OUT, -1))
-    small_left(ws.a_t, ws.Z, ws.Y.reshape(M_OUT, M_OUT, -1))
+    xp.matmul(ws.a_t, ws.M.reshape(TILE, -1), out=ws.Z.reshape(M_OUT, -1))
+    xp.matmul(ws.a_t, ws.Z, out=ws.Y.reshape(M_OUT, M_OUT, -1))
     for r, hr in enumerate(ws.out_h):                             # scatter the 4x4 outputs
         for s, wr in enumerate(ws.out_w):
             out[:, r::M_OUT, s::M_OUT] = ws.Y[r, s, :, :hr, :wr]
@@ -253,8 +232,8 @@ def weight_grad_block(x, gy, dU, ws: Workspace):
             ws.GY[r, s, :, :hr, :wr] = gy[:, r::M_OUT, s::M_OUT]
     # dM = A dY A^T, one axis at a time (A = a_t.T is 6x4); Z's memory holds the middle step
     z = ws.Z.reshape(TILE, M_OUT, -1)
-    small_left(ws.a_t.T, ws.GY.reshape(M_OUT, -1), z.reshape(TILE, -1))
-    small_left(ws.a_t.T, z, ws.M.reshape(TILE, TILE, -1))
+    xp.matmul(ws.a_t.T, ws.GY.reshape(M_OUT, -1), out=z.reshape(TILE, -1))
+    xp.matmul(ws.a_t.T, z, out=ws.M.reshape(TILE, TILE, -1))
     if ws.dU is None:
         ws.dU = xp.empty(dU.shape, dU.dtype)                       # no fresh 36*C*O per block
     dU += xp.matmul(V.transpose(0, 2, 1), ws.M, out=ws.dU)        # (36, C, O)

@@ -123,28 +123,6 @@ def test_weight_gradient_and_cached_transform_on_backend_agree_with_numpy(xp, rn
         conv.params["bias"]).reshape(1, -1, 1, 1), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_transforms_by_column_slices_equal_one_call_bit_for_bit(monkeypatch, dtype):
-    """``small_left`` cuts the wide operand into column slices: every column is the same dot
-    product, so the result equals one matmul exactly (2-D, batched 3-D, a short last slice),
-    and a whole conv and its weight gradient do not change with the slice width."""
-    rng = np.random.default_rng(5)
-    a = winograd.B_T.astype(dtype)
-    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 64)
-    for shape in [(6, 1000), (6, 6, 333), (6, 64)]:
-        b = rng.standard_normal(shape).astype(dtype)
-        out = np.empty(shape, dtype)
-        np.testing.assert_array_equal(winograd.small_left(a, b, out), np.matmul(a, b))
-    x = rng.standard_normal((5, 12, 12, 16)).astype(dtype)
-    U = winograd.transform_weights(rng.standard_normal((8, 16, 3, 3)).astype(dtype))
-    g = rng.standard_normal((5, 12, 12, 8)).astype(dtype)
-    sliced = winograd.conv3x3(x, U), winograd.conv3x3_weight_grad(x, g)
-    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 1 << 30)
-    whole = winograd.conv3x3(x, U), winograd.conv3x3_weight_grad(x, g)
-    for s, w in zip(sliced, whole):
-        np.testing.assert_array_equal(s, w)
-
-
 def test_block_size_follows_the_l2_cache_of_the_machine(monkeypatch):
     """Blocks of about 2 x L2 of tiles (a power of two of images), 2 MB where L2 is unknown;
     the im2col conv's blocks 4 x L2 (4 MB); an explicit BLOCK_BYTES overrides the machine."""
