@@ -1,5 +1,5 @@
 """The fused Winograd conv + IF node (fast/fused.py): the spikes of the unfused engine, bit
-for bit, and used only where its blocks never span two time steps."""
+for bit, and never a block of a single tile."""
 from __future__ import annotations
 
 import numpy as np
@@ -68,16 +68,18 @@ def test_fused_conv_and_if_give_the_unfused_spikes_bit_for_bit(monkeypatch, two_
     assert a.output.dtype == dtype
 
 
-def test_fused_only_where_the_blocks_divide_n(monkeypatch, two_workers):
-    """The 8x8 conv's blocks hold 4 images, the 4x4 conv's 16: with N = 16 both fuse; with
-    N = 8 the 8x8 conv only; with N = 6 neither. The same bits as unfused every time."""
+def test_blocks_of_the_convs_size_a_shorter_last_one_never_a_lone_tile(monkeypatch, two_workers):
+    """The 8x8 conv's blocks hold 4 images (4 tiles each), the 4x4 conv's 16 (1 tile each):
+    with N = 16 and N = 6 (last blocks of 2 and 6 images) both fuse; with N = 17 the 4x4
+    conv's last block would be one tile, so it runs apart. The same bits as unfused."""
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 4 * 36 * 4 * 16 * 4)
-    for n, sizes in ((16, {8, 4}), (8, {8}), (6, set())):
+    for n, sizes in ((16, {8, 4}), (6, {8, 4}), (17, {8})):
         snn, x = snn_and_images(np.float32, n)
         calls = spy(monkeypatch)
-        a = simulate_fast(snn, x, 5, count=True, keep_v=True)
+        a = simulate_fast(snn, x, 5, count=True, record=True, keep_v=True)
         assert {s[2] for s, _ in calls} == sizes
-        b = simulate_fast(snn, x, 5, count=True, keep_v=True, fuse=False)
+        b = simulate_fast(snn, x, 5, count=True, record=True, keep_v=True, fuse=False)
         np.testing.assert_array_equal(a.output, b.output)
         for la, lb in zip(a.layers, b.layers):
-            np.testing.assert_array_equal(la["v_T"], lb["v_T"])
+            for k in ("v_T", "spike_count", "first_spike"):
+                np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
