@@ -166,7 +166,7 @@ def workspace(xp, nb, H, W, C, O, dtype) -> Workspace:
     key = (xp.__name__, nb, H, W, C, O, np.dtype(dtype).str)
     ws = cache.get(key)
     if ws is None:
-        if len(cache) >= 32:            # many shapes (tests): forget the oldest
+        if len(cache) >= 16:            # many shapes (tests): forget the oldest
             cache.pop(next(iter(cache)))
         ws = cache[key] = Workspace(xp, nb, H, W, C, O, dtype)
     return ws
