@@ -9,7 +9,6 @@ tests/test_fast.py):
     engine.py    the SNN layer by layer over *chunks* of time steps, into reused buffers;
                  direct coding's first layer once, the linear readout once
     neurons.py   the IF update over a chunk, tiled to stay in cache, spread over threads
-    fused.py     a Winograd conv and its IF node block by block, the current in cache
     layers.py    twins of Conv2d / ReLU / AvgPool2d / IFNode that share the original's
                  parameters (twin.py); ``accelerate(tree)`` swaps them into a module tree
                  and lets the layer after a ReLU apply its mask in its own backward

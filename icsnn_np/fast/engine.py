@@ -23,7 +23,6 @@ from ..backend import xp_of
 from ..convert import SNN
 from ..simulate import collect, rate_encode
 from .conv import FastConv2d
-from .fused import conv_if, fused_block
 from .layers import FastAvgPool2d, accelerate
 from .neurons import FastIFNode
 from .threads import hold_blas
@@ -44,12 +43,11 @@ def fast_snn(snn: SNN, algo: str = "auto") -> SNN:
 def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=None,
                   seed: int = 0, count: bool = False, record: bool = False,
                   keep_v: bool = False, chunk: int | None = None, algo: str = "auto",
-                  progress=None, fuse: bool = True):
+                  progress=None):
     """``icsnn_np.simulate.simulate`` (same arguments, same SimResult), by chunks of
     ``chunk`` steps; ``algo="im2col"`` keeps Winograd out of the convs; ``progress(n)`` is
     called after every chunk with the image-steps it ran. The arguments are checked by the
-    caller (``runs.engine.Engine``, or ``simulate.check_input``). ``fuse=False`` runs every
-    conv apart from its IF node (fused.py: the same spikes, bit for bit)."""
+    caller (``runs.engine.Engine``, or ``simulate.check_input``)."""
     chunk = DEFAULT_CHUNK if chunk is None else chunk
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -82,21 +80,13 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=No
                                               for k in range(Tc)])     # (Tc*N, C, H, W)
                 for m in prefix:
                     h = m.forward(h)
-            i = 0
-            while i < len(body):
-                m, nxt = body[i], body[i + 1] if i + 1 < len(body) else None
-                nb = fused_block(m, nxt, h) if fuse else 0
-                if nb:
-                    # a conv and its IF node block by block, the current in cache (fused.py)
-                    h = bufs[i] = conv_if(m, nxt, h, nb, out=bufs.get(i))
-                    i += 1
-                elif isinstance(m, _REUSE):
+            for i, m in enumerate(body):
+                if isinstance(m, _REUSE):
                     # overwrite this module's output of the previous chunk, long consumed: no
                     # fresh (page-faulting) allocation of a large buffer per chunk
                     h = bufs[i] = m.forward(h, out=bufs.get(i))
                 else:
                     h = m.forward(h)
-                i += 1
             s = h.reshape((Tc, N) + h.shape[1:]).sum(axis=0)  # time-sum of the last layer's output
             acc = s if acc is None else acc + s
             if progress is not None:

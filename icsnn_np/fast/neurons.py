@@ -33,35 +33,6 @@ class FastIFNode(Twin, IFNode):
         """The engine announces how many time steps the next ``forward`` call covers."""
         self.chunk = steps
 
-    def ensure_state(self, like):
-        """Start the state (N, ...) on the first chunk, in the memory order of ``like``
-        (rows, ...), a current: channels-last after a fast conv."""
-        if self.v is not None:
-            return
-        xp = xp_of(like)
-        self.start((self.n,) + tuple(like.shape[1:]), xp, like.dtype)
-        for name in ("v", "spike_count", "first_spike"):
-            a = getattr(self, name)
-            if a is not None:
-                b = xp.empty_like(like, dtype=a.dtype, shape=a.shape)
-                b[...] = a
-                setattr(self, name, b)
-
-    def integrate(self, a, b, current, fired, spikes, th, t):
-        """One step of samples a..b: Eq. 4-6 on ``current`` (b-a, ...) into ``spikes``
-        (spikes x V_th), ``fired`` a bool buffer of that shape, ``t`` the step (from 1)."""
-        xp = xp_of(current)
-        v = self.v[a:b]
-        v += current                          # Eq. 4: integrate
-        xp.greater(v, th, out=fired)          # Eq. 6: fire when v_temp > V_th
-        xp.multiply(fired, th, out=spikes)    # a spike carries V_th into layer l+1
-        v -= spikes                           # Eq. 5: soft reset by subtraction
-        if self.count:
-            self.spike_count[a:b] += fired
-        if self.record:
-            first = self.first_spike[a:b]
-            xp.copyto(first, t, where=fired & (first == 0))   # no mask sync
-
     def forward(self, current, out=None):
         """Integrate ``chunk`` steps of ``current``; return spikes * V_th, shape (chunk*N, ...).
 
@@ -74,7 +45,15 @@ class FastIFNode(Twin, IFNode):
             raise ValueError(f"{self.name}: expected a current with {N} or {Tc}*{N} rows, "
                              f"got {tuple(current.shape)}")
         sample_shape = current.shape[1:]
-        self.ensure_state(current)
+        if self.v is None:
+            self.start((N,) + tuple(sample_shape), xp, current.dtype)
+            # keep the current's memory order (channels-last after a fast conv)
+            for name in ("v", "spike_count", "first_spike"):
+                a = getattr(self, name)
+                if a is not None:
+                    b = xp.empty_like(current, dtype=a.dtype, shape=a.shape)
+                    b[...] = a
+                    setattr(self, name, b)
         cur = current if constant else current.reshape((Tc, N) + sample_shape)
         shape = (Tc * N,) + sample_shape
         if (out is None or out.dtype != current.dtype or out.shape[1:] != sample_shape
@@ -91,11 +70,20 @@ class FastIFNode(Twin, IFNode):
             fired = xp.empty_like(self.v[n0:min(n1, n0 + tile)], dtype=bool)
             for a in range(n0, n1, tile):
                 b = min(n1, a + tile)
-                th = v_th[a:b] if per_image else v_th
+                v, f, th = self.v[a:b], fired[:b - a], v_th[a:b] if per_image else v_th
                 c = cur[a:b] if constant else cur[:, a:b]
+                o = out[:, a:b]
                 for k in range(Tc):
-                    self.integrate(a, b, c if constant else c[k], fired[:b - a], out[k, a:b], th,
-                                   t0 + k + 1)
+                    v += c if constant else c[k]          # Eq. 4: integrate
+                    xp.greater(v, th, out=f)              # Eq. 6: fire when v_temp > V_th
+                    spikes = o[k]
+                    xp.multiply(f, th, out=spikes)        # a spike carries V_th into layer l+1
+                    v -= spikes                           # Eq. 5: soft reset by subtraction
+                    if self.count:
+                        self.spike_count[a:b] += f
+                    if self.record:
+                        first = self.first_spike[a:b]
+                        xp.copyto(first, t0 + k + 1, where=f & (first == 0))   # no mask sync
 
         if xp is np:
             parallel_for(steps, N, Tc * self.v.size)

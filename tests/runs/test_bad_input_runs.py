@@ -81,12 +81,8 @@ def test_the_memory_estimate_is_close_to_the_measured_peak(engine, chunk):
     fixed, per_step, Tc = simulation_bytes(snn, x, 12, engine, chunk, count=True)
     estimate = len(x) * (fixed + Tc * per_step) * resources.MARGIN
     # within 5 % on the Intel Xeon it was fitted on; on an AMD EPYC (another thread count and
-    # cache tiling) the fast engine's chunk-4 peak measured 12 % above: the bound covers both.
-    # The estimate counts every conv's current for a whole chunk; on the CPU the fast engine
-    # fuses a Winograd conv with its IF node (fast/fused.py) and never holds it, so at chunk 12
-    # its peak is about half the estimate (179 of 337 MB, AMD EPYC): an upper bound there.
-    low = 0.45 if engine == "fast" else 0.7
-    assert low * estimate < peak < 1.2 * estimate
+    # cache tiling) the fast engine's chunk-4 peak measured 12 % above: the bound covers both
+    assert 0.7 * estimate < peak < 1.2 * estimate
 
 
 API = [
