@@ -5,8 +5,8 @@ gradients (``layers.py``'s ``twin``) and computes the same forward and backward,
 
 * **channels-last** output (nhwc.py): the GEMM writes rows of output pixels and the next
   conv reads contiguous channel runs;
-* **blocks of images** whose im2col matrix fits in cache (IM2COL_BLOCK_BYTES, from the L2 size), the blocks
-  split over the CPU threads (threads.py), written into a reused output (``out=``);
+* **blocks of images** whose im2col matrix fits in cache (IM2COL_BLOCK_BYTES, from the L2
+  size), the blocks split over the CPU threads (threads.py), written into a reused output (``out=``);
 * **Winograd F(4x4, 3x3)** (winograd.py) for 3x3 stride-1 'same' convs with >= 16 input
   channels, forward, input gradient and weight gradient: 4x fewer multiplies, ~2x faster,
   rounding ~2e-6 of the output's magnitude in float32 where im2col rounds ~1e-7.
@@ -21,7 +21,7 @@ import numpy as np
 from ..backend import xp_of
 from ..layers import Conv2d, col2im, im2col
 from . import winograd
-from .cache import cache_sizes
+from .cache import l2_times
 from .nhwc import col2im_nhwc, im2col_nhwc, is_channels_last, reusable, to_channels_last
 from .threads import parallel_for
 from .twin import Twin
@@ -85,8 +85,7 @@ class FastConv2d(Twin, Conv2d):
         if xp_of(x) is not np:
             return x.shape[0]
         K = x.shape[1] * self.kernel_size ** 2
-        l2 = cache_sizes()["L2"]
-        size = IM2COL_BLOCK_BYTES or (4 * l2 if l2 else 4 << 20)
+        size = IM2COL_BLOCK_BYTES or l2_times(4, 4 << 20)
         nb = max(1, size // (Ho * Wo * K * x.itemsize))
         return 1 << (nb.bit_length() - 1)
 

@@ -32,7 +32,7 @@ import threading
 import numpy as np
 
 from ..backend import xp_of
-from .cache import cache_sizes
+from .cache import l2_times
 from .threads import parallel_for
 
 # F(4x4, 3x3) from the Toom-Cook construction with interpolation points 0, 1, -1, 1/2, -2
@@ -67,8 +67,7 @@ BLOCK_BYTES = None
 
 def block_bytes() -> int:
     """BLOCK_BYTES, or 2 x the L2 cache of this CPU (2 MB where unknown)."""
-    l2 = cache_sizes()["L2"]
-    return BLOCK_BYTES or (2 * l2 if l2 else 2 << 20)
+    return BLOCK_BYTES or l2_times(2, 2 << 20)
 
 
 def eligible(kernel_size: int, stride: int, padding: int) -> bool:

@@ -126,6 +126,7 @@ def test_weight_gradient_and_cached_transform_on_backend_agree_with_numpy(xp, rn
 def test_block_size_follows_the_l2_cache_of_the_machine(monkeypatch):
     """Blocks of about 2 x L2 of tiles (a power of two of images), 2 MB where L2 is unknown;
     the im2col conv's blocks 4 x L2 (4 MB); an explicit BLOCK_BYTES overrides the machine."""
+    from icsnn_np.fast import cache
     from icsnn_np.fast import conv as fast_conv
     from icsnn_np.layers import Conv2d
     tile = 36 * 8 * 8 * 32 * 4                       # one 32x32x32 image's tiles, float32
@@ -133,8 +134,7 @@ def test_block_size_follows_the_l2_cache_of_the_machine(monkeypatch):
     x = np.zeros((64, 32, 32, 32), np.float32)
     seen = {}
     for l2 in (1 << 20, 1 << 18, None):
-        monkeypatch.setattr(winograd, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
-        monkeypatch.setattr(fast_conv, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
+        monkeypatch.setattr(cache, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
         seen[l2] = (winograd.block_images(32, 32, 32, 4, 64, False), conv._block_images(x, 32, 32))
     assert seen[1 << 20][0] == 1 << ((2 << 20) // tile).bit_length() - 1 == 4
     assert seen[1 << 18][0] == 1                     # 512 KB of tiles: one image per block
