@@ -12,6 +12,9 @@ Two more exact shortcuts:
   node run once on the image (N rows) and the first node integrates that constant current;
 - the readout (the linear layers after the last IF node, the non-spiking output layer) is
   applied once to the time-average of its input instead of at every step (linearity).
+And one that saves memory traffic: an IF node writes its spikes over its current (the
+output buffer of the layer before, which nothing else reads), so a chunk's largest arrays
+are streamed through the cache once less (about 7 % of the demo's time on a 2-core AMD EPYC).
 
 Bit for bit equal to the step-by-step teaching simulation in float64 (tests/test_fast.py);
 in float32 Winograd's rounding (~2e-6 of a layer's output) can move a potential that sits
@@ -81,7 +84,11 @@ def simulate_fast(snn: SNN, x, T: int, coding: str = "direct", mean=None, std=No
                 for m in prefix:
                     h = m.forward(h)
             for i, m in enumerate(body):
-                if isinstance(m, _REUSE):
+                if isinstance(m, FastIFNode) and i > 0 and h is bufs.get(i - 1):
+                    # the current is the layer before's reused output, read by this node only:
+                    # the spikes overwrite it step by step (one buffer less to stream)
+                    h = m.forward(h, out=h)
+                elif isinstance(m, _REUSE):
                     # overwrite this module's output of the previous chunk, long consumed: no
                     # fresh (page-faulting) allocation of a large buffer per chunk
                     h = bufs[i] = m.forward(h, out=bufs.get(i))

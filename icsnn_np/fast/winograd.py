@@ -22,8 +22,8 @@ can; the fast engine's ``algo="im2col"`` gives the direct sum's rounding.
 
 Layout: channels-last throughout, like the fast im2col path (conv.py). The input is gathered
 into 6x6 tiles that overlap by 2 (the stride of tiles is 4), block of images by block of
-images, so that a block's buffers stay in cache; padding taps are left at zero in a reused
-buffer, as in ``nhwc.im2col_nhwc``.
+images, so that a block's buffers stay in cache; it is first copied into a reused buffer
+whose border stays zero (the padding), as in ``nhwc.im2col_nhwc``.
 """
 from __future__ import annotations
 
@@ -59,15 +59,17 @@ A_T = np.array([[1, 1, 1, 1, 1, 0],
                 [0, 1, -1, 1 / 8, -8, 1]], dtype=np.float64)
 M_OUT, TILE = 4, 6          # outputs per tile side, input tile side (M_OUT + 3 - 1)
 
-# Bytes of one block's gathered input tiles: twice a core's L2 cache, read from the machine
-# (cache.py; 2 MB where unknown). On an AMD EPYC with 1 MB of L2 per core, 1-5 MB were all
-# within a few % on the layers of the benchmark VGG. A number here overrides it (tests).
+# Bytes of one block's gathered input tiles: a core's L2 cache, read from the machine
+# (cache.py; 1 MB where unknown). On an AMD EPYC with 1 MB of L2, the vgg_cpu SNN ran 14 %
+# faster with these blocks than with 2 x L2 (in one process, alternately), once the tiles
+# were gathered in four copies instead of 36; with the 36 copies (and their Python calls
+# under the GIL), 1-5 MB had been within a few %. A number here overrides it (tests).
 BLOCK_BYTES = None
 
 
 def block_bytes() -> int:
-    """BLOCK_BYTES, or 2 x the L2 cache of this CPU (2 MB where unknown)."""
-    return BLOCK_BYTES or l2_times(2, 2 << 20)
+    """BLOCK_BYTES, or the L2 cache of this CPU (1 MB where unknown)."""
+    return BLOCK_BYTES or l2_times(1, 1 << 20)
 
 
 def eligible(kernel_size: int, stride: int, padding: int) -> bool:
@@ -109,14 +111,6 @@ def weight_grad(dU):
     return dw.reshape(3, 3, C, O).transpose(3, 2, 0, 1)
 
 
-def _tap_span(n_tiles, off, n_in):
-    """Tiles [lo, hi) whose tap ``off`` (0..5) lands inside the input (padding 1, tile
-    stride 4), and the input index of ``lo``'s tap: 4*t + off - 1 must lie in [0, n_in)."""
-    lo = max(0, -((off - 1) // M_OUT))
-    hi = max(lo, min(n_tiles, (n_in - off) // M_OUT + 1))
-    return lo, hi, lo * M_OUT + off - 1
-
-
 def block_images(H: int, W: int, C: int, itemsize: int, n: int, gpu: bool) -> int:
     """Images per block: a power of two near ``block_bytes()`` of tiles (CPU), all (GPU)."""
     if gpu:
@@ -131,13 +125,14 @@ class Workspace:
 
     def __init__(self, xp, nb, H, W, C, O, dtype):
         th, tw = -(-H // M_OUT), -(-W // M_OUT)
-        # (tile rows, tile cols, first input row, first input col) of each of the 36 taps
-        self.taps = [(i, j) + _tap_span(th, i, H) + _tap_span(tw, j, W)
-                     for i in range(TILE) for j in range(TILE)]
         # output rows/cols r::4 that exist, for each offset r inside a 4x4 output tile
         self.out_h = [len(range(r, H, M_OUT)) for r in range(M_OUT)]
         self.out_w = [len(range(r, W, M_OUT)) for r in range(M_OUT)]
-        self.D = xp.zeros((TILE, TILE, nb, th, tw, C), dtype)      # input tiles; zeros = padding
+        self.whole = H == M_OUT * th and W == M_OUT * tw           # the tiles cover the output
+        # the input with its zero padding (and the last tiles' overhang): only the inside is
+        # ever written, so the border stays zero
+        self.P = xp.zeros((nb, M_OUT * th + 4, M_OUT * tw + 4, C), dtype)
+        self.D = xp.empty((TILE, TILE, nb, th, tw, C), dtype)      # input tiles
         self.T1 = xp.empty((TILE, TILE, nb * th * tw * C), dtype)  # B^T applied along rows
         self.V = xp.empty((TILE * TILE, nb * th * tw, C), dtype)   # Winograd-domain input
         self.M = xp.empty((TILE * TILE, nb * th * tw, O), dtype)   # ... times U, summed over C
@@ -174,10 +169,18 @@ def workspace(xp, nb, H, W, C, O, dtype) -> Workspace:
 def _input_tiles(x, ws: Workspace):
     """ws.V = B^T d B for every 6x6 tile d of the block x (n, H, W, C), padding 1."""
     xp = xp_of(x)
-    D = ws.D
-    for i, j, hl, hh, r0, wl, wh, c0 in ws.taps:                  # gather the 6x6 tiles
-        D[i, j, :, hl:hh, wl:wh] = x[:, r0:r0 + M_OUT * (hh - hl):M_OUT,
-                                     c0:c0 + M_OUT * (wh - wl):M_OUT]
+    n, H, W, C = x.shape
+    D, P = ws.D, ws.P
+    th, tw = D.shape[3:5]
+    P[:, 1:H + 1, 1:W + 1] = x
+    # Gather the 6x6 tiles, D[i, j, n, ty, tx] = P[n, 4ty + i, 4tx + j], in four copies: taps
+    # 0-3 of every tile are one reshape of P (tiles side by side), taps 4-5 the next 0-1
+    # (one Python call per 36 taps would hold the GIL the other thread needs)
+    for i0, di in ((0, M_OUT), (M_OUT, TILE - M_OUT)):
+        rows = P[:, i0:i0 + M_OUT * th].reshape(n, th, M_OUT, -1, C)[:, :, :di]
+        for j0, dj in ((0, M_OUT), (M_OUT, TILE - M_OUT)):
+            taps = rows[:, :, :, j0:j0 + M_OUT * tw].reshape(n, th, di, tw, M_OUT, C)
+            D[i0:i0 + di, j0:j0 + dj] = taps[:, :, :, :, :dj].transpose(2, 4, 0, 1, 3, 5)
     # V = B^T d B, one axis at a time: two GEMMs with a 6x6 matrix
     xp.matmul(ws.b_t, D.reshape(TILE, -1), out=ws.T1.reshape(TILE, -1))
     xp.matmul(ws.b_t, ws.T1, out=ws.V.reshape(TILE, TILE, -1))
@@ -189,7 +192,7 @@ def _fit(ws: Workspace, n: int, x, O: int) -> Workspace:
     if n == ws.D.shape[2]:
         return ws
     _, H, W, C = x.shape
-    return Workspace(xp_of(x), n, H, W, C, O, ws.D.dtype)
+    return workspace(xp_of(x), n, H, W, C, O, ws.D.dtype)   # cached too: no churn per call
 
 
 def conv3x3_block(x, U, out, ws: Workspace):
@@ -205,7 +208,11 @@ def conv3x3_block(x, U, out, ws: Workspace):
     # Y = A^T M A, again one axis at a time
     xp.matmul(ws.a_t, ws.M.reshape(TILE, -1), out=ws.Z.reshape(M_OUT, -1))
     xp.matmul(ws.a_t, ws.Z, out=ws.Y.reshape(M_OUT, M_OUT, -1))
-    for r, hr in enumerate(ws.out_h):                             # scatter the 4x4 outputs
+    if ws.whole:                                                  # scatter the 4x4 outputs
+        th, tw = ws.Y.shape[3:5]
+        out.reshape(n, th, M_OUT, tw, M_OUT, -1).transpose(2, 4, 0, 1, 3, 5)[...] = ws.Y
+        return out
+    for r, hr in enumerate(ws.out_h):                             # ... the last tiles overhang
         for s, wr in enumerate(ws.out_w):
             out[:, r::M_OUT, s::M_OUT] = ws.Y[r, s, :, :hr, :wr]
     return out
@@ -226,9 +233,13 @@ def weight_grad_block(x, gy, dU, ws: Workspace):
     V = _input_tiles(x, ws)
     if ws.GY is None:
         ws.GY = xp.zeros(ws.Y.shape, ws.Y.dtype)                  # zeros: outputs past the edge
-    for r, hr in enumerate(ws.out_h):                             # gather the 4x4 output tiles
-        for s, wr in enumerate(ws.out_w):
-            ws.GY[r, s, :, :hr, :wr] = gy[:, r::M_OUT, s::M_OUT]
+    if ws.whole:                                                  # gather the 4x4 output tiles
+        th, tw = ws.Y.shape[3:5]
+        ws.GY[...] = gy.reshape(n, th, M_OUT, tw, M_OUT, O).transpose(2, 4, 0, 1, 3, 5)
+    else:
+        for r, hr in enumerate(ws.out_h):
+            for s, wr in enumerate(ws.out_w):
+                ws.GY[r, s, :, :hr, :wr] = gy[:, r::M_OUT, s::M_OUT]
     # dM = A dY A^T, one axis at a time (A = a_t.T is 6x4); Z's memory holds the middle step
     z = ws.Z.reshape(TILE, M_OUT, -1)
     xp.matmul(ws.a_t.T, ws.GY.reshape(M_OUT, -1), out=z.reshape(TILE, -1))

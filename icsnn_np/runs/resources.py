@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backend import xp_of
 from ..fast.engine import DEFAULT_CHUNK
-from ..layers import ReLU
+from ..layers import AvgPool2d, Conv2d, ReLU
 from ..module import rebuild
 from ..neurons import IFNode
 
@@ -92,7 +92,10 @@ def simulation_bytes(snn, x, T: int, engine: str = "reference", chunk: int | Non
         return S * states + 12 * L * b, 0, 1
     Tc = min(T, DEFAULT_CHUNK if chunk is None else chunk)
     w = 1 if xp_of(x) is np else 9
-    body = sum(flat[snn.first:snn.last + 1])
+    # an IF node right after a conv or pool writes its spikes over that layer's output
+    over = sum(flat[i] for i in range(snn.first + 1, snn.last + 1)
+               if isinstance(snn.flat[i], IFNode) and isinstance(snn.flat[i - 1], (Conv2d, AvgPool2d)))
+    body = sum(flat[snn.first:snn.last + 1]) - over
     return S * states + 2 * L * b, (body + w * L) * b, Tc
 
 

@@ -99,6 +99,29 @@ def test_the_fast_network_really_uses_every_conv_path():
     assert paths == {"winograd", "few", "nhwc"}
 
 
+def test_if_nodes_overwrite_a_layers_output_but_never_the_constant_current(monkeypatch):
+    """In the engine a node after a conv writes its spikes over the conv's output buffer; the
+    first node's constant current (direct coding), used again at every chunk, is never
+    overwritten; and the spikes stay the reference's over several chunks."""
+    from icsnn_np.fast.neurons import FastIFNode
+    _, snn, x = converted("vgg", 4)
+    seen, real = [], FastIFNode.forward
+
+    def spy(self, current, out=None):
+        seen.append(out is current)
+        return real(self, current, out=out)
+
+    monkeypatch.setattr(FastIFNode, "forward", spy)
+    fast = simulate_fast(snn, x, 7, count=True, chunk=3)
+    monkeypatch.setattr(FastIFNode, "forward", real)
+    per_chunk = len(snn.nodes)
+    assert len(seen) == 3 * per_chunk
+    assert not any(seen[::per_chunk])                  # the first node: the constant current
+    assert sum(seen) == 3 * sum(type(m).__name__ == "Conv2d" for m in snn.flat[snn.first:])
+    ref = simulate(snn, x, 7, count=True)
+    assert fast.spikes == ref.spikes and np.array_equal(fast.output.argmax(1), ref.output.argmax(1))
+
+
 def test_the_fast_engine_leaves_the_reference_nodes_and_blas_alone():
     _, snn, x = converted("vgg", 1)
     before = thread_count()

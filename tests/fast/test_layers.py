@@ -121,6 +121,25 @@ def test_fast_avgpool_writes_into_a_reusable_output(rng, two_workers):
     np.testing.assert_allclose(y, avgpool2d_naive(x, 2), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("gate", [False, True])
+def test_fast_avgpool_tiles_do_not_change_outputs_or_gradients(rng, monkeypatch, two_workers, gate):
+    """One image per tile against one tile per thread slice: the same values bit for bit, in
+    float32, and the same gradient after them (with the ReLU gate of a fused mask too)."""
+    from icsnn_np.fast import layers as fast_layers
+    x = channels_last(rng.normal(size=(7, 5, 6, 6)).astype(np.float32))
+    g = rng.normal(size=(7, 5, 3, 3)).astype(np.float32)
+    runs = []
+    for tile in (1, 1 << 30):
+        monkeypatch.setattr(fast_layers, "POOL_TILE_ELEMENTS", tile)
+        pool = FastAvgPool2d(2).train()
+        pool.relu_input = gate
+        runs.append((pool.forward(x), pool.backward(g)))
+        assert (fast_layers.pool_tile(g, 4) >= 7) == (tile > 1)  # one image / all per tile
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    assert not gate or np.all(runs[0][1][x <= 0] == 0)
+
+
 # --------------------------------------------------------------------------- twin, accelerate
 def test_twin_shares_the_state_of_the_original():
     conv, relu, pool, node = Conv2d(3, 4, 3), ReLU(), AvgPool2d(2, 1), IFNode(v_th=0.7, v0=0.1, name="n")

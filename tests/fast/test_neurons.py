@@ -124,6 +124,26 @@ def test_forward_writes_into_a_reusable_output():
     assert second.shape == (2 * n, 4) and np.shares_memory(second, first)
 
 
+def test_spikes_written_over_the_current_equal_those_into_a_new_buffer():
+    """The engine lets a node overwrite its current with its spikes (``out=current``): the
+    same spikes, v and counts as into a fresh buffer, over chunks, in either memory order."""
+    rng = np.random.default_rng(3)
+    T, n = 5, 3
+    for cur in (rng.normal(0.5, 1.0, (T * n, 4, 3, 3)),
+                channels_last(rng.normal(0.5, 1.0, (T * n, 4, 3, 3)))):
+        ref, out_ref = teaching(cur, T, n, 0.8, 0.1)
+        node = FastIFNode(v_th=0.8, v0=0.1)
+        node.reset(n, record=True)
+        outs = []
+        for a, b in ((0, 2), (2, 5)):
+            node.begin_chunk(b - a)
+            c = np.array(cur[a * n:b * n], order="K")              # the layer's own buffer
+            o = node.forward(c, out=c)
+            assert np.shares_memory(o, c)
+            outs.append(np.array(o))
+        assert_same(node, np.concatenate(outs).reshape(out_ref.shape), ref, out_ref)
+
+
 def test_twin_of_a_converted_node_runs_its_thresholds_and_v0():
     node = IFNode(v_th=np.array([0.5, 1.0]), v0=np.array([0.4, -0.2]), name="relu1")
     fast = twin(node)
@@ -175,3 +195,20 @@ def test_chunks_on_backend_agree_with_numpy(xp, constant):
     for name in ("v", "spike_count", "first_spike"):
         np.testing.assert_allclose(to_host(getattr(node, name)), getattr(want, name), rtol=1e-12,
                                    atol=1e-12, err_msg=name)
+
+
+def test_tiles_follow_the_l2_cache_of_the_machine(monkeypatch):
+    """The IF tile fills the L2 (1 MB where unknown), the pooling tile an eighth of it; a
+    number in IF_TILE_ELEMENTS / POOL_TILE_ELEMENTS overrides the machine."""
+    from icsnn_np.fast import cache
+    from icsnn_np.fast import layers as fast_layers
+    a = np.zeros((64, 8, 16, 16), np.float32)                       # 2,048 elements an image
+    seen = {}
+    for l2 in (1 << 21, 1 << 18, None):
+        monkeypatch.setattr(cache, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
+        seen[l2] = (fast_neurons.tile_elements(4), fast_layers.pool_tile(a, 4))
+    assert seen[1 << 21] == (1 << 19, 32) and seen[1 << 18] == (1 << 16, 4)
+    assert seen[None] == (1 << 18, 16)
+    monkeypatch.setattr(fast_neurons, "IF_TILE_ELEMENTS", 5)
+    monkeypatch.setattr(fast_layers, "POOL_TILE_ELEMENTS", 4096)
+    assert fast_neurons.tile_elements(4) == 5 and fast_layers.pool_tile(a, 4) == 2

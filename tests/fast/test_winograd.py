@@ -41,6 +41,24 @@ def test_conv3x3_equals_the_definition(case, seed):
                                rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("h, w", [(8, 8), (4, 12), (8, 6), (7, 8), (5, 5)])
+def test_whole_tiles_and_overhanging_tiles_both_give_the_definition(rng, h, w):
+    """Sizes that are multiples of 4 take the reshape path for the outputs and output
+    gradients, others the per-offset loop; both, forward and weight gradient, and the input
+    tiles taken from a strided (channels-last view) input."""
+    x = rng.normal(size=(3, 5, h, w))
+    wt, gy = rng.normal(size=(4, 5, 3, 3)), rng.normal(size=(3, h, w, 4))
+    xh = x.transpose(0, 2, 3, 1)                                         # a view, not a copy
+    y = winograd.conv3x3(xh, winograd.transform_weights(wt), nb=2)
+    np.testing.assert_allclose(y.transpose(0, 3, 1, 2), conv_direct(x, wt, None, 1, 1),
+                               rtol=1e-11, atol=1e-11)
+    xpad = np.pad(xh, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = np.stack([np.stack([np.einsum("nhwc,nhwo->oc", xpad[:, p:p + h, q:q + w], gy)
+                               for q in range(3)], -1) for p in range(3)], -2)
+    np.testing.assert_allclose(winograd.conv3x3_weight_grad(xh, gy, nb=2), want,
+                               rtol=1e-11, atol=1e-11)
+
+
 def test_conv3x3_adds_the_bias_and_writes_into_out(rng):
     x = rng.normal(size=(2, 6, 5, 4))                                    # (N, H, W, C)
     wt, b = rng.normal(size=(3, 4, 3, 3)), rng.normal(size=3)
@@ -124,8 +142,8 @@ def test_weight_gradient_and_cached_transform_on_backend_agree_with_numpy(xp, rn
 
 
 def test_block_size_follows_the_l2_cache_of_the_machine(monkeypatch):
-    """Blocks of about 2 x L2 of tiles (a power of two of images), 2 MB where L2 is unknown;
-    the im2col conv's blocks 4 x L2 (4 MB); an explicit BLOCK_BYTES overrides the machine."""
+    """Blocks of about the L2's size of tiles (a power of two of images), 1 MB where L2 is
+    unknown; the im2col conv's blocks 4 x L2 (4 MB); an explicit BLOCK_BYTES overrides it."""
     from icsnn_np.fast import cache
     from icsnn_np.fast import conv as fast_conv
     from icsnn_np.layers import Conv2d
@@ -136,9 +154,19 @@ def test_block_size_follows_the_l2_cache_of_the_machine(monkeypatch):
     for l2 in (1 << 20, 1 << 18, None):
         monkeypatch.setattr(cache, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
         seen[l2] = (winograd.block_images(32, 32, 32, 4, 64, False), conv._block_images(x, 32, 32))
-    assert seen[1 << 20][0] == 1 << ((2 << 20) // tile).bit_length() - 1 == 4
-    assert seen[1 << 18][0] == 1                     # 512 KB of tiles: one image per block
-    assert seen[None] == seen[1 << 20]               # unknown: the 2 MB / 4 MB defaults
+    assert seen[1 << 20][0] == 1 << ((1 << 20) // tile).bit_length() - 1 == 2
+    assert seen[1 << 18][0] == 1                     # 256 KB of tiles: one image per block
+    assert seen[None] == seen[1 << 20]               # unknown: the 1 MB / 4 MB defaults
     assert seen[1 << 20][1] == 2 and seen[1 << 18][1] == 1      # 4 MB / 1 MB of 1.2 MB images
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 8 * tile)
     assert winograd.block_images(32, 32, 32, 4, 64, False) == 8
+
+
+def test_a_short_last_block_reuses_its_buffers(rng):
+    """A block of fewer images than the workspace's (the last of a batch) gets cached buffers
+    too: no fresh, zeroed workspace at every call (the SNN engine calls each layer per chunk)."""
+    x = rng.normal(size=(3, 8, 8, 16)).astype(np.float32)
+    ws = winograd.workspace(np, 4, 8, 8, 16, 8, np.float32)
+    short = winograd._fit(ws, 3, x, 8)
+    assert short is not ws and short.D.shape[2] == 3
+    assert winograd._fit(ws, 3, x, 8) is short

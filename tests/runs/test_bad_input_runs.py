@@ -81,7 +81,7 @@ def test_the_memory_estimate_is_close_to_the_measured_peak(engine, chunk):
     fixed, per_step, Tc = simulation_bytes(snn, x, 12, engine, chunk, count=True)
     estimate = len(x) * (fixed + Tc * per_step) * resources.MARGIN
     # within 5 % on the Intel Xeon it was fitted on; on an AMD EPYC (another thread count and
-    # cache tiling) the fast engine's chunk-4 peak measured 12 % above: the bound covers both
+    # cache tiling) the fast engine's chunk-4 peak measured 12-14 % above: the bound covers both
     assert 0.7 * estimate < peak < 1.2 * estimate
 
 
