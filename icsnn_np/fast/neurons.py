@@ -56,13 +56,15 @@ class FastIFNode(Twin, IFNode):
         sample_shape = current.shape[1:]
         if self.v is None:
             self.start((N,) + tuple(sample_shape), xp, current.dtype)
-            # keep the current's memory order (channels-last after a fast conv)
-            for name in ("v", "spike_count", "first_spike"):
-                a = getattr(self, name)
-                if a is not None:
-                    b = xp.empty_like(current, dtype=a.dtype, shape=a.shape)
-                    b[...] = a
-                    setattr(self, name, b)
+            # the state again in the current's memory order (channels-last after a fast conv),
+            # filled as start() filled it: no transposing copy of start()'s arrays
+            shape = self.v.shape
+            v = xp.empty_like(current, shape=shape)
+            v[...] = xp.asarray(self.v0, current.dtype)
+            self.v = v
+            for name in ("spike_count", "first_spike"):
+                if getattr(self, name) is not None:
+                    setattr(self, name, xp.zeros_like(current, dtype=xp.int32, shape=shape))
         cur = current if constant else current.reshape((Tc, N) + sample_shape)
         shape = (Tc * N,) + sample_shape
         if (out is None or out.dtype != current.dtype or out.shape[1:] != sample_shape
