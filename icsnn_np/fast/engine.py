@@ -14,7 +14,8 @@ Two more exact shortcuts:
   applied once to the time-average of its input instead of at every step (linearity).
 And one that saves memory traffic: an IF node writes its spikes over its current (the
 output buffer of the layer before, which nothing else reads), so a chunk's largest arrays
-are streamed through the cache once less (about 7 % of the demo's time on a 2-core AMD EPYC).
+are streamed through the cache once less (about 7 % of a vgg_cpu simulation's time on a
+2-core AMD EPYC, measured alternately in one process).
 
 Bit for bit equal to the step-by-step teaching simulation in float64 (tests/test_fast.py);
 in float32 Winograd's rounding (~2e-6 of a layer's output) can move a potential that sits

@@ -29,11 +29,11 @@ from .twin import Twin
 POOL_TILE_ELEMENTS = None
 
 
-def pool_tile(a, itemsize: int) -> int:
+def pool_tile(a) -> int:
     """Images (rows of ``a``, the pooled output) per tile of the pooling loop (all on a GPU)."""
     if xp_of(a) is not np:
         return max(1, a.shape[0])
-    n = POOL_TILE_ELEMENTS or l2_times(1, 1 << 20) // (8 * itemsize)
+    n = POOL_TILE_ELEMENTS or l2_times(1, 1 << 20) // (8 * a.itemsize)
     return max(1, n // max(1, a[0].size))
 
 
@@ -94,7 +94,7 @@ class FastAvgPool2d(Twin, AvgPool2d):
         if out is None:
             out = xp.empty_like(first)                   # keeps the memory order
 
-        tile = pool_tile(out, out.itemsize)
+        tile = pool_tile(out)
 
         def pool(n0, n1):
             for a in range(n0, n1, tile):

@@ -166,6 +166,13 @@ def workspace(xp, nb, H, W, C, O, dtype) -> Workspace:
     return ws
 
 
+def _as_tiles(a, th: int, tw: int):
+    """The (4, 4, n, th, tw, C) view of a (n, 4*th, 4*tw, C) array: [r, s, n, ty, tx] is
+    a[n, 4ty + r, 4tx + s]; a view (only axes are split), so writing to it writes ``a``."""
+    n, C = a.shape[0], a.shape[3]
+    return a.reshape(n, th, M_OUT, tw, M_OUT, C).transpose(2, 4, 0, 1, 3, 5)
+
+
 def _input_tiles(x, ws: Workspace):
     """ws.V = B^T d B for every 6x6 tile d of the block x (n, H, W, C), padding 1."""
     xp = xp_of(x)
@@ -174,13 +181,12 @@ def _input_tiles(x, ws: Workspace):
     th, tw = D.shape[3:5]
     P[:, 1:H + 1, 1:W + 1] = x
     # Gather the 6x6 tiles, D[i, j, n, ty, tx] = P[n, 4ty + i, 4tx + j], in four copies: taps
-    # 0-3 of every tile are one reshape of P (tiles side by side), taps 4-5 the next 0-1
-    # (one Python call per 36 taps would hold the GIL the other thread needs)
+    # 0-3 of every tile are P seen as tiles side by side, taps 4-5 the next tile's 0-1 (one
+    # Python call per tap, 36, would hold the GIL the other thread needs)
     for i0, di in ((0, M_OUT), (M_OUT, TILE - M_OUT)):
-        rows = P[:, i0:i0 + M_OUT * th].reshape(n, th, M_OUT, -1, C)[:, :, :di]
         for j0, dj in ((0, M_OUT), (M_OUT, TILE - M_OUT)):
-            taps = rows[:, :, :, j0:j0 + M_OUT * tw].reshape(n, th, di, tw, M_OUT, C)
-            D[i0:i0 + di, j0:j0 + dj] = taps[:, :, :, :, :dj].transpose(2, 4, 0, 1, 3, 5)
+            tiles = _as_tiles(P[:, i0:i0 + M_OUT * th, j0:j0 + M_OUT * tw], th, tw)
+            D[i0:i0 + di, j0:j0 + dj] = tiles[:di, :dj]
     # V = B^T d B, one axis at a time: two GEMMs with a 6x6 matrix
     xp.matmul(ws.b_t, D.reshape(TILE, -1), out=ws.T1.reshape(TILE, -1))
     xp.matmul(ws.b_t, ws.T1, out=ws.V.reshape(TILE, TILE, -1))
@@ -201,7 +207,7 @@ def conv3x3_block(x, U, out, ws: Workspace):
     x: (n, H, W, C) input; U: (36, C, O) transformed weights; out: (n, H, W, O), written.
     """
     xp = xp_of(x)
-    n, H, W, _ = x.shape
+    n = x.shape[0]
     ws = _fit(ws, n, x, U.shape[2])
     V = _input_tiles(x, ws)
     xp.matmul(V, U, out=ws.M)                                     # 36 GEMMs (tiles, C) @ (C, O)
@@ -209,8 +215,7 @@ def conv3x3_block(x, U, out, ws: Workspace):
     xp.matmul(ws.a_t, ws.M.reshape(TILE, -1), out=ws.Z.reshape(M_OUT, -1))
     xp.matmul(ws.a_t, ws.Z, out=ws.Y.reshape(M_OUT, M_OUT, -1))
     if ws.whole:                                                  # scatter the 4x4 outputs
-        th, tw = ws.Y.shape[3:5]
-        out.reshape(n, th, M_OUT, tw, M_OUT, -1).transpose(2, 4, 0, 1, 3, 5)[...] = ws.Y
+        _as_tiles(out, *ws.Y.shape[3:5])[...] = ws.Y
         return out
     for r, hr in enumerate(ws.out_h):                             # ... the last tiles overhang
         for s, wr in enumerate(ws.out_w):
@@ -227,15 +232,14 @@ def weight_grad_block(x, gy, dU, ws: Workspace):
     x: (n, H, W, C) input, gy: (n, H, W, O) output gradient, dU: (36, C, O) accumulator.
     """
     xp = xp_of(x)
-    n, H, W, _ = x.shape
+    n = x.shape[0]
     O = gy.shape[3]
     ws = _fit(ws, n, x, O)
     V = _input_tiles(x, ws)
     if ws.GY is None:
         ws.GY = xp.zeros(ws.Y.shape, ws.Y.dtype)                  # zeros: outputs past the edge
     if ws.whole:                                                  # gather the 4x4 output tiles
-        th, tw = ws.Y.shape[3:5]
-        ws.GY[...] = gy.reshape(n, th, M_OUT, tw, M_OUT, O).transpose(2, 4, 0, 1, 3, 5)
+        ws.GY[...] = _as_tiles(gy, *ws.Y.shape[3:5])
     else:
         for r, hr in enumerate(ws.out_h):
             for s, wr in enumerate(ws.out_w):

@@ -206,9 +206,9 @@ def test_tiles_follow_the_l2_cache_of_the_machine(monkeypatch):
     seen = {}
     for l2 in (1 << 21, 1 << 18, None):
         monkeypatch.setattr(cache, "cache_sizes", lambda l2=l2: {"L1d": None, "L2": l2, "L3": None})
-        seen[l2] = (fast_neurons.tile_elements(4), fast_layers.pool_tile(a, 4))
+        seen[l2] = (fast_neurons.tile_elements(4), fast_layers.pool_tile(a))
     assert seen[1 << 21] == (1 << 19, 32) and seen[1 << 18] == (1 << 16, 4)
     assert seen[None] == (1 << 18, 16)
     monkeypatch.setattr(fast_neurons, "IF_TILE_ELEMENTS", 5)
     monkeypatch.setattr(fast_layers, "POOL_TILE_ELEMENTS", 4096)
-    assert fast_neurons.tile_elements(4) == 5 and fast_layers.pool_tile(a, 4) == 2
+    assert fast_neurons.tile_elements(4) == 5 and fast_layers.pool_tile(a) == 2
